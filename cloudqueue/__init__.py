@@ -1,0 +1,64 @@
+"""cloudqueue: background jobs with typed payloads, on any cloud queue or in memory.
+
+    import cloudqueue as cq
+
+    app = cq.App("shop")
+
+    @app.job(retry=cq.Retry(attempts=5))
+    def send_receipt(payload: Receipt, ctx: cq.JobContext) -> None: ...
+
+    send_receipt.enqueue(Receipt(to="a@b.c", order_id="1"))
+"""
+
+from ._errors import (
+    BackendError,
+    BackendUnavailable,
+    CloudQueueError,
+    ConfigurationError,
+    PayloadError,
+    Permanent,
+    PermissionDenied,
+    QueueNotFound,
+    RetryLater,
+    Throttled,
+    UnknownJobError,
+    UnsupportedFeature,
+)
+from .app import App, DrainReport
+from .backends.base import Backend, Capabilities, DeadLetter, Delivery, OutgoingMessage, QueueStats
+from .context import JobContext
+from .dispatch import Outcome, Result
+from .job import Job
+from .retry import Backoff, Retry
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "Backend",
+    "BackendError",
+    "BackendUnavailable",
+    "Backoff",
+    "Capabilities",
+    "CloudQueueError",
+    "ConfigurationError",
+    "DeadLetter",
+    "Delivery",
+    "DrainReport",
+    "Job",
+    "JobContext",
+    "Outcome",
+    "OutgoingMessage",
+    "PayloadError",
+    "Permanent",
+    "PermissionDenied",
+    "QueueNotFound",
+    "QueueStats",
+    "Result",
+    "Retry",
+    "RetryLater",
+    "Throttled",
+    "UnknownJobError",
+    "UnsupportedFeature",
+    "__version__",
+]

@@ -1,0 +1,54 @@
+"""Time, injectable: every component reads the clock it was given."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Where cloudqueue reads the time and how it waits."""
+
+    def time(self) -> float:
+        """Seconds since the Unix epoch."""
+
+    def now(self) -> datetime:
+        """The current time as an aware UTC datetime."""
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (a fake clock just moves forward)."""
+
+
+class SystemClock:
+    """The real wall clock."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, as CloudEvents writes it."""
+    if moment.tzinfo is None:
+        raise ValueError("cloudqueue only uses aware datetimes; got a naive one")
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp (``Z`` or an offset) into an aware UTC datetime."""
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no time zone")
+    return moment.astimezone(timezone.utc)

@@ -1,0 +1,311 @@
+"""The application: a named set of jobs bound to one backend."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from . import envelope
+from ._clock import Clock
+from ._errors import CloudQueueError, ConfigurationError, PayloadError, UnknownJobError, UnsupportedFeature
+from .backends.base import Backend, OutgoingMessage
+from .dispatch import Dispatcher, Outcome, Result
+from .job import Job, OrderingKey, inspect_job_function
+from .retry import DEFAULT_RETRY, Retry
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+F = TypeVar("F", bound=Callable[..., Any])
+_KEY_NAMESPACE = uuid.UUID("6f1c51d6-3b1e-4b0e-9d55-0c1a3c0e7a11")
+
+
+@dataclass
+class DrainReport:
+    """What ``App.drain`` did."""
+
+    succeeded: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    hopped: int = 0
+    results: list[Result] = field(default_factory=list, repr=False)
+
+    def add(self, result: Result) -> None:
+        self.results.append(result)
+        if result.outcome is Outcome.ACK:
+            self.succeeded += 1
+        elif result.outcome is Outcome.RETRY:
+            self.retried += 1
+        elif result.outcome is Outcome.HOP:
+            self.hopped += 1
+        else:
+            self.dead_lettered += 1
+
+    @property
+    def processed(self) -> int:
+        return len(self.results)
+
+
+class App:
+    """A named set of jobs on one backend.
+
+    Args:
+        name: the app's name; it becomes the envelope's ``source`` (``cloudqueue://<name>``).
+        backend: a URL (``"memory://"``, ``"sqs://orders?region=eu-west-1"``) or a Backend.
+            None reads ``$CLOUDQUEUE_URL`` and falls back to ``"memory://"``. A URL is
+            opened on first use, so defining an app costs no SDK import.
+        retry: the default retry policy of this app's jobs.
+        clock: the clock for enqueue times and delays (default: the backend's).
+    """
+
+    def __init__(self, name: str, backend: str | Backend | None = None, *,
+                 retry: Retry | None = None, clock: Clock | None = None) -> None:
+        if not name or not isinstance(name, str):
+            raise ConfigurationError("cq.App needs a non-empty name, e.g. cq.App('shop')")
+        if retry is not None and not isinstance(retry, Retry):
+            raise ConfigurationError(f"App retry must be a cq.Retry, got {retry!r}")
+        if backend is not None and not isinstance(backend, (str, Backend)):
+            raise ConfigurationError(
+                f"App backend must be a URL string or a Backend, got {type(backend).__name__}")
+        self.name = name
+        self.retry = retry or DEFAULT_RETRY
+        self._backend_spec: str | Backend = backend or os.environ.get("CLOUDQUEUE_URL") or "memory://"
+        self._backend: Backend | None = backend if isinstance(backend, Backend) else None
+        self._clock = clock
+        self._jobs: dict[str, Job[Any, Any]] = {}
+        self.dispatcher = Dispatcher(self)
+
+    # -- wiring ------------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            from .backends import from_url
+
+            assert isinstance(self._backend_spec, str)
+            self._backend = from_url(self._backend_spec)
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend: Backend) -> None:
+        self._backend = backend
+        self._backend_spec = backend
+
+    @property
+    def backend_url(self) -> str | None:
+        return self._backend_spec if isinstance(self._backend_spec, str) else None
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock if self._clock is not None else self.backend.clock
+
+    @property
+    def jobs(self) -> Mapping[str, Job[Any, Any]]:
+        return self._jobs
+
+    # -- registering -------------------------------------------------------------------
+    @overload
+    def job(self, func: F, /) -> Job[Any, Any]: ...
+
+    @overload
+    def job(self, func: None = None, /, *, name: str | None = None, retry: Retry | None = None,
+            ordering_key: OrderingKey = None) -> Callable[[F], Job[Any, Any]]: ...
+
+    def job(self, func: F | None = None, /, *, name: str | None = None, retry: Retry | None = None,
+            ordering_key: OrderingKey = None) -> Job[Any, Any] | Callable[[F], Job[Any, Any]]:
+        """Register a job: ``@app.job`` or ``@app.job(name=..., retry=..., ordering_key=...)``.
+
+        Args:
+            name: the job type on the wire (default: the function's name).
+            retry: attempts and backoff (default: the app's).
+            ordering_key: a FIFO group for every enqueue: a string, or a function of the
+                payload returning one (needs a FIFO backend).
+
+        Raises:
+            ConfigurationError: a duplicate name, a missing annotation, a bad retry setting.
+        """
+
+        def register(fn: F) -> Job[Any, Any]:
+            job_name = name or getattr(fn, "__name__", None)
+            if not job_name or not isinstance(job_name, str):
+                raise ConfigurationError(f"cannot name job {fn!r}; pass @app.job(name='...')")
+            if job_name in self._jobs:
+                raise ConfigurationError(
+                    f"job {job_name!r} is already registered in app {self.name!r} (by "
+                    f"{_where(self._jobs[job_name].func)}); give one of them another name= ")
+            if retry is not None and not isinstance(retry, Retry):
+                raise ConfigurationError(
+                    f"job {job_name!r}: retry must be a cq.Retry, got {retry!r}; "
+                    "write retry=cq.Retry(attempts=5)")
+            if ordering_key is not None and not (isinstance(ordering_key, str) or callable(ordering_key)):
+                raise ConfigurationError(
+                    f"job {job_name!r}: ordering_key must be a string or a function of the payload")
+            payload_type, adapter, takes_ctx = inspect_job_function(fn, job_name)
+            registered: Job[Any, Any] = Job(self, fn, name=job_name, retry=retry or self.retry,
+                                            payload_type=payload_type, adapter=adapter,
+                                            takes_context=takes_ctx, ordering_key=ordering_key)
+            self._jobs[job_name] = registered
+            return registered
+
+        if func is not None:
+            return register(func)
+        return register
+
+    def get_job(self, name: str) -> Job[Any, Any]:
+        """The job registered under ``name``.
+
+        Raises:
+            UnknownJobError: with the names this app does know.
+        """
+        try:
+            return self._jobs[name]
+        except KeyError:
+            import difflib
+
+            close = difflib.get_close_matches(name, self._jobs, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UnknownJobError(f"app {self.name!r} has no job {name!r}{hint} "
+                                  f"(jobs: {', '.join(sorted(self._jobs)) or 'none'})") from None
+
+    # -- enqueueing --------------------------------------------------------------------
+    def enqueue(self, name: str, payload: Any, *, delay: timedelta | None = None,
+                at: datetime | None = None, idempotency_key: str | None = None,
+                ordering_key: str | None = None) -> str:
+        """Enqueue a job by name; ``payload`` (e.g. a dict) is validated against its model."""
+        return self.get_job(name).enqueue(payload, delay=delay, at=at,
+                                          idempotency_key=idempotency_key, ordering_key=ordering_key)
+
+    def _build(self, job: Job[Any, Any], payload: Any, *, delay: timedelta | None,
+               at: datetime | None, idempotency_key: str | None,
+               ordering_key: str | None) -> OutgoingMessage:
+        data = job.dump(payload)
+        backend = self.backend
+        caps = backend.capabilities
+        now = self.clock.now()
+        wait = _wait(job.name, now, delay, at)
+        not_before = None
+        if caps.max_delay is not None and wait > caps.max_delay:
+            if not caps.delay_hops:
+                raise UnsupportedFeature(
+                    f"job {job.name!r}: a delay of {wait} is longer than the {backend.scheme} "
+                    f"backend allows ({caps.max_delay}) and it cannot hop; enqueue it later "
+                    "or use a backend with longer delays")
+            not_before = now + wait
+            wait = caps.max_delay
+        if ordering_key is None and job.ordering_key is not None:
+            ordering_key = job.ordering_key if isinstance(job.ordering_key, str) \
+                else job.ordering_key(job.validate(payload))
+        if ordering_key is not None and not caps.fifo:
+            raise UnsupportedFeature(
+                f"job {job.name!r}: ordering_key needs a FIFO queue, and {backend!r} is not "
+                "one; use a FIFO queue or drop the ordering key")
+        if idempotency_key is not None:
+            if not isinstance(idempotency_key, str) or not idempotency_key:
+                raise ConfigurationError(f"job {job.name!r}: idempotency_key must be a non-empty string")
+            job_id = uuid.uuid5(_KEY_NAMESPACE, f"{self.name}\x00{idempotency_key}").hex
+        else:
+            job_id = uuid.uuid4().hex
+        body = envelope.encode(job_id=job_id, app=self.name, job_type=job.name, time=now,
+                               data=data, key=idempotency_key, not_before=not_before)
+        if len(body) > caps.max_message_size:
+            raise PayloadError(
+                f"job {job.name!r}: the message is {len(body)} bytes, over the "
+                f"{backend.scheme} limit of {caps.max_message_size} bytes; store the large "
+                "part elsewhere (e.g. object storage) and enqueue a reference", job=job.name)
+        return OutgoingMessage(body=body, job_id=job_id, job_type=job.name, delay=wait,
+                               idempotency_key=idempotency_key, ordering_key=ordering_key,
+                               max_attempts=job.retry.attempts)
+
+    def _send(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+        backend = self.backend
+        step = max(backend.capabilities.max_batch, 1)
+        ids: list[str] = []
+        for start in range(0, len(messages), step):
+            ids.extend(backend.send(messages[start:start + step]))
+        return ids
+
+    # -- consuming ---------------------------------------------------------------------
+    def drain(self, *, fail_fast: bool = False, follow_delays: bool = False,
+              max_jobs: int | None = None) -> DrainReport:
+        """Run every job that is due now, until none is left (tests and local work).
+
+        Args:
+            fail_fast: re-raise the first exception a job raises (after its message was
+                settled, so the queue stays consistent); poison raises a CloudQueueError.
+            follow_delays: when nothing is due, sleep on the clock until the next message
+                is (a fake clock jumps), so retries and delayed jobs run too.
+            max_jobs: stop after this many deliveries (guards against a job that
+                re-enqueues itself forever).
+        """
+        backend = self.backend
+        report = DrainReport()
+        dispatcher = self.dispatcher
+        while max_jobs is None or report.processed < max_jobs:
+            want = 100 if max_jobs is None else min(100, max_jobs - report.processed)
+            batch = backend.receive(max_messages=want)
+            if not batch:
+                if not follow_delays or not self._sleep_until_next(backend):
+                    break
+                continue
+            for index, delivery in enumerate(batch):
+                result = dispatcher.process(delivery)
+                dispatcher.settle(backend, result)
+                report.add(result)
+                if fail_fast and result.outcome in (Outcome.RETRY, Outcome.DEAD_LETTER):
+                    for rest in batch[index + 1:]:
+                        backend.release(rest)
+                    raise result.error or CloudQueueError(result.reason or "job failed")
+        return report
+
+    def _sleep_until_next(self, backend: Backend) -> bool:
+        next_due = getattr(backend, "next_due", None)
+        if next_due is None:
+            raise UnsupportedFeature(f"drain(follow_delays=True) needs a backend that can tell when "
+                                     f"its next message is due; {backend!r} cannot")
+        due = next_due()
+        if due is None:
+            return False
+        self.clock.sleep(max((due - self.clock.now()).total_seconds(), 0.0) + 1e-6)
+        return True
+
+    def worker(self, concurrency: int = 8, **options: Any) -> Worker:
+        """A long-running consumer for pull backends; see ``cloudqueue.worker.Worker``."""
+        from .worker import Worker
+
+        return Worker(self, concurrency=concurrency, **options)
+
+    def close(self) -> None:
+        """Close the backend and the dispatcher's event loop."""
+        self.dispatcher.close()
+        if self._backend is not None:
+            self._backend.close()
+
+    def __repr__(self) -> str:
+        return f"<App {self.name} jobs={len(self._jobs)} backend={self._backend_spec!r}>"
+
+
+def _wait(job: str, now: datetime, delay: timedelta | None, at: datetime | None) -> timedelta:
+    if delay is not None and at is not None:
+        raise ConfigurationError(f"job {job!r}: pass delay= or at=, not both")
+    if at is not None:
+        if not isinstance(at, datetime) or at.tzinfo is None:
+            raise ConfigurationError(
+                f"job {job!r}: at= must be an aware datetime, e.g. datetime.now(timezone.utc) "
+                "+ timedelta(hours=1)")
+        return max(at - now, timedelta(0))
+    if delay is None:
+        return timedelta(0)
+    if not isinstance(delay, timedelta):
+        raise ConfigurationError(f"job {job!r}: delay= must be a datetime.timedelta, got {delay!r}")
+    if delay < timedelta(0):
+        raise ConfigurationError(f"job {job!r}: delay= must not be negative, got {delay}")
+    return delay
+
+
+def _where(func: Callable[..., Any]) -> str:
+    code = getattr(func, "__code__", None)
+    where = f"{code.co_filename}:{code.co_firstlineno}" if code else "?"
+    return f"{getattr(func, '__qualname__', func)!r} at {where}"

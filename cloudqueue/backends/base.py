@@ -1,0 +1,191 @@
+"""The seam between cloudqueue and a queue service.
+
+A backend moves bytes. It never parses a job, runs one or decides its fate: the
+dispatcher does that and tells the backend what to do with each delivery.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from .._clock import SYSTEM_CLOCK, Clock
+from .._errors import UnsupportedFeature
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can honour; the core checks options against this before sending.
+
+    Attributes:
+        max_delay: longest delay one send can carry (None: unlimited).
+        delay_hops: whether longer delays may hop: the envelope carries ``cqnotbefore``
+            and a consumer that receives it early sends it on with the remaining delay.
+        max_message_size: largest message body in bytes.
+        max_batch: most messages one ``send`` call takes (the core chunks above this).
+        fifo: messages of one ordering key are delivered in order.
+        dedup: the backend drops a second send with the same idempotency key.
+        pull: ``receive`` works (a worker can consume).
+        push: the platform pushes messages to a function.
+        visibility: ``extend_visibility`` works (long jobs can hold their message).
+    """
+
+    max_delay: timedelta | None = None
+    delay_hops: bool = False
+    max_message_size: int = 256 * 1024
+    max_batch: int = 100
+    fifo: bool = False
+    dedup: bool = False
+    pull: bool = True
+    push: bool = False
+    visibility: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """How many messages are where. ``None`` where the backend cannot tell."""
+
+    waiting: int | None = None
+    in_flight: int | None = None
+    delayed: int | None = None
+    dead_lettered: int | None = None
+    oldest_age: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One serialized job on its way to the queue.
+
+    Attributes:
+        body: the encoded envelope.
+        job_id: the envelope's ``id``.
+        job_type: the envelope's ``type`` (backends may copy it into attributes).
+        delay: how long the queue should hold it back (within ``max_delay``).
+        idempotency_key: for backends that deduplicate on send.
+        ordering_key: FIFO group / ordering key.
+        max_attempts: the job's attempts, for backends that count receives themselves.
+    """
+
+    body: bytes
+    job_id: str
+    job_type: str
+    delay: timedelta = timedelta(0)
+    idempotency_key: str | None = None
+    ordering_key: str | None = None
+    max_attempts: int | None = None
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One received message, as the dispatcher sees it.
+
+    Attributes:
+        body: the raw bytes received.
+        attempt: 1-based attempt number, as the queue counts it (never from the body).
+        message_id: the backend's id for the message.
+        handle: whatever the backend needs to ack/retry/dead-letter it.
+        ordering_key: FIFO group of the message, if any.
+        deadline: when the runtime will stop this delivery (None: no limit known).
+    """
+
+    body: bytes
+    attempt: int
+    message_id: str
+    handle: Any = None
+    ordering_key: str | None = None
+    deadline: datetime | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message in dead letters, with why it is there; ``body`` is the original message."""
+
+    message_id: str
+    body: bytes
+    reason: str
+    job_type: str | None = None
+    dead_lettered_at: datetime | None = None
+    attempts: int | None = None
+
+
+class Backend(ABC):
+    """A queue. Subclasses implement the primitives; sync, thread-safe.
+
+    ``send`` must be safe to retry. ``ack``, ``retry`` and ``dead_letter`` are called
+    at most once per delivery, by the dispatcher's settle step.
+    """
+
+    #: the URL scheme this backend registers under
+    scheme: str = ""
+    #: the clock deliveries and delays are measured with
+    clock: Clock = SYSTEM_CLOCK
+
+    @property
+    @abstractmethod
+    def capabilities(self) -> Capabilities:
+        """What this backend can honour."""
+
+    @abstractmethod
+    def send(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+        """Send messages (at most ``capabilities.max_batch``); return their job ids.
+
+        A duplicate idempotency key returns the id of the job already queued.
+        """
+
+    def receive(self, max_messages: int = 10, wait: timedelta = timedelta(0)) -> list[Delivery]:
+        """Take up to ``max_messages`` due messages, waiting up to ``wait`` for the first."""
+        raise UnsupportedFeature(f"the {self.scheme or type(self).__name__} backend is push-only; "
+                                 "it cannot be consumed by a worker")
+
+    @abstractmethod
+    def ack(self, delivery: Delivery) -> None:
+        """The job is done: remove the message."""
+
+    @abstractmethod
+    def retry(self, delivery: Delivery, delay: timedelta) -> None:
+        """Make the message come back after ``delay``; the attempt count goes on."""
+
+    @abstractmethod
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Move the message, intact, to dead letters with ``reason``."""
+
+    def release(self, delivery: Delivery) -> None:
+        """Give back a message that was received but never started, at once."""
+        self.retry(delivery, timedelta(0))
+
+    def hop(self, delivery: Delivery, delay: timedelta) -> None:
+        """Send a delayed message on with ``delay`` left, then remove this copy."""
+        self.send([OutgoingMessage(body=delivery.body, job_id=delivery.message_id, job_type="",
+                                   delay=delay, ordering_key=delivery.ordering_key)])
+        self.ack(delivery)
+
+    def extend_visibility(self, delivery: Delivery, timeout: timedelta) -> None:
+        """Keep a long-running delivery hidden for ``timeout`` more."""
+        raise UnsupportedFeature(f"the {self.scheme or type(self).__name__} backend cannot "
+                                 "extend a message's visibility")
+
+    def stats(self) -> QueueStats:
+        """Counts of waiting, in-flight, delayed and dead-lettered messages."""
+        return QueueStats()
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """List (peek at) dead letters without removing them."""
+        raise UnsupportedFeature(f"the {self.scheme or type(self).__name__} backend cannot list dead letters")
+
+    def redrive(self, message_ids: Sequence[str] | None = None) -> int:
+        """Put dead letters (all, or those ids) back on the queue; return how many."""
+        raise UnsupportedFeature(f"the {self.scheme or type(self).__name__} backend cannot redrive")
+
+    def purge_dead_letters(self) -> int:
+        """Delete every dead letter; return how many (None-able backends return -1)."""
+        raise UnsupportedFeature(f"the {self.scheme or type(self).__name__} backend cannot purge dead letters")
+
+    def close(self) -> None:
+        """Release connections; the backend is not used afterwards."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.scheme}>"

@@ -1,0 +1,408 @@
+"""An in-process queue that behaves like a real one, for tests and local work.
+
+It stores bytes (a payload that would not survive a cloud queue does not survive here),
+hides received messages for a visibility timeout, counts receives, honours delays,
+moves a message to dead letters after its job's attempts when nobody settles it,
+optionally keeps FIFO order per ordering key, drops a repeated idempotency key within a
+window, and lists, redrives and purges dead letters. Time comes from an injected clock.
+
+URL: ``memory://[name][?visibility_timeout=30&fifo=false&dedup_window=300
+&max_message_size=262144&max_receives=N]``. A named queue is shared inside the process
+(two apps, or an app and the CLI, may open ``memory://orders``); ``memory://`` is private.
+"""
+
+from __future__ import annotations
+
+import difflib
+import heapq
+import itertools
+import threading
+import time as _time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qsl, urlsplit
+
+from .._clock import SYSTEM_CLOCK, Clock
+from .._errors import ConfigurationError, PayloadError, QueueNotFound
+from .base import Backend, Capabilities, DeadLetter, Delivery, OutgoingMessage, QueueStats
+
+_DEFAULT_VISIBILITY = timedelta(seconds=30)
+_DEFAULT_DEDUP = timedelta(minutes=5)
+_DEFAULT_SIZE = 256 * 1024
+
+
+class _Msg:
+    __slots__ = ("mid", "body", "job_id", "job_type", "seq", "visible_at", "receives",
+                 "group", "key", "max_attempts", "sent_at", "token")
+
+    def __init__(self, mid: str, out: OutgoingMessage, seq: int, now: float) -> None:
+        self.mid = mid
+        self.body = out.body
+        self.job_id = out.job_id
+        self.job_type = out.job_type
+        self.seq = seq
+        self.visible_at = now + out.delay.total_seconds()
+        self.receives = 0
+        self.group = out.ordering_key
+        self.key = out.idempotency_key
+        self.max_attempts = out.max_attempts
+        self.sent_at = now
+        self.token = 0  # 0: not in flight; else the receipt of the current receive
+
+
+@dataclass(frozen=True, slots=True)
+class PendingMessage:
+    """A message still in the queue (waiting, delayed or in flight), for inspection."""
+
+    message_id: str
+    job_id: str
+    job_type: str
+    body: bytes
+    due_at: datetime
+    receives: int
+    in_flight: bool
+    ordering_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Dead:
+    letter: DeadLetter
+    out: OutgoingMessage
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)
+
+
+class MemoryBackend(Backend):
+    """A thread-safe in-memory queue; see the module docstring."""
+
+    scheme = "memory"
+
+    def __init__(self, *, name: str = "", clock: Clock = SYSTEM_CLOCK,
+                 visibility_timeout: timedelta = _DEFAULT_VISIBILITY, fifo: bool = False,
+                 dedup_window: timedelta = _DEFAULT_DEDUP, max_message_size: int = _DEFAULT_SIZE,
+                 max_receives: int | None = None) -> None:
+        if visibility_timeout <= timedelta(0):
+            raise ConfigurationError("memory backend: visibility_timeout must be positive")
+        if max_receives is not None and max_receives < 1:
+            raise ConfigurationError("memory backend: max_receives must be >= 1")
+        self.name = name
+        self.clock = clock
+        self.visibility_timeout = visibility_timeout
+        self.fifo = fifo
+        self.dedup_window = dedup_window
+        self.max_receives = max_receives
+        self._caps = Capabilities(max_delay=None, max_message_size=max_message_size,
+                                  max_batch=1000, fifo=fifo, dedup=True, pull=True,
+                                  visibility=True)
+        self._cond = threading.Condition(threading.Lock())
+        self._msgs: dict[str, _Msg] = {}
+        self._ready: deque[str] = deque()
+        self._timed: list[tuple[float, int, str, int]] = []  # (visible_at, seq, mid, token)
+        self._keys: dict[str, tuple[str, float]] = {}
+        self._dead: dict[str, _Dead] = {}
+        self._seq = itertools.count(1)
+        self._closed = False
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    # -- producing -----------------------------------------------------------------------
+    def send(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+        ids: list[str] = []
+        limit = self._caps.max_message_size
+        for out in messages:
+            if type(out.body) is not bytes:
+                raise TypeError("the memory backend stores bytes only")
+            if len(out.body) > limit:
+                raise PayloadError(f"message for job {out.job_type!r} is {len(out.body)} bytes, "
+                                   f"over the queue's limit of {limit}", job=out.job_type)
+        with self._cond:
+            self._check_open()
+            now = self.clock.time()
+            for out in messages:
+                if out.idempotency_key is not None:
+                    seen = self._keys.get(out.idempotency_key)
+                    if seen is not None and seen[1] > now:
+                        ids.append(seen[0])
+                        continue
+                    self._keys[out.idempotency_key] = (
+                        out.job_id, now + self.dedup_window.total_seconds())
+                seq = next(self._seq)
+                mid = f"m{seq}"
+                msg = _Msg(mid, out, seq, now)
+                self._msgs[mid] = msg
+                self._schedule(msg, now)
+                ids.append(out.job_id)
+            self._cond.notify_all()
+        return ids
+
+    def _schedule(self, msg: _Msg, now: float) -> None:
+        if self.fifo:
+            return  # FIFO receive scans messages in order; it needs no index
+        if msg.visible_at <= now:
+            self._ready.append(msg.mid)
+        else:
+            heapq.heappush(self._timed, (msg.visible_at, msg.seq, msg.mid, msg.token))
+
+    # -- consuming -----------------------------------------------------------------------
+    def receive(self, max_messages: int = 10, wait: timedelta = timedelta(0)) -> list[Delivery]:
+        give_up = _time.monotonic() + wait.total_seconds()
+        with self._cond:
+            while True:
+                self._check_open()
+                now = self.clock.time()
+                got = self._take_fifo(max_messages, now) if self.fifo else self._take(max_messages, now)
+                if got:
+                    return got
+                left = give_up - _time.monotonic()
+                if left <= 0:
+                    return []
+                self._cond.wait(min(left, 0.05))
+
+    def _promote(self, now: float) -> None:
+        timed, msgs, ready = self._timed, self._msgs, self._ready
+        while timed and timed[0][0] <= now:
+            _, _, mid, token = heapq.heappop(timed)
+            msg = msgs.get(mid)
+            if msg is None or msg.token != token or msg.visible_at > now:
+                continue  # stale entry: settled, or re-scheduled since
+            msg.token = 0  # an expired visibility timeout: the message is back
+            ready.append(mid)
+
+    def _take(self, max_messages: int, now: float) -> list[Delivery]:
+        self._promote(now)
+        out: list[Delivery] = []
+        ready, msgs = self._ready, self._msgs
+        while ready and len(out) < max_messages:
+            msg = msgs.get(ready.popleft())
+            if msg is None or msg.token or msg.visible_at > now:
+                continue
+            delivery = self._deliver(msg, now)
+            if delivery is not None:
+                out.append(delivery)
+        return out
+
+    def _take_fifo(self, max_messages: int, now: float) -> list[Delivery]:
+        # Only the oldest message of each group may be delivered, and only when nothing of
+        # that group is in flight or waiting for its retry: order per group holds.
+        blocked: set[str | None] = set()
+        out: list[Delivery] = []
+        for msg in sorted(self._msgs.values(), key=lambda m: m.seq):
+            if len(out) >= max_messages:
+                break
+            if msg.group in blocked:
+                continue
+            blocked.add(msg.group)
+            if msg.token and msg.visible_at <= now:
+                msg.token = 0
+            if msg.token or msg.visible_at > now:
+                continue
+            delivery = self._deliver(msg, now)
+            if delivery is not None:
+                out.append(delivery)
+        return out
+
+    def _deliver(self, msg: _Msg, now: float) -> Delivery | None:
+        limit = self.max_receives or msg.max_attempts
+        if limit is not None and msg.receives >= limit:
+            self._bury(msg, f"max receives exceeded: received {msg.receives} times without "
+                            "being settled (consumer died or timed out)", now)
+            return None
+        msg.receives += 1
+        msg.token = next(self._seq)
+        msg.visible_at = now + self.visibility_timeout.total_seconds()
+        if not self.fifo:
+            heapq.heappush(self._timed, (msg.visible_at, msg.seq, msg.mid, msg.token))
+        return Delivery(body=msg.body, attempt=msg.receives, message_id=msg.mid,
+                        handle=msg.token, ordering_key=msg.group)
+
+    def _owned(self, delivery: Delivery) -> _Msg | None:
+        msg = self._msgs.get(delivery.message_id)
+        if msg is None or msg.token != delivery.handle:
+            return None  # settled already, or its visibility ran out and it was re-delivered
+        return msg
+
+    def ack(self, delivery: Delivery) -> None:
+        with self._cond:
+            if self._owned(delivery) is not None:
+                del self._msgs[delivery.message_id]
+
+    def retry(self, delivery: Delivery, delay: timedelta) -> None:
+        self._reschedule(delivery, delay, count=True)
+
+    def release(self, delivery: Delivery) -> None:
+        self._reschedule(delivery, timedelta(0), count=False)
+
+    def _reschedule(self, delivery: Delivery, delay: timedelta, *, count: bool) -> None:
+        with self._cond:
+            msg = self._owned(delivery)
+            if msg is None:
+                return
+            now = self.clock.time()
+            if not count:
+                msg.receives -= 1
+            msg.token = 0
+            msg.visible_at = now + delay.total_seconds()
+            self._schedule(msg, now)
+            self._cond.notify_all()
+
+    def extend_visibility(self, delivery: Delivery, timeout: timedelta) -> None:
+        with self._cond:
+            msg = self._owned(delivery)
+            if msg is not None:
+                msg.visible_at = self.clock.time() + timeout.total_seconds()
+                if not self.fifo:
+                    heapq.heappush(self._timed, (msg.visible_at, msg.seq, msg.mid, msg.token))
+
+    def hop(self, delivery: Delivery, delay: timedelta) -> None:
+        self._reschedule(delivery, delay, count=False)
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        with self._cond:
+            msg = self._owned(delivery)
+            if msg is not None:
+                self._bury(msg, reason, self.clock.time())
+
+    def _bury(self, msg: _Msg, reason: str, now: float) -> None:
+        del self._msgs[msg.mid]
+        letter = DeadLetter(message_id=msg.mid, body=msg.body, reason=reason,
+                            job_type=msg.job_type, dead_lettered_at=_utc(now),
+                            attempts=msg.receives)
+        out = OutgoingMessage(body=msg.body, job_id=msg.job_id, job_type=msg.job_type,
+                              ordering_key=msg.group, max_attempts=msg.max_attempts)
+        self._dead[msg.mid] = _Dead(letter, out)
+
+    # -- inspecting ----------------------------------------------------------------------
+    def stats(self) -> QueueStats:
+        with self._cond:
+            now = self.clock.time()
+            waiting = in_flight = delayed = 0
+            oldest: float | None = None
+            for msg in self._msgs.values():
+                if msg.token and msg.visible_at > now:
+                    in_flight += 1
+                elif msg.visible_at > now:
+                    delayed += 1
+                else:
+                    waiting += 1
+                oldest = msg.sent_at if oldest is None else min(oldest, msg.sent_at)
+            age = timedelta(seconds=max(now - oldest, 0)) if oldest is not None else None
+            return QueueStats(waiting=waiting, in_flight=in_flight, delayed=delayed,
+                              dead_lettered=len(self._dead), oldest_age=age)
+
+    def pending(self) -> list[PendingMessage]:
+        """Every message not yet settled, oldest first."""
+        with self._cond:
+            now = self.clock.time()
+            return [PendingMessage(m.mid, m.job_id, m.job_type, m.body, _utc(m.visible_at),
+                                   m.receives, bool(m.token) and m.visible_at > now, m.group)
+                    for m in sorted(self._msgs.values(), key=lambda m: m.seq)]
+
+    def next_due(self) -> datetime | None:
+        """When the next message not in flight becomes visible (None: nothing waits)."""
+        with self._cond:
+            times = [m.visible_at for m in self._msgs.values() if not m.token]
+            return _utc(min(times)) if times else None
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        with self._cond:
+            return [d.letter for d in itertools.islice(self._dead.values(), limit)]
+
+    def redrive(self, message_ids: Sequence[str] | None = None) -> int:
+        with self._cond:
+            chosen = list(self._dead) if message_ids is None else \
+                [mid for mid in message_ids if mid in self._dead]
+            missing = [] if message_ids is None else [m for m in message_ids if m not in self._dead]
+            if missing:
+                raise QueueNotFound(f"no dead letter with id {', '.join(missing)} in this queue")
+            now = self.clock.time()
+            for mid in chosen:
+                out = self._dead.pop(mid).out
+                seq = next(self._seq)
+                msg = _Msg(f"m{seq}", out, seq, now)
+                self._msgs[msg.mid] = msg
+                self._schedule(msg, now)
+            self._cond.notify_all()
+            return len(chosen)
+
+    def purge_dead_letters(self) -> int:
+        with self._cond:
+            count = len(self._dead)
+            self._dead.clear()
+            return count
+
+    def purge(self) -> int:
+        """Drop every message still in the queue (not the dead letters); return how many."""
+        with self._cond:
+            count = len(self._msgs)
+            self._msgs.clear()
+            self._ready.clear()
+            self._timed.clear()
+            return count
+
+    def close(self) -> None:
+        with self._cond:
+            if self.name:
+                return  # a named queue outlives one user; it is dropped with the process
+            self._closed = True
+            self._cond.notify_all()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigurationError("this memory backend was closed")
+
+    def __repr__(self) -> str:
+        return f"<MemoryBackend {self.name or '(private)'}{' fifo' if self.fifo else ''}>"
+
+
+_NAMED: dict[str, MemoryBackend] = {}
+_NAMED_LOCK = threading.Lock()
+_OPTIONS = ("visibility_timeout", "fifo", "dedup_window", "max_message_size", "max_receives")
+
+
+def _bool(name: str, text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"memory:// option {name}={text!r} is not a boolean; use true or false")
+
+
+def _number(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigurationError(f"memory:// option {name}={text!r} is not a number") from None
+    if value < 0:
+        raise ConfigurationError(f"memory:// option {name} must not be negative")
+    return value
+
+
+def from_url(url: str, *, clock: Clock = SYSTEM_CLOCK) -> MemoryBackend:
+    """Open ``memory://[name][?options]`` (see the module docstring)."""
+    parts = urlsplit(url)
+    name = (parts.netloc + parts.path).strip("/")
+    options: dict[str, object] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in _OPTIONS:
+            close = difflib.get_close_matches(key, _OPTIONS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (options: {', '.join(_OPTIONS)})"
+            raise ConfigurationError(f"unknown memory:// option {key!r}{hint}")
+        if key == "fifo":
+            options[key] = _bool(key, value)
+        elif key in ("visibility_timeout", "dedup_window"):
+            options[key] = timedelta(seconds=_number(key, value))
+        else:
+            options[key] = int(_number(key, value))
+    if not name:
+        return MemoryBackend(clock=clock, **options)  # type: ignore[arg-type]
+    with _NAMED_LOCK:
+        backend = _NAMED.get(name)
+        if backend is None:
+            backend = _NAMED[name] = MemoryBackend(name=name, clock=clock, **options)  # type: ignore[arg-type]
+        return backend

@@ -1,0 +1,56 @@
+"""What a running job knows about itself."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from ._clock import SYSTEM_CLOCK, Clock, parse_time
+
+
+class JobContext:
+    """The job's own view of this attempt; pass it as the second parameter of a job.
+
+    Attributes:
+        job_id: the id ``enqueue`` returned.
+        job_type: the job's registered name.
+        attempt: 1-based, counted by the queue (a retry never resets it).
+        max_attempts: the job's ``Retry.attempts``.
+        idempotency_key: the key given at enqueue, if any.
+        deadline: when the function runtime stops this invocation (None outside one).
+    """
+
+    __slots__ = ("job_id", "job_type", "attempt", "max_attempts", "idempotency_key",
+                 "deadline", "_time", "_clock")
+
+    def __init__(self, *, job_id: str, job_type: str, attempt: int, max_attempts: int,
+                 enqueued_at: datetime | str, idempotency_key: str | None = None,
+                 deadline: datetime | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.job_id = job_id
+        self.job_type = job_type
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+        self.idempotency_key = idempotency_key
+        self.deadline = deadline
+        self._time: datetime | str = enqueued_at
+        self._clock = clock
+
+    @property
+    def enqueued_at(self) -> datetime:
+        """When the job was first enqueued (UTC)."""
+        if isinstance(self._time, str):
+            self._time = parse_time(self._time)
+        return self._time
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+    def remaining(self) -> timedelta | None:
+        """Time left before the runtime's deadline, or None when there is none."""
+        if self.deadline is None:
+            return None
+        return max(self.deadline - self._clock.now(), timedelta(0))
+
+    def __repr__(self) -> str:
+        return (f"JobContext(job_id={self.job_id!r}, job_type={self.job_type!r}, "
+                f"attempt={self.attempt}/{self.max_attempts})")

@@ -1,0 +1,170 @@
+"""A registered job: a function with a typed payload, and the ways to enqueue it."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from ._errors import ConfigurationError, PayloadError
+from .backends.base import OutgoingMessage
+from .context import JobContext
+from .retry import Retry
+
+if TYPE_CHECKING:
+    from .app import App
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+OrderingKey = typing.Union[str, Callable[[Any], str], None]
+
+
+class Job(Generic[P, R]):
+    """A job registered with ``@app.job``. Call it to run inline; ``enqueue`` to queue it."""
+
+    def __init__(self, app: App, func: Callable[..., R], *, name: str, retry: Retry,
+                 payload_type: Any, adapter: TypeAdapter[Any], takes_context: bool,
+                 ordering_key: OrderingKey) -> None:
+        self.app = app
+        self.func = func
+        self.name = name
+        self.retry = retry
+        self.payload_type = payload_type
+        self.takes_context = takes_context
+        self.is_async = inspect.iscoroutinefunction(func)
+        self.ordering_key = ordering_key
+        self.adapter = adapter
+        self.__doc__ = func.__doc__
+        self.__name__ = getattr(func, "__name__", name)
+        self.__wrapped__ = func
+
+    # -- running -----------------------------------------------------------------------
+    def __call__(self, payload: P | dict[str, Any], ctx: JobContext | None = None) -> R:
+        """Run the job inline, here and now (an async job returns its coroutine)."""
+        value = self.validate(payload)
+        if not self.takes_context:
+            return self.func(value)
+        if ctx is None:
+            ctx = JobContext(job_id="inline", job_type=self.name, attempt=1,
+                             max_attempts=self.retry.attempts, enqueued_at=self.app.clock.now(),
+                             clock=self.app.clock)
+        return self.func(value, ctx)
+
+    def validate(self, payload: Any) -> Any:
+        """Validate ``payload`` (a model instance or plain data) against the job's model.
+
+        Raises:
+            PayloadError: naming the job, each failing field and the fix.
+        """
+        try:
+            return self.adapter.validate_python(payload)
+        except ValidationError as exc:
+            raise PayloadError.from_validation(self.name, exc) from None
+
+    def dump(self, payload: Any) -> Any:
+        """Validate and turn a payload into JSON-compatible data for the envelope."""
+        value = self.validate(payload)
+        try:
+            return self.adapter.dump_python(value, mode="json")
+        except (ValueError, TypeError) as exc:  # pydantic's serialization errors are ValueErrors
+            raise PayloadError(f"payload for job {self.name!r} cannot be serialized to JSON: {exc}",
+                               job=self.name) from None
+
+    # -- enqueueing --------------------------------------------------------------------
+    def message(self, payload: P | dict[str, Any], *, delay: timedelta | None = None,
+                at: datetime | None = None, idempotency_key: str | None = None,
+                ordering_key: str | None = None) -> OutgoingMessage:
+        """Validate and serialize one job without sending it (see ``enqueue_many``)."""
+        return self.app._build(self, payload, delay=delay, at=at, idempotency_key=idempotency_key,
+                               ordering_key=ordering_key)
+
+    def enqueue(self, payload: P | dict[str, Any], *, delay: timedelta | None = None,
+                at: datetime | None = None, idempotency_key: str | None = None,
+                ordering_key: str | None = None) -> str:
+        """Queue the job; return its job id.
+
+        Args:
+            payload: an instance of the job's model, or data that validates against it.
+            delay: run no sooner than this from now.
+            at: run no sooner than this aware datetime (not with ``delay``).
+            idempotency_key: a second enqueue with the same key is dropped and returns
+                the first job's id (within the backend's dedup window).
+            ordering_key: FIFO group; needs a backend with ordering.
+
+        Raises:
+            PayloadError: the payload does not validate, or is too large; nothing is sent.
+            UnsupportedFeature: the backend cannot honour ``delay``/``ordering_key``.
+        """
+        msg = self.message(payload, delay=delay, at=at, idempotency_key=idempotency_key,
+                           ordering_key=ordering_key)
+        return self.app._send([msg])[0]
+
+    def enqueue_many(self, payloads: Iterable[P | dict[str, Any] | OutgoingMessage], *,
+                     delay: timedelta | None = None, at: datetime | None = None) -> list[str]:
+        """Queue many jobs in as few backend calls as it allows; return their ids in order.
+
+        Items may be payloads or ``job.message(...)`` results (for per-item options).
+        Every item is validated before anything is sent.
+        """
+        msgs = [item if isinstance(item, OutgoingMessage)
+                else self.message(item, delay=delay, at=at) for item in payloads]
+        return self.app._send(msgs)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.name} attempts={self.retry.attempts}>"
+
+
+def inspect_job_function(func: Callable[..., Any], name: str) -> tuple[Any, TypeAdapter[Any], bool]:
+    """Find a job function's payload type and whether it takes a ``JobContext``.
+
+    Raises:
+        ConfigurationError: no payload parameter, a missing annotation, too many parameters.
+    """
+    if not callable(func):
+        raise ConfigurationError(f"@app.job needs a function, got {func!r}")
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"job {name!r}: cannot read its signature ({exc})") from None
+    params = [p for p in sig.parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    extra = [p for p in sig.parameters.values() if p.kind in (p.VAR_POSITIONAL, p.KEYWORD_ONLY)
+             and p.default is p.empty]
+    if not params or len(params) > 2 or extra:
+        raise ConfigurationError(
+            f"job {name!r} must take (payload) or (payload, ctx: cq.JobContext), "
+            f"got {sig}; fix: def {name}(payload: MyModel, ctx: cq.JobContext) -> None")
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception as exc:  # unresolvable forward references
+        raise ConfigurationError(
+            f"job {name!r}: cannot resolve its annotations ({exc}); define the payload model "
+            "at module level so it can be found") from None
+    first = params[0]
+    if first.name not in hints:
+        raise ConfigurationError(
+            f"job {name!r}: parameter {first.name!r} has no type annotation; annotate it with "
+            f"the payload model, e.g. def {name}({first.name}: MyModel) -> None")
+    payload_type = hints[first.name]
+    if payload_type is JobContext:
+        raise ConfigurationError(f"job {name!r}: the first parameter is the payload, the "
+                                 "second (optional) one the JobContext")
+    takes_context = len(params) == 2
+    if takes_context:
+        second = params[1]
+        hint = hints.get(second.name)
+        if hint is not None and hint is not JobContext:
+            raise ConfigurationError(
+                f"job {name!r}: the second parameter {second.name!r} is annotated {hint!r}; "
+                "it receives the cq.JobContext, annotate it so or drop it")
+    try:
+        adapter: TypeAdapter[Any] = TypeAdapter(payload_type)
+    except Exception as exc:
+        raise ConfigurationError(
+            f"job {name!r}: pydantic cannot validate payload type {payload_type!r} ({exc})") from None
+    return payload_type, adapter, takes_context
