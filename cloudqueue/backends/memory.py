@@ -190,14 +190,15 @@ class MemoryBackend(Backend):
     def _take_fifo(self, max_messages: int, now: float) -> list[Delivery]:
         # Only the oldest message of each group may be delivered, and only when nothing of
         # that group is in flight or waiting for its retry: order per group holds.
-        blocked: set[str | None] = set()
+        blocked: set[str] = set()
         out: list[Delivery] = []
         for msg in sorted(self._msgs.values(), key=lambda m: m.seq):
             if len(out) >= max_messages:
                 break
-            if msg.group in blocked:
-                continue
-            blocked.add(msg.group)
+            if msg.group is not None:  # messages without a key are not ordered
+                if msg.group in blocked:
+                    continue
+                blocked.add(msg.group)
             if msg.token and msg.visible_at <= now:
                 msg.token = 0
             if msg.token or msg.visible_at > now:
