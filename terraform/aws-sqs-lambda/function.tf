@@ -1,0 +1,106 @@
+# The consuming function's side: its execution role (least privilege on these two
+# queues) and the event source mapping.
+
+data "aws_iam_policy_document" "assume_lambda" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "consumer" {
+  count = var.create_role ? 1 : 0
+
+  name               = local.role_name
+  assume_role_policy = data.aws_iam_policy_document.assume_lambda.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "consumer" {
+  statement {
+    sid = "ConsumeQueue"
+    # GetQueueUrl: CLOUDQUEUE_URL names the queue; GetQueueAttributes: the shim
+    # finds the DLQ from the queue's RedrivePolicy.
+    actions = [
+      "sqs:ReceiveMessage",
+      "sqs:DeleteMessage",
+      "sqs:ChangeMessageVisibility",
+      "sqs:GetQueueAttributes",
+      "sqs:GetQueueUrl",
+    ]
+    resources = [aws_sqs_queue.this.arn]
+  }
+
+  statement {
+    sid = "SendDeadLetters"
+    # Poison messages and cq.Permanent failures go to the DLQ at once, by the shim.
+    actions   = ["sqs:SendMessage", "sqs:GetQueueUrl"]
+    resources = [aws_sqs_queue.dlq.arn]
+  }
+
+  dynamic "statement" {
+    for_each = var.allow_send_to_queue ? [1] : []
+
+    content {
+      sid       = "SendToQueue"
+      actions   = ["sqs:SendMessage"]
+      resources = [aws_sqs_queue.this.arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+
+    content {
+      sid = "QueueKey"
+      # Decrypt to receive; GenerateDataKey to send dead letters to the encrypted DLQ.
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [statement.value]
+    }
+  }
+
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = [local.log_group_arn, "${local.log_group_arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "consumer" {
+  name   = "cloudqueue-${var.name}"
+  role   = var.create_role ? aws_iam_role.consumer[0].id : local.role_name
+  policy = data.aws_iam_policy_document.consumer.json
+
+  lifecycle {
+    precondition {
+      condition     = var.create_role || var.role_name != null
+      error_message = "create_role = false needs role_name: the existing role to give the queue permissions to."
+    }
+  }
+}
+
+resource "aws_lambda_event_source_mapping" "this" {
+  count = var.create_event_source_mapping ? 1 : 0
+
+  event_source_arn                   = aws_sqs_queue.this.arn
+  function_name                      = var.function_name
+  batch_size                         = var.batch_size
+  maximum_batching_window_in_seconds = var.maximum_batching_window_in_seconds
+  # The shim answers with batchItemFailures: only failed records come back.
+  function_response_types = ["ReportBatchItemFailures"]
+
+  dynamic "scaling_config" {
+    for_each = var.maximum_concurrency == null ? [] : [var.maximum_concurrency]
+
+    content {
+      maximum_concurrency = scaling_config.value
+    }
+  }
+
+  # Lambda checks the role's SQS permissions when the mapping is created.
+  depends_on = [aws_iam_role_policy.consumer]
+}

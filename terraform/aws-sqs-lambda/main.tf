@@ -1,0 +1,102 @@
+# An SQS queue (standard or FIFO) with its dead-letter queue, laid out the way
+# cloudqueue's SQS backend and Lambda shim expect it:
+#   - SQS moves a message to the DLQ after max_receive_count deliveries: the
+#     library reads the attempt from ApproximateReceiveCount, so max_receive_count
+#     is the jobs' cq.Retry(attempts=N);
+#   - the shim sends poison messages and cq.Permanent failures to the DLQ itself,
+#     finding it from the source queue's RedrivePolicy;
+#   - the event source mapping reports partial batch failures, so only the failed
+#     records of a batch come back.
+
+data "aws_region" "current" {}
+
+data "aws_partition" "current" {}
+
+data "aws_caller_identity" "current" {}
+
+locals {
+  suffix     = var.fifo ? ".fifo" : ""
+  queue_name = "${var.name}${local.suffix}"
+  dlq_name   = "${var.name}-dlq${local.suffix}"
+  role_name  = coalesce(var.role_name, "${var.name}-consumer")
+  # SSE-SQS unless a customer-managed key is given: messages are never stored in clear.
+  sqs_managed_sse = var.kms_key_arn == null ? true : null
+  kms_reuse       = var.kms_key_arn == null ? null : var.kms_data_key_reuse_period_seconds
+  log_group_arn   = "arn:${data.aws_partition.current.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:/aws/lambda/${var.function_name}"
+}
+
+resource "aws_sqs_queue" "dlq" {
+  name                              = local.dlq_name
+  fifo_queue                        = var.fifo
+  content_based_deduplication       = var.fifo ? var.content_based_deduplication : null
+  message_retention_seconds         = var.dlq_message_retention_seconds
+  sqs_managed_sse_enabled           = local.sqs_managed_sse
+  kms_master_key_id                 = var.kms_key_arn
+  kms_data_key_reuse_period_seconds = local.kms_reuse
+  tags                              = var.tags
+}
+
+resource "aws_sqs_queue" "this" {
+  name                              = local.queue_name
+  fifo_queue                        = var.fifo
+  content_based_deduplication       = var.fifo ? var.content_based_deduplication : null
+  visibility_timeout_seconds        = var.visibility_timeout_seconds
+  message_retention_seconds         = var.message_retention_seconds
+  receive_wait_time_seconds         = var.receive_wait_time_seconds
+  sqs_managed_sse_enabled           = local.sqs_managed_sse
+  kms_master_key_id                 = var.kms_key_arn
+  kms_data_key_reuse_period_seconds = local.kms_reuse
+
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.dlq.arn
+    maxReceiveCount     = var.max_receive_count
+  })
+
+  tags = var.tags
+}
+
+# Only this queue may use the DLQ as its dead-letter target.
+resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
+  queue_url = aws_sqs_queue.dlq.id
+
+  redrive_allow_policy = jsonencode({
+    redrivePermission = "byQueue"
+    sourceQueueArns   = [aws_sqs_queue.this.arn]
+  })
+}
+
+# Deny every request that does not come over TLS, on both queues.
+data "aws_iam_policy_document" "deny_insecure_transport" {
+  for_each = {
+    queue = aws_sqs_queue.this.arn
+    dlq   = aws_sqs_queue.dlq.arn
+  }
+
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["sqs:*"]
+    resources = [each.value]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "queue" {
+  queue_url = aws_sqs_queue.this.id
+  policy    = data.aws_iam_policy_document.deny_insecure_transport["queue"].json
+}
+
+resource "aws_sqs_queue_policy" "dlq" {
+  queue_url = aws_sqs_queue.dlq.id
+  policy    = data.aws_iam_policy_document.deny_insecure_transport["dlq"].json
+}

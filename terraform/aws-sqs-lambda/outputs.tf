@@ -1,0 +1,66 @@
+output "queue_url" {
+  description = "URL of the queue."
+  value       = aws_sqs_queue.this.url
+}
+
+output "queue_arn" {
+  description = "ARN of the queue."
+  value       = aws_sqs_queue.this.arn
+}
+
+output "queue_name" {
+  description = "Name of the queue (with \".fifo\" for a FIFO queue)."
+  value       = aws_sqs_queue.this.name
+}
+
+output "dlq_url" {
+  description = "URL of the dead-letter queue."
+  value       = aws_sqs_queue.dlq.url
+}
+
+output "dlq_arn" {
+  description = "ARN of the dead-letter queue."
+  value       = aws_sqs_queue.dlq.arn
+}
+
+output "dlq_name" {
+  description = "Name of the dead-letter queue."
+  value       = aws_sqs_queue.dlq.name
+}
+
+output "role_name" {
+  description = "Name of the function's execution role."
+  value       = var.create_role ? aws_iam_role.consumer[0].name : local.role_name
+}
+
+output "role_arn" {
+  description = "ARN of the created execution role (null with create_role = false)."
+  value       = var.create_role ? aws_iam_role.consumer[0].arn : null
+}
+
+output "event_source_mapping_uuid" {
+  description = "UUID of the event source mapping (null when not created)."
+  value       = var.create_event_source_mapping ? aws_lambda_event_source_mapping.this[0].uuid : null
+}
+
+output "cloudqueue_url" {
+  description = "The backend URL for cq.App(..., backend=...) / $CLOUDQUEUE_URL."
+  value       = "sqs://${aws_sqs_queue.this.name}?region=${data.aws_region.current.name}"
+}
+
+output "lambda_environment" {
+  description = "Environment variables for the consuming function (merge into its environment block)."
+  value = {
+    CLOUDQUEUE_URL = "sqs://${aws_sqs_queue.this.name}?region=${data.aws_region.current.name}"
+  }
+}
+
+output "max_receive_count" {
+  description = "Deliveries before dead letters; equals the jobs' cq.Retry(attempts=N)."
+  value       = var.max_receive_count
+}
+
+output "visibility_timeout_seconds" {
+  description = "The queue's visibility timeout."
+  value       = var.visibility_timeout_seconds
+}

@@ -1,0 +1,207 @@
+# Offline checks of the module's logic with a mocked AWS provider:
+#   terraform init && terraform test
+
+mock_provider "aws" {
+  mock_data "aws_region" {
+    defaults = {
+      name = "eu-west-1"
+    }
+  }
+
+  mock_data "aws_partition" {
+    defaults = {
+      partition = "aws"
+    }
+  }
+
+  mock_data "aws_caller_identity" {
+    defaults = {
+      account_id = "123456789012"
+    }
+  }
+
+  # The mock cannot render policy documents; any valid JSON will do.
+  mock_data "aws_iam_policy_document" {
+    defaults = {
+      json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
+    }
+  }
+
+  mock_resource "aws_sqs_queue" {
+    defaults = {
+      arn = "arn:aws:sqs:eu-west-1:123456789012:mocked"
+      url = "https://sqs.eu-west-1.amazonaws.com/123456789012/mocked"
+    }
+  }
+}
+
+variables {
+  name              = "orders"
+  function_name     = "orders-worker"
+  max_receive_count = 5
+}
+
+run "standard_queue_has_dlq_after_max_receive_count" {
+  command = apply
+
+  assert {
+    condition     = aws_sqs_queue.this.name == "orders" && aws_sqs_queue.dlq.name == "orders-dlq"
+    error_message = "queue and DLQ names"
+  }
+
+  assert {
+    condition     = jsondecode(aws_sqs_queue.this.redrive_policy).maxReceiveCount == 5
+    error_message = "maxReceiveCount must be the jobs' attempts"
+  }
+
+  assert {
+    condition     = jsondecode(aws_sqs_queue.this.redrive_policy).deadLetterTargetArn == aws_sqs_queue.dlq.arn
+    error_message = "the redrive policy must point at the DLQ"
+  }
+
+  assert {
+    condition     = jsondecode(aws_sqs_queue_redrive_allow_policy.dlq.redrive_allow_policy).redrivePermission == "byQueue"
+    error_message = "the DLQ must allow only its source queue"
+  }
+
+  assert {
+    condition     = aws_sqs_queue.this.fifo_queue == false && aws_sqs_queue.dlq.fifo_queue == false
+    error_message = "standard queues by default"
+  }
+
+  assert {
+    condition     = output.cloudqueue_url == "sqs://orders?region=eu-west-1"
+    error_message = "cloudqueue_url must be sqs://<queue-name>?region=<region>"
+  }
+
+  assert {
+    condition     = output.lambda_environment.CLOUDQUEUE_URL == output.cloudqueue_url
+    error_message = "the function environment carries CLOUDQUEUE_URL"
+  }
+}
+
+run "encryption_is_sqs_managed_by_default" {
+  command = plan
+
+  assert {
+    condition     = aws_sqs_queue.this.sqs_managed_sse_enabled == true && aws_sqs_queue.dlq.sqs_managed_sse_enabled == true
+    error_message = "SSE-SQS must be on without a KMS key"
+  }
+
+  assert {
+    condition     = aws_sqs_queue.this.kms_master_key_id == null
+    error_message = "no KMS key by default"
+  }
+}
+
+run "kms_key_encrypts_both_queues" {
+  command = plan
+
+  variables {
+    kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+  }
+
+  assert {
+    condition     = aws_sqs_queue.this.kms_master_key_id == var.kms_key_arn && aws_sqs_queue.dlq.kms_master_key_id == var.kms_key_arn
+    error_message = "both queues use the key"
+  }
+}
+
+run "fifo_queue_and_fifo_dlq" {
+  command = apply
+
+  variables {
+    fifo = true
+  }
+
+  assert {
+    condition     = aws_sqs_queue.this.name == "orders.fifo" && aws_sqs_queue.dlq.name == "orders-dlq.fifo"
+    error_message = "FIFO names end in .fifo"
+  }
+
+  assert {
+    condition     = aws_sqs_queue.this.fifo_queue && aws_sqs_queue.dlq.fifo_queue
+    error_message = "a FIFO queue needs a FIFO DLQ"
+  }
+
+  assert {
+    condition     = output.cloudqueue_url == "sqs://orders.fifo?region=eu-west-1"
+    error_message = "cloudqueue_url names the FIFO queue"
+  }
+}
+
+run "event_source_mapping_reports_batch_item_failures" {
+  command = apply
+
+  variables {
+    batch_size                         = 100
+    maximum_batching_window_in_seconds = 5
+    maximum_concurrency                = 20
+  }
+
+  assert {
+    condition     = aws_lambda_event_source_mapping.this[0].function_response_types == toset(["ReportBatchItemFailures"])
+    error_message = "partial batch responses must be on"
+  }
+
+  assert {
+    condition     = aws_lambda_event_source_mapping.this[0].batch_size == 100 && aws_lambda_event_source_mapping.this[0].maximum_batching_window_in_seconds == 5
+    error_message = "batch size and window"
+  }
+
+  assert {
+    condition     = aws_lambda_event_source_mapping.this[0].scaling_config[0].maximum_concurrency == 20
+    error_message = "maximum concurrency"
+  }
+
+  assert {
+    condition     = aws_lambda_event_source_mapping.this[0].function_name == "orders-worker"
+    error_message = "the mapping targets the function"
+  }
+}
+
+run "mapping_can_be_left_out" {
+  command = plan
+
+  variables {
+    create_event_source_mapping = false
+  }
+
+  assert {
+    condition     = length(aws_lambda_event_source_mapping.this) == 0
+    error_message = "no mapping when create_event_source_mapping = false"
+  }
+}
+
+run "visibility_timeout_below_six_function_timeouts_is_rejected" {
+  command = plan
+
+  variables {
+    function_timeout_seconds   = 60
+    visibility_timeout_seconds = 300
+  }
+
+  expect_failures = [var.visibility_timeout_seconds]
+}
+
+run "fifo_batch_over_ten_is_rejected" {
+  command = plan
+
+  variables {
+    fifo                               = true
+    batch_size                         = 20
+    maximum_batching_window_in_seconds = 1
+  }
+
+  expect_failures = [var.batch_size]
+}
+
+run "existing_role_needs_a_name" {
+  command = plan
+
+  variables {
+    create_role = false
+  }
+
+  expect_failures = [aws_iam_role_policy.consumer]
+}

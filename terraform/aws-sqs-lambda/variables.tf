@@ -1,0 +1,182 @@
+variable "name" {
+  description = "Queue name. With fifo = true the module appends \".fifo\". The dead-letter queue is named \"<name>-dlq\"."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,70}$", var.name))
+    error_message = "name: 1-70 letters, digits, '-' or '_' (room is left for the \"-dlq\" and \".fifo\" suffixes)."
+  }
+}
+
+variable "fifo" {
+  description = "FIFO queue (and FIFO dead-letter queue). Needed when any job has an ordering_key; the library sends MessageGroupId and MessageDeduplicationId."
+  type        = bool
+  default     = false
+}
+
+variable "content_based_deduplication" {
+  description = "FIFO only: deduplicate on the body's hash when a message carries no deduplication id. The library always sends one, so this rarely matters."
+  type        = bool
+  default     = false
+}
+
+variable "max_receive_count" {
+  description = "Deliveries before SQS moves a message to the dead-letter queue. Must equal the jobs' cq.Retry(attempts=N) (the first try counts)."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.max_receive_count >= 1 && var.max_receive_count <= 1000 && floor(var.max_receive_count) == var.max_receive_count
+    error_message = "max_receive_count must be a whole number from 1 to 1000 (SQS's range)."
+  }
+}
+
+variable "function_name" {
+  description = "Name of the Lambda function that consumes the queue (it need not exist yet: the function can take this module's role_arn)."
+  type        = string
+}
+
+variable "function_timeout_seconds" {
+  description = "The consuming function's timeout; the visibility timeout must be at least six times this."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.function_timeout_seconds >= 1 && var.function_timeout_seconds <= 900
+    error_message = "function_timeout_seconds must be 1-900 (Lambda's range)."
+  }
+}
+
+variable "visibility_timeout_seconds" {
+  description = "How long a received message stays hidden. AWS asks for at least 6x the function timeout, so a batch that is retried inside the event source mapping does not come back while still running."
+  type        = number
+  default     = 180
+
+  validation {
+    condition     = var.visibility_timeout_seconds >= 0 && var.visibility_timeout_seconds <= 43200
+    error_message = "visibility_timeout_seconds must be 0-43200 (12 hours)."
+  }
+
+  validation {
+    condition     = var.visibility_timeout_seconds >= 6 * var.function_timeout_seconds
+    error_message = "visibility_timeout_seconds must be at least 6 x function_timeout_seconds."
+  }
+}
+
+variable "message_retention_seconds" {
+  description = "How long the queue keeps a message (default 4 days)."
+  type        = number
+  default     = 345600
+
+  validation {
+    condition     = var.message_retention_seconds >= 60 && var.message_retention_seconds <= 1209600
+    error_message = "message_retention_seconds must be 60-1209600 (14 days)."
+  }
+}
+
+variable "dlq_message_retention_seconds" {
+  description = "How long the dead-letter queue keeps a message (default and maximum: 14 days). SQS keeps a message's original enqueue time when it moves, so keep this longer than message_retention_seconds."
+  type        = number
+  default     = 1209600
+
+  validation {
+    condition     = var.dlq_message_retention_seconds >= 60 && var.dlq_message_retention_seconds <= 1209600
+    error_message = "dlq_message_retention_seconds must be 60-1209600 (14 days)."
+  }
+}
+
+variable "receive_wait_time_seconds" {
+  description = "Long polling for receivers other than Lambda (e.g. `cloudqueue worker`)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.receive_wait_time_seconds >= 0 && var.receive_wait_time_seconds <= 20
+    error_message = "receive_wait_time_seconds must be 0-20."
+  }
+}
+
+variable "kms_key_arn" {
+  description = "Customer-managed KMS key for both queues. null: SQS-managed encryption (SSE-SQS). Encryption is never off."
+  type        = string
+  default     = null
+}
+
+variable "kms_data_key_reuse_period_seconds" {
+  description = "With a KMS key: how long SQS reuses a data key before calling KMS again."
+  type        = number
+  default     = 300
+}
+
+variable "create_event_source_mapping" {
+  description = "Create the Lambda event source mapping. Set false when the function is wired to the queue elsewhere (or to provision the queues for `cloudqueue worker` only)."
+  type        = bool
+  default     = true
+}
+
+variable "batch_size" {
+  description = "Records per function invocation (1-10 for FIFO, up to 10000 for standard queues with a batching window)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.batch_size >= 1 && var.batch_size <= 10000
+    error_message = "batch_size must be 1-10000."
+  }
+
+  validation {
+    condition     = !var.fifo || var.batch_size <= 10
+    error_message = "batch_size must be at most 10 for a FIFO queue."
+  }
+}
+
+variable "maximum_batching_window_in_seconds" {
+  description = "How long the event source mapping gathers records before invoking (0-300). Needed (>= 1) for batch_size above 10."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.maximum_batching_window_in_seconds >= 0 && var.maximum_batching_window_in_seconds <= 300
+    error_message = "maximum_batching_window_in_seconds must be 0-300."
+  }
+
+  validation {
+    condition     = var.batch_size <= 10 || var.maximum_batching_window_in_seconds >= 1
+    error_message = "batch_size above 10 needs maximum_batching_window_in_seconds >= 1."
+  }
+}
+
+variable "maximum_concurrency" {
+  description = "Most concurrent function instances the event source mapping starts (2-1000). null: no limit beyond the function's."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.maximum_concurrency == null || (coalesce(var.maximum_concurrency, 2) >= 2 && coalesce(var.maximum_concurrency, 2) <= 1000)
+    error_message = "maximum_concurrency must be 2-1000, or null."
+  }
+}
+
+variable "create_role" {
+  description = "Create the function's execution role. false: attach the queue policy to role_name instead (an existing role)."
+  type        = bool
+  default     = true
+}
+
+variable "role_name" {
+  description = "Name of the function's execution role (created, or existing when create_role = false). Default: \"<name>-consumer\"."
+  type        = string
+  default     = null
+}
+
+variable "allow_send_to_queue" {
+  description = "Also let the function send to its own queue: for jobs that enqueue follow-up jobs there, and for delays longer than SQS's 15 minutes, which hop through the queue."
+  type        = bool
+  default     = false
+}
+
+variable "tags" {
+  description = "Tags for every resource that takes them."
+  type        = map(string)
+  default     = {}
+}
