@@ -268,7 +268,9 @@ class App:
         due = next_due()
         if due is None:
             return False
-        self.clock.sleep(max((due - self.clock.now()).total_seconds(), 0.0) + 1e-6)
+        seconds = (due - self.clock.now()).total_seconds()
+        # a float clock can land a hair short of the due time; then step the smallest bit
+        self.clock.sleep(seconds if seconds > 0 else 1e-6)
         return True
 
     def worker(self, concurrency: int = 8, **options: Any) -> Worker:

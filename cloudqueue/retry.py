@@ -51,7 +51,10 @@ class Backoff:
 
     def ceiling(self, attempt: int) -> timedelta:
         """The wait after failed attempt ``attempt`` (1-based), before jitter."""
-        seconds = self.initial.total_seconds() * self.factor ** max(attempt - 1, 0)
+        try:
+            seconds = self.initial.total_seconds() * self.factor ** max(attempt - 1, 0)
+        except OverflowError:
+            return self.maximum
         return min(timedelta(seconds=seconds), self.maximum) if seconds < 1e9 else self.maximum
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> timedelta:

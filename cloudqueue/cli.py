@@ -1,0 +1,210 @@
+"""The ``cloudqueue`` command line.
+
+    cloudqueue worker module:app [--concurrency N] [--until-empty]
+    cloudqueue enqueue TARGET JOB JSON [--delay SECONDS] [--key KEY]
+    cloudqueue stats TARGET
+    cloudqueue dead-letters list|redrive|purge TARGET
+
+TARGET is a backend URL (``sqs://orders?region=eu-west-1``) or ``module:app``, which
+also lets ``enqueue`` validate the payload against the job's model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from . import envelope
+from ._errors import CloudQueueError
+from .app import App
+from .backends import from_url
+from .backends.base import Backend, OutgoingMessage
+
+
+def load_app(spec: str) -> App:
+    """Import ``module:attribute`` and return the App it names.
+
+    Raises:
+        click.BadParameter: the module or the attribute is missing or is not an App.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise click.BadParameter(f"{spec!r} is not module:app (e.g. myproject.jobs:app)")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.BadParameter(f"cannot import module {module_name!r}: {exc}") from None
+    app = getattr(module, attr, None)
+    if not isinstance(app, App):
+        found = "nothing" if app is None else type(app).__name__
+        raise click.BadParameter(f"{module_name}.{attr} is {found}, not a cloudqueue App")
+    return app
+
+
+def _target(spec: str) -> tuple[Backend, App | None]:
+    if "://" in spec:
+        return from_url(spec), None
+    app = load_app(spec)
+    return app.backend, app
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Render rows as an aligned plain-text table."""
+    cells = [[str(h) for h in headers]] + [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+class _Group(click.Group):
+    """Turns cloudqueue errors into a clear message and exit status 1, without a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CloudQueueError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="cloudqueue")
+@click.option("-v", "--verbose", is_flag=True, help="Debug log output.")
+def cli(verbose: bool) -> None:
+    """Background jobs on cloud queues: run workers, enqueue, inspect and redrive."""
+    level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+@click.argument("app_spec", metavar="MODULE:APP")
+@click.option("-c", "--concurrency", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Jobs running at once.")
+@click.option("--until-empty", is_flag=True, help="Stop when nothing is left to receive.")
+def worker(app_spec: str, concurrency: int, until_empty: bool) -> None:
+    """Consume the app's queue until SIGTERM/SIGINT (graceful: running jobs finish)."""
+    app = load_app(app_spec)
+    stats = app.worker(concurrency=concurrency).run(until_empty=until_empty)
+    click.echo(table(["succeeded", "retried", "dead-lettered", "released"],
+                     [[stats.succeeded, stats.retried, stats.dead_lettered, stats.released]]))
+
+
+@cli.command()
+@click.argument("target")
+@click.argument("job")
+@click.argument("payload", metavar="JSON")
+@click.option("--delay", type=click.FloatRange(min=0), help="Seconds to hold the job back.")
+@click.option("--key", "idempotency_key", help="Idempotency key.")
+def enqueue(target: str, job: str, payload: str, delay: float | None,
+            idempotency_key: str | None) -> None:
+    """Enqueue JOB with a JSON payload; print its id.
+
+    With TARGET as module:app the payload is validated against the job's model first.
+    With a URL it is sent as given, and the consumer validates it.
+    """
+    try:
+        data = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"payload is not JSON: {exc}", param_hint="JSON") from None
+    wait = timedelta(seconds=delay) if delay else None
+    backend, app = _target(target)
+    if app is not None:
+        click.echo(app.enqueue(job, data, delay=wait, idempotency_key=idempotency_key))
+        return
+    # No app at hand: a plain envelope, checked for JSON only; an app validates on receipt.
+    helper = App("cli", backend=backend)
+    now = helper.clock.now()
+    import uuid
+
+    job_id = uuid.uuid4().hex
+    body = envelope.encode(job_id=job_id, app="cli", job_type=job, time=now, data=data,
+                           key=idempotency_key)
+    [sent] = backend.send([OutgoingMessage(body=body, job_id=job_id, job_type=job,
+                                           delay=wait or timedelta(0),
+                                           idempotency_key=idempotency_key)])
+    click.echo(sent)
+
+
+@cli.command()
+@click.argument("target")
+def stats(target: str) -> None:
+    """Show how many messages wait, run, are delayed and are dead-lettered."""
+    backend, _ = _target(target)
+    s = backend.stats()
+    age = None if s.oldest_age is None else f"{s.oldest_age.total_seconds():.0f}s"
+    click.echo(table(["waiting", "in flight", "delayed", "dead letters", "oldest"],
+                     [[s.waiting, s.in_flight, s.delayed, s.dead_lettered, age]]))
+
+
+@cli.group("dead-letters")
+def dead_letters() -> None:
+    """List, redrive or purge dead letters."""
+
+
+@dead_letters.command("list")
+@click.argument("target")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line, bodies included.")
+def list_dead(target: str, limit: int, as_json: bool) -> None:
+    """Show dead letters with why they are there (nothing is removed)."""
+    backend, _ = _target(target)
+    letters = backend.dead_letters(limit=limit)
+    if as_json:
+        for letter in letters:
+            click.echo(json.dumps({
+                "message_id": letter.message_id, "job_type": letter.job_type,
+                "reason": letter.reason, "attempts": letter.attempts,
+                "dead_lettered_at": letter.dead_lettered_at.isoformat()
+                if letter.dead_lettered_at else None,
+                "body": letter.body.decode("utf-8", "replace")}))
+        return
+    if not letters:
+        click.echo("no dead letters")
+        return
+    rows = [[lt.message_id, lt.job_type or "?", lt.attempts,
+             lt.dead_lettered_at.strftime("%Y-%m-%d %H:%M:%S") if lt.dead_lettered_at else None,
+             _clip(lt.reason, 80)] for lt in letters]
+    click.echo(table(["id", "job", "attempts", "when (UTC)", "reason"], rows))
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@dead_letters.command("redrive")
+@click.argument("target")
+@click.option("--id", "ids", multiple=True, help="Only these dead letters (repeatable).")
+def redrive(target: str, ids: tuple[str, ...]) -> None:
+    """Put dead letters back on their queue, intact."""
+    backend, _ = _target(target)
+    count = backend.redrive(list(ids) or None)
+    click.echo(f"redrove {count} message(s)")
+
+
+@dead_letters.command("purge")
+@click.argument("target")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge(target: str, yes: bool) -> None:
+    """Delete every dead letter."""
+    if not yes:
+        click.confirm(f"delete every dead letter of {target}?", abort=True)
+    backend, _ = _target(target)
+    count = backend.purge_dead_letters()
+    click.echo("purged" if count < 0 else f"purged {count} message(s)")
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="cloudqueue")
