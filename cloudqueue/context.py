@@ -19,8 +19,16 @@ class JobContext:
         deadline: when the function runtime stops this invocation (None outside one).
     """
 
-    __slots__ = ("job_id", "job_type", "attempt", "max_attempts", "idempotency_key",
-                 "deadline", "_time", "_clock")
+    __slots__ = (
+        "_clock",
+        "_time",
+        "attempt",
+        "deadline",
+        "idempotency_key",
+        "job_id",
+        "job_type",
+        "max_attempts",
+    )
 
     def __init__(self, *, job_id: str, job_type: str, attempt: int, max_attempts: int,
                  enqueued_at: datetime | str, idempotency_key: str | None = None,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from ._errors import Permanent, PayloadError, RetryLater
+from ._errors import PayloadError, Permanent, RetryLater
 from .backends.base import Backend, Delivery
 from .context import JobContext
 from .envelope import Envelope, EnvelopeError, decode
@@ -130,13 +130,10 @@ class Dispatcher:
         """Run a task here (an async job runs on the dispatcher's event loop)."""
         job = task.job
         try:
-            if job.takes_context:
-                value = job.func(task.payload, task.ctx)
-            else:
-                value = job.func(task.payload)
+            value = job.func(task.payload, task.ctx) if job.takes_context else job.func(task.payload)
             if job.is_async:
                 value = self._run_coroutine(value)
-        except Exception as exc:  # noqa: BLE001 - every job error is classified
+        except Exception as exc:
             return self.failed(task, exc)
         return Result(Outcome.ACK, task.delivery, job.name, task.ctx.job_id, value=value)
 
@@ -149,7 +146,7 @@ class Dispatcher:
                 value = await job.func(*args)
             else:
                 value = await asyncio.to_thread(job.func, *args)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return self.failed(task, exc)
         return Result(Outcome.ACK, task.delivery, job.name, task.ctx.job_id, value=value)
 
@@ -184,7 +181,7 @@ class Dispatcher:
             def target() -> None:
                 try:
                     box.append((True, asyncio.run(coro)))
-                except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+                except BaseException as exc:
                     box.append((False, exc))
 
             thread = threading.Thread(target=target, name="cloudqueue-async-job")

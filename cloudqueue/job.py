@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 P = TypeVar("P")
 R = TypeVar("R")
 
-OrderingKey = typing.Union[str, Callable[[Any], str], None]
+OrderingKey = str | Callable[[Any], str] | None
 
 
 class Job(Generic[P, R]):

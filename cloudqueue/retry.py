@@ -70,7 +70,7 @@ class Retry:
     """``attempts`` counts the first try: ``Retry(attempts=1)`` never retries."""
 
     attempts: int = 3
-    backoff: Backoff = Backoff.exponential()
+    backoff: Backoff = Backoff.exponential()  # noqa: RUF009 - frozen, so one shared default is safe
 
     def __post_init__(self) -> None:
         if type(self.attempts) is not int or self.attempts < 1:

@@ -150,7 +150,7 @@ class Worker:
         def done(future: Any) -> None:
             try:
                 result = future.result()
-            except BaseException as exc:  # noqa: BLE001 - dispatcher.run classifies job errors
+            except BaseException as exc:
                 log.exception("job %s crashed the runner; it comes back after its visibility "
                               "timeout", task.job.name)
                 result = self.app.dispatcher.failed(task, exc) if isinstance(exc, Exception) else None
@@ -166,7 +166,7 @@ class Worker:
     def _settle(self, result: Result) -> None:
         try:
             self.app.dispatcher.settle(self.app.backend, result)
-        except Exception:  # noqa: BLE001 - the message returns after its visibility timeout
+        except Exception:
             log.exception("could not settle job %s (%s); the queue will deliver it again",
                           result.job_id, result.outcome.value)
             return
@@ -187,7 +187,7 @@ class Worker:
             for delivery in running:
                 try:
                     backend.extend_visibility(delivery, self.visibility_timeout)
-                except Exception:  # noqa: BLE001 - best effort; the job keeps running
+                except Exception:
                     log.warning("could not extend visibility of %s", delivery.message_id,
                                 exc_info=True)
 

@@ -184,7 +184,7 @@ class Backend(ABC):
         """Delete every dead letter; return how many (None-able backends return -1)."""
         raise UnsupportedFeature(f"the {self.scheme or type(self).__name__} backend cannot purge dead letters")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release connections; the backend is not used afterwards."""
 
     def __repr__(self) -> str:

@@ -34,8 +34,20 @@ _DEFAULT_SIZE = 256 * 1024
 
 
 class _Msg:
-    __slots__ = ("mid", "body", "job_id", "job_type", "seq", "visible_at", "receives",
-                 "group", "key", "max_attempts", "sent_at", "token")
+    __slots__ = (
+        "body",
+        "group",
+        "job_id",
+        "job_type",
+        "key",
+        "max_attempts",
+        "mid",
+        "receives",
+        "sent_at",
+        "seq",
+        "token",
+        "visible_at",
+    )
 
     def __init__(self, mid: str, out: OutgoingMessage, seq: int, now: float) -> None:
         self.mid = mid

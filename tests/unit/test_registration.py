@@ -66,7 +66,7 @@ def test_a_missing_annotation_fails_with_the_fix() -> None:
 @pytest.mark.parametrize("retry", [3, {"attempts": 3}, timedelta(seconds=1)])
 def test_a_bad_retry_setting_fails_at_decoration_time(retry: object) -> None:
     app = cq.App("shop")
-    with pytest.raises(cq.ConfigurationError, match="retry must be a cq.Retry"):
+    with pytest.raises(cq.ConfigurationError, match=r"retry must be a cq\.Retry"):
         @app.job(retry=retry)  # type: ignore[call-overload]
         def send(payload: Receipt) -> None: ...
 
