@@ -1,0 +1,311 @@
+"""Function shims: Cloud Tasks and Pub/Sub push requests (HTTP) and Eventarc CloudEvents.
+
+    request ──verify OIDC──> 401/403, nothing runs
+       └──> Cloud Tasks (X-CloudTasks-* headers) or Pub/Sub push (wrapped JSON body)
+              └──> dispatcher ──> ACK ──────────> 200
+                              ──> RETRY ────────> 500 (the platform retries with its backoff)
+                              ──> DEAD_LETTER ──> write the dead letter, then 200
+                                                  (the write failed: 500, nothing is lost)
+                              ──> HOP ──────────> send on with the time left, then 200
+
+Consuming imports no Google Cloud client library: only google-auth, to check the token.
+The publishing SDK comes in when a dead letter or a hop must be written.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+from cloudqueue import ConfigurationError
+from cloudqueue.backends.base import Delivery
+from cloudqueue.dispatch import Outcome, Result
+
+from ._common import ATTR_TYPE
+from .oidc import GOOGLE_CERTS_URL, AuthError, PushAuth
+
+if TYPE_CHECKING:
+    from cloudqueue import App
+
+log = logging.getLogger("cloudqueue.gcp")
+
+DEFAULT_DISPATCH_DEADLINE = timedelta(minutes=10)
+#: Pub/Sub's default ack deadline, which is also how long a push request may take
+DEFAULT_PUSH_ACK_DEADLINE = timedelta(seconds=10)
+_warned_no_attempt = False
+
+
+class HttpRequest(Protocol):
+    """What the shim reads from a request (a Flask request, as functions-framework passes)."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def get_data(self) -> bytes: ...
+
+
+Response = tuple[str, int, dict[str, str]]
+
+
+class BadRequest(Exception):
+    """A request that is neither a Cloud Tasks task nor a Pub/Sub push message."""
+
+
+@dataclass(frozen=True)
+class ShimSettings:
+    """How a shim authenticates requests and knows its deadline."""
+
+    auth: PushAuth | None
+    timeout: timedelta | None
+    dispatch_deadline: timedelta
+    push_ack_deadline: timedelta
+
+
+def _url_options(app: App) -> tuple[str, dict[str, str]]:
+    url = app.backend_url
+    if url is None:
+        backend = app.backend
+        return backend.scheme, {}
+    parts = urlsplit(url)
+    return parts.scheme, dict(parse_qsl(parts.query))
+
+
+def _settings(app: App, *, audience: str | list[str] | None, service_account: str | list[str] | None,
+              verify: bool, certs_url: str, timeout: timedelta | None,
+              dispatch_deadline: timedelta | None, push_ack_deadline: timedelta | None) -> ShimSettings:
+    scheme, options = _url_options(app)
+    if dispatch_deadline is None:
+        text = options.get("dispatch_deadline")
+        dispatch_deadline = timedelta(seconds=float(text)) if text else DEFAULT_DISPATCH_DEADLINE
+    if timeout is None:
+        text = os.environ.get("CLOUDQUEUE_FUNCTION_TIMEOUT") or os.environ.get("FUNCTION_TIMEOUT_SEC")
+        timeout = timedelta(seconds=float(text)) if text else None
+    auth = None
+    if verify:
+        if scheme == "cloudtasks":
+            audience = audience or options.get("audience") or options.get("target")
+            service_account = service_account or options.get("service_account")
+        elif scheme == "pubsub":
+            audience = audience or options.get("push_audience")
+            service_account = service_account or options.get("push_service_account")
+        audience = audience or os.environ.get("CLOUDQUEUE_PUSH_AUDIENCE")
+        service_account = service_account or os.environ.get("CLOUDQUEUE_PUSH_SERVICE_ACCOUNT")
+        if not audience or not service_account:
+            raise ConfigurationError(
+                "push authentication needs the token's audience and the invoker's service-account "
+                "email: pass audience= and service_account=, put them in the backend URL "
+                "(cloudtasks: audience/target and service_account; pubsub: push_audience and "
+                "push_service_account), or set CLOUDQUEUE_PUSH_AUDIENCE and "
+                "CLOUDQUEUE_PUSH_SERVICE_ACCOUNT; verify=False is for local emulators only")
+        auth = PushAuth.of(audience, service_account, certs_url=certs_url)
+    else:
+        log.warning("PUSH AUTHENTICATION IS OFF for app %r: any caller can run its jobs. This is for "
+                    "local emulators only; never deploy with verify=False", app.name)
+    return ShimSettings(auth=auth, timeout=timeout, dispatch_deadline=dispatch_deadline,
+                        push_ack_deadline=push_ack_deadline or DEFAULT_PUSH_ACK_DEADLINE)
+
+
+def _deadline(started: datetime, *limits: timedelta | None) -> datetime | None:
+    known = [limit for limit in limits if limit is not None]
+    return started + min(known) if known else None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    return value if value else None
+
+
+def cloud_tasks_delivery(headers: Mapping[str, str], body: bytes, settings: ShimSettings,
+                         started: datetime) -> Delivery:
+    """A Cloud Tasks request as a delivery: attempt = X-CloudTasks-TaskRetryCount + 1."""
+    task = _header(headers, "X-CloudTasks-TaskName") or "?"
+    try:
+        retries = int(headers.get("X-CloudTasks-TaskRetryCount", "0"))
+    except ValueError:
+        raise BadRequest("X-CloudTasks-TaskRetryCount is not a number") from None
+    attributes = {k: v for k, v in (
+        ("queue", _header(headers, "X-CloudTasks-QueueName")), ("task", task),
+        ("eta", _header(headers, "X-CloudTasks-TaskETA")),
+        ("executions", _header(headers, "X-CloudTasks-TaskExecutionCount")),
+        ("previous_response", _header(headers, "X-CloudTasks-TaskPreviousResponse")),
+        ("retry_reason", _header(headers, "X-CloudTasks-TaskRetryReason"))) if v is not None}
+    return Delivery(body=body, attempt=retries + 1, message_id=task, attributes=attributes,
+                    deadline=_deadline(started, settings.dispatch_deadline, settings.timeout))
+
+
+def pubsub_delivery(payload: Any, settings: ShimSettings, started: datetime) -> Delivery:
+    """A Pub/Sub push body (or Eventarc MessagePublishedData) as a delivery."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("message"), dict):
+        raise BadRequest("not a Pub/Sub push body: expected {'message': {...}, 'subscription': ...}")
+    message = payload["message"]
+    try:
+        data = base64.b64decode(message.get("data") or "", validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise BadRequest("the Pub/Sub message's data is not base64") from None
+    attempt = payload.get("deliveryAttempt")
+    if type(attempt) is not int or attempt < 1:
+        _warn_no_attempt(str(payload.get("subscription", "?")))
+        attempt = 1
+    attributes = message.get("attributes") or {}
+    return Delivery(body=data, attempt=attempt,
+                    message_id=str(message.get("messageId") or message.get("message_id") or "?"),
+                    ordering_key=message.get("orderingKey") or None,
+                    attributes={str(k): str(v) for k, v in attributes.items()},
+                    deadline=_deadline(started, settings.push_ack_deadline, settings.timeout))
+
+
+def _warn_no_attempt(subscription: str) -> None:
+    global _warned_no_attempt
+    if not _warned_no_attempt:
+        _warned_no_attempt = True
+        log.warning("push from subscription %s carries no deliveryAttempt (the subscription has no "
+                    "dead-letter policy): every delivery counts as attempt 1, so a failing job is "
+                    "retried until its message expires; give the subscription a dead-letter policy",
+                    subscription)
+
+
+def handle_delivery(app: App, delivery: Delivery) -> Response:
+    """Run one pushed delivery and turn its result into the HTTP answer the platform needs."""
+    dispatcher = app.dispatcher
+    prepared = dispatcher.prepare(delivery)
+    result: Result = prepared if isinstance(prepared, Result) else dispatcher.run(prepared)
+    if result.job_type and ATTR_TYPE not in delivery.attributes:
+        delivery.attributes[ATTR_TYPE] = result.job_type
+    what = f"job {result.job_type or '?'} {result.job_id or delivery.message_id}"
+    if result.outcome is Outcome.ACK:
+        return "ok", 200, {}
+    if result.outcome is Outcome.RETRY:
+        log.warning("%s attempt %d failed (%s); the platform retries it", what, delivery.attempt,
+                    result.reason)
+        return f"retry: {result.reason}", 500, {}
+    try:
+        if result.outcome is Outcome.HOP:
+            assert result.delay is not None
+            backend = app.backend
+            limit = backend.capabilities.max_delay
+            backend.hop(delivery, result.delay if limit is None else min(result.delay, limit))
+            return "hopped", 200, {}
+        log.error("%s dead-lettered: %s", what, result.reason)
+        app.backend.dead_letter(delivery, result.reason or "dead-lettered")
+    except Exception:  # answering non-2xx keeps the message
+        log.exception("%s: could not write its %s; answering 500 so the platform keeps it", what,
+                      "hop" if result.outcome is Outcome.HOP else "dead letter")
+        return "could not settle; retry", 500, {}
+    return "dead-lettered", 200, {}
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the request body is not JSON") from None
+
+
+def _authenticate(settings: ShimSettings, headers: Mapping[str, str]) -> Response | None:
+    if settings.auth is None:
+        return None
+    try:
+        settings.auth.verify(headers.get("Authorization"))
+    except AuthError as exc:
+        log.warning("refused a push request (%d): %s", exc.status, exc)
+        return str(exc), exc.status, {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    return None
+
+
+def http_handler(app: App, *, audience: str | list[str] | None = None,
+                 service_account: str | list[str] | None = None, verify: bool = True,
+                 certs_url: str = GOOGLE_CERTS_URL, timeout: timedelta | None = None,
+                 dispatch_deadline: timedelta | None = None,
+                 push_ack_deadline: timedelta | None = None) -> Callable[[HttpRequest], Response]:
+    """An HTTP function serving Cloud Tasks tasks and Pub/Sub push messages for ``app``.
+
+    Args:
+        app: the app whose jobs run; its backend receives dead letters and hops.
+        audience / service_account: what the OIDC token must say (default: from the
+            backend URL, then ``$CLOUDQUEUE_PUSH_AUDIENCE`` / ``$CLOUDQUEUE_PUSH_SERVICE_ACCOUNT``).
+        verify: check the token. False is for local emulators only, and logged loudly.
+        certs_url: where the token's signing certificates are published.
+        timeout: the function's timeout (default: ``$CLOUDQUEUE_FUNCTION_TIMEOUT`` seconds).
+        dispatch_deadline: the tasks' dispatch deadline (default: the URL's, or 10 min).
+        push_ack_deadline: the push subscription's ack deadline (default 10 s).
+
+    Raises:
+        ConfigurationError: verification is on and the audience or account is unknown.
+    """
+    settings = _settings(app, audience=audience, service_account=service_account, verify=verify,
+                         certs_url=certs_url, timeout=timeout, dispatch_deadline=dispatch_deadline,
+                         push_ack_deadline=push_ack_deadline)
+
+    def handle(request: HttpRequest) -> Response:
+        started = datetime.fromtimestamp(time.time(), timezone.utc)
+        headers = request.headers
+        refused = _authenticate(settings, headers)
+        if refused is not None:
+            return refused
+        body = request.get_data()
+        try:
+            if headers.get("X-CloudTasks-TaskName") or headers.get("X-CloudTasks-QueueName"):
+                delivery = cloud_tasks_delivery(headers, body, settings, started)
+            else:
+                delivery = pubsub_delivery(_json(body), settings, started)
+        except BadRequest as exc:
+            log.error("bad push request: %s", exc)
+            return f"bad request: {exc}", 400, {}
+        return handle_delivery(app, delivery)
+
+    handle.__name__ = f"cloudqueue_{app.name}"
+    return handle
+
+
+class PushRefused(Exception):
+    """Raised by the CloudEvent shim to refuse an event; functions-framework answers 500."""
+
+
+def cloudevent_handler(app: App, *, audience: str | list[str] | None = None,
+                       service_account: str | list[str] | None = None, verify: bool = True,
+                       certs_url: str = GOOGLE_CERTS_URL, timeout: timedelta | None = None,
+                       push_ack_deadline: timedelta | None = None) -> Callable[[Any], None]:
+    """A CloudEvent function for Pub/Sub messages delivered by Eventarc.
+
+    Returning acknowledges the event; raising makes functions-framework answer 500, so
+    Pub/Sub redelivers it. The token is read from the request functions-framework serves.
+    Arguments are those of ``http_handler``.
+    """
+    settings = _settings(app, audience=audience, service_account=service_account, verify=verify,
+                         certs_url=certs_url, timeout=timeout, dispatch_deadline=None,
+                         push_ack_deadline=push_ack_deadline)
+
+    def handle(event: Any) -> None:
+        started = datetime.fromtimestamp(time.time(), timezone.utc)
+        if settings.auth is not None:
+            from flask import request
+
+            refused = _authenticate(settings, request.headers)  # type: ignore[arg-type]
+            if refused is not None:
+                from werkzeug.exceptions import Forbidden, Unauthorized
+
+                raise (Forbidden if refused[1] == 403 else Unauthorized)(refused[0])
+        data = event.data
+        if isinstance(data, (bytes, str)):
+            data = _json(data.encode() if isinstance(data, str) else data)
+        try:
+            delivery = pubsub_delivery(data, settings, started)
+        except BadRequest as exc:
+            from werkzeug.exceptions import BadRequest as HttpBadRequest
+
+            raise HttpBadRequest(str(exc)) from None
+        text, status, _ = handle_delivery(app, delivery)
+        if status >= 300:
+            raise PushRefused(f"{delivery.message_id}: {text}")
+
+    handle.__name__ = f"cloudqueue_{app.name}_cloudevent"
+    return handle

@@ -1,0 +1,155 @@
+"""Verify the OIDC bearer token Cloud Tasks and Pub/Sub push send, with google-auth.
+
+The token's signature (against Google's published certificates, cached), issuer,
+audience, expiry and the service-account email are all checked; anything else is
+refused before a job runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from ._common import INSTALL_HINT
+
+log = logging.getLogger("cloudqueue.gcp")
+
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
+_DEFAULT_CERTS_TTL = 300.0
+
+
+class AuthError(Exception):
+    """A push request whose token is refused; ``status`` is 401 (who?) or 403 (not allowed)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class PushAuth:
+    """What a push request's OIDC token must say.
+
+    Attributes:
+        audiences: accepted ``aud`` values (the function's URL, or the audience set on the
+            queue / push subscription).
+        service_accounts: accepted ``email`` values (the invoker service account).
+        issuers: accepted ``iss`` values.
+        certs_url: where the signing certificates are published (a JSON map of key id to
+            PEM certificate, as Google's v1 endpoint serves them).
+        clock_skew: leeway for ``iat`` and ``exp``.
+    """
+
+    audiences: frozenset[str]
+    service_accounts: frozenset[str]
+    issuers: tuple[str, ...] = GOOGLE_ISSUERS
+    certs_url: str = GOOGLE_CERTS_URL
+    clock_skew: timedelta = timedelta(seconds=10)
+    _certs: _CertCache = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_certs", _CertCache(self.certs_url))
+
+    @classmethod
+    def of(cls, audience: str | Iterable[str], service_account: str | Iterable[str],
+           **options: Any) -> PushAuth:
+        audiences = frozenset([audience] if isinstance(audience, str) else audience)
+        accounts = frozenset([service_account] if isinstance(service_account, str) else service_account)
+        return cls(audiences=audiences, service_accounts=accounts, **options)
+
+    def verify(self, authorization: str | None) -> Mapping[str, Any]:
+        """Check an ``Authorization`` header; return the token's claims.
+
+        Raises:
+            AuthError: 401 for a missing, malformed, unsigned, badly signed, expired token or
+                a wrong issuer or audience; 403 for a valid token of another account.
+        """
+        if not authorization:
+            raise AuthError(401, "no Authorization header: push requests must carry an OIDC token")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError(401, "the Authorization header is not 'Bearer <token>'")
+        try:
+            from google.auth import exceptions as gexc
+            from google.auth import jwt as _jwt
+        except ImportError as exc:  # pragma: no cover - google-auth is a dependency
+            raise AuthError(401, f"google-auth is not installed; {INSTALL_HINT}") from exc
+        jwt: Any = _jwt
+        token = token.strip()
+        try:
+            header = jwt.decode_header(token)
+        except (ValueError, gexc.GoogleAuthError) as exc:
+            raise AuthError(401, f"the bearer token is not a JWT: {exc}") from None
+        if header.get("alg") != "RS256":
+            raise AuthError(401, f"the bearer token is signed with {header.get('alg')!r}, not RS256")
+        claims = self._decode(jwt, gexc, token, self._certs.get(refresh=False))
+        if claims is None:  # perhaps the keys rotated: refetch once
+            claims = self._decode(jwt, gexc, token, self._certs.get(refresh=True))
+        if claims is None:
+            raise AuthError(401, "the bearer token's signature does not match any published key")
+        if claims.get("iss") not in self.issuers:
+            raise AuthError(401, f"the bearer token's issuer {claims.get('iss')!r} is not accepted")
+        email = claims.get("email")
+        if email not in self.service_accounts or claims.get("email_verified") not in (True, "true"):
+            raise AuthError(403, f"the bearer token belongs to {email!r}, which may not push here")
+        return claims
+
+    def _decode(self, jwt: Any, gexc: Any, token: str, certs: Mapping[str, str]) -> dict[str, Any] | None:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token, certs=dict(certs), audience=list(self.audiences),
+                clock_skew_in_seconds=int(self.clock_skew.total_seconds()))
+            return claims
+        except (ValueError, gexc.GoogleAuthError) as exc:
+            text = str(exc)
+            if "signature" in text.lower() or "certificate for key id" in text.lower():
+                return None
+            raise AuthError(401, f"the bearer token is refused: {text}") from None
+
+
+class _CertCache:
+    """Signing certificates, fetched on first use and kept for their Cache-Control max-age."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._certs: dict[str, str] = {}
+        self._expires = 0.0
+
+    def get(self, *, refresh: bool) -> dict[str, str]:
+        with self._lock:
+            if refresh or not self._certs or time.monotonic() >= self._expires:
+                self._fetch()
+            return self._certs
+
+    def _fetch(self) -> None:
+        try:
+            with urllib.request.urlopen(self.url, timeout=10) as response:
+                data = json.loads(response.read())
+                max_age = _max_age(response.headers.get("Cache-Control", ""))
+        except (OSError, ValueError) as exc:
+            if self._certs:
+                log.warning("could not refresh OIDC certificates from %s (%s); keeping the old ones",
+                            self.url, exc)
+                return
+            raise AuthError(401, f"could not fetch OIDC certificates from {self.url}: {exc}") from None
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise AuthError(401, f"{self.url} did not return a map of key id to PEM certificate")
+        self._certs = data
+        self._expires = time.monotonic() + (max_age if max_age is not None else _DEFAULT_CERTS_TTL)
+
+
+def _max_age(cache_control: str) -> float | None:
+    for part in cache_control.split(","):
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "max-age" and value.isdigit():
+            return float(value)
+    return None

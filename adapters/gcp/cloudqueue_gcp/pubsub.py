@@ -1,0 +1,470 @@
+"""The Pub/Sub backend: publish to a topic, pull from a subscription, dead letters on a topic.
+
+URL: ``pubsub://PROJECT/TOPIC?subscription=SUB&dead_letter_topic=TOPIC`` with options
+``dead_letter_subscription`` (where dead letters are listed from; default: the dead-letter
+topic's own name), ``ordering=true`` (the subscription has message ordering on: ordering
+keys are honoured), ``emulator=HOST:PORT`` (default: ``$PUBSUB_EMULATOR_HOST``),
+``push_audience`` and ``push_service_account`` (what the push shim verifies).
+
+Semantics, honestly:
+
+- No delivery delay exists in Pub/Sub, so a delayed enqueue raises ``UnsupportedFeature``
+  (``capabilities.max_delay`` is zero): use Cloud Tasks for delays.
+- The attempt is the message's ``deliveryAttempt``, which Pub/Sub counts only on a
+  subscription with a dead-letter policy; without one every delivery is attempt 1 (logged
+  once), so a failing job is retried until the message expires.
+- ``retry(delivery, delay)`` sets the ack deadline to the job's backoff (at most 600 s):
+  a pull worker gets the job's backoff. A push subscription answers non-2xx instead and
+  gets the subscription's retry_policy (exponential, 10 s to 600 s by default).
+- Permanent, poison and exhausted messages are published to the dead-letter topic with a
+  ``cq_reason`` attribute, then acknowledged; the subscription's own dead-letter policy
+  moves messages Pub/Sub gave up on (max delivery attempts).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from cloudqueue import ConfigurationError, QueueNotFound, UnsupportedFeature
+from cloudqueue._clock import SYSTEM_CLOCK, Clock, format_time, parse_time
+from cloudqueue.backends.base import (
+    Backend,
+    Capabilities,
+    DeadLetter,
+    Delivery,
+    OutgoingMessage,
+    QueueStats,
+)
+
+from ._common import (
+    ATTR_ATTEMPTS,
+    ATTR_DEAD_AT,
+    ATTR_ID,
+    ATTR_KEY,
+    ATTR_REASON,
+    ATTR_SOURCE,
+    ATTR_TYPE,
+    parse_bool,
+    parse_options,
+    require,
+    sdk_errors,
+    translate,
+    truncate,
+)
+
+if TYPE_CHECKING:
+    from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient  # type: ignore[import-untyped]
+
+log = logging.getLogger("cloudqueue.gcp")
+
+#: Pub/Sub's limit is 10 MB for data and attributes together; keep room for attributes
+MAX_MESSAGE_SIZE = 10 * 1000 * 1000 - 64 * 1024
+MAX_ACK_DEADLINE = timedelta(seconds=600)
+#: attributes Pub/Sub adds when its dead-letter policy moves a message
+_NATIVE_PREFIX = "CloudPubSubDeadLetter"
+_OPTIONS = ("subscription", "dead_letter_topic", "dead_letter_subscription", "ordering", "emulator",
+            "push_audience", "push_service_account")
+_warned_no_attempts = False
+
+
+def _clients(emulator: str | None) -> tuple[Any, Any]:
+    pubsub = require("google.cloud.pubsub_v1")
+    publisher_options = pubsub.types.PublisherOptions(enable_message_ordering=True)
+    batching = pubsub.types.BatchSettings(max_messages=100, max_bytes=1_000_000, max_latency=0.01)
+    if emulator is None:
+        return (pubsub.PublisherClient(batch_settings=batching, publisher_options=publisher_options),
+                pubsub.SubscriberClient())
+    import grpc
+    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+    return (pubsub.PublisherClient(batch_settings=batching, publisher_options=publisher_options,
+                                   transport=PublisherGrpcTransport(channel=grpc.insecure_channel(emulator))),
+            pubsub.SubscriberClient(transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(emulator))))
+
+
+class _Clients:
+    """Publisher and subscriber, created on first use (so opening a URL imports no SDK)."""
+
+    def __init__(self, publisher: PublisherClient | None, subscriber: SubscriberClient | None,
+                 emulator: str | None) -> None:
+        self._publisher = publisher
+        self._subscriber = subscriber
+        self._emulator = emulator
+        self._lock = threading.Lock()
+
+    def _build(self) -> None:
+        with self._lock:
+            if self._publisher is None or self._subscriber is None:
+                publisher, subscriber = _clients(self._emulator)
+                self._publisher = self._publisher or publisher
+                self._subscriber = self._subscriber or subscriber
+
+    @property
+    def publisher(self) -> Any:
+        if self._publisher is None:
+            self._build()
+        return self._publisher
+
+    @property
+    def subscriber(self) -> Any:
+        if self._subscriber is None:
+            self._build()
+        return self._subscriber
+
+    def close(self) -> None:
+        if self._publisher is not None:
+            self._publisher.stop()
+        if self._subscriber is not None:
+            self._subscriber.close()
+
+
+def publish_all(publisher: Any, topic: str, items: Sequence[tuple[bytes, dict[str, str], str]],
+                what: str) -> list[str]:
+    """Publish ``(data, attributes, ordering_key)`` items through the batching publisher."""
+    futures: list[tuple[Future[str], str]] = []
+    try:
+        for data, attributes, ordering_key in items:
+            futures.append((publisher.publish(topic, data, ordering_key=ordering_key, **attributes),
+                            ordering_key))
+        ids = []
+        for future, ordering_key in futures:
+            try:
+                ids.append(future.result())
+            except Exception:
+                if ordering_key:  # a failed ordered publish pauses its key until resumed
+                    publisher.resume_publish(topic, ordering_key)
+                raise
+        return ids
+    except sdk_errors() as exc:
+        translate(exc, what)
+
+
+class TopicDeadLetters:
+    """Dead letters kept on a Pub/Sub topic, listed and taken back through a subscription."""
+
+    def __init__(self, clients: _Clients, project: str, topic: str, subscription: str | None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clients = clients
+        self.topic = f"projects/{project}/topics/{topic}"
+        self.subscription = f"projects/{project}/subscriptions/{subscription}" if subscription else None
+        self.clock = clock
+
+    def write(self, body: bytes, reason: str, attributes: dict[str, str], *, job_type: str | None,
+              attempts: int | None) -> None:
+        """Publish ``body`` intact to the dead-letter topic with why it is there."""
+        attrs = {k: v for k, v in attributes.items() if not k.startswith(_NATIVE_PREFIX)}
+        attrs[ATTR_REASON] = truncate(reason)
+        attrs[ATTR_DEAD_AT] = format_time(self.clock.now())
+        if job_type:
+            attrs[ATTR_TYPE] = truncate(job_type)
+        if attempts is not None:
+            attrs[ATTR_ATTEMPTS] = str(attempts)
+        publish_all(self._clients.publisher, self.topic, [(body, attrs, "")],
+                    f"publishing a dead letter to {self.topic}")
+
+    def _listing(self) -> str:
+        if self.subscription is None:
+            raise UnsupportedFeature(
+                f"dead letters on {self.topic} cannot be listed without a subscription; add "
+                "dead_letter_subscription=<SUB> (Pub/Sub) or ?subscription=<SUB> to the dead_letter URL")
+        return self.subscription
+
+    def _pull_all(self, limit: int | None) -> list[Any]:
+        """Pull (and hold) every dead letter up to ``limit``; the caller settles each."""
+        subscriber, name = self._clients.subscriber, self._listing()
+        held: dict[str, Any] = {}
+        empty_rounds = 0
+        while (limit is None or len(held) < limit) and empty_rounds < 2:
+            want = 1000 if limit is None else min(1000, limit - len(held))
+            try:
+                response = subscriber.pull(request={"subscription": name, "max_messages": want,
+                                                    "return_immediately": True}, retry=None, timeout=30)
+            except sdk_errors() as exc:
+                translate(exc, f"pulling dead letters from {name}")
+            fresh = [m for m in response.received_messages if m.message.message_id not in held]
+            empty_rounds = 0 if fresh else empty_rounds + 1
+            for received in fresh:
+                held[received.message.message_id] = received
+        return list(held.values())
+
+    def _settle(self, ack: Sequence[str], nack: Sequence[str]) -> None:
+        subscriber, name = self._clients.subscriber, self._listing()
+        try:
+            for start in range(0, len(ack), 1000):
+                subscriber.acknowledge(request={"subscription": name, "ack_ids": ack[start:start + 1000]})
+            for start in range(0, len(nack), 1000):
+                subscriber.modify_ack_deadline(request={"subscription": name, "ack_ids": nack[start:start + 1000],
+                                                        "ack_deadline_seconds": 0})
+        except sdk_errors() as exc:
+            translate(exc, f"settling dead letters on {name}")
+
+    @staticmethod
+    def _letter(received: Any) -> DeadLetter:
+        message = received.message
+        attrs = dict(message.attributes)
+        reason = attrs.get(ATTR_REASON)
+        attempts = attrs.get(ATTR_ATTEMPTS) or attrs.get(f"{_NATIVE_PREFIX}SourceDeliveryCount")
+        if reason is None:
+            reason = (f"exhausted: Pub/Sub gave up after {attempts or '?'} deliveries "
+                      "(the subscription's dead-letter policy)")
+        when = attrs.get(ATTR_DEAD_AT)
+        return DeadLetter(message_id=message.message_id, body=bytes(message.data), reason=reason,
+                          job_type=attrs.get(ATTR_TYPE),
+                          dead_lettered_at=parse_time(when) if when else None,
+                          attempts=int(attempts) if attempts and attempts.isdigit() else None)
+
+    def list(self, limit: int = 100) -> list[DeadLetter]:
+        """Peek: pull up to ``limit``, then give every one back at once."""
+        held = self._pull_all(limit)
+        self._settle([], [r.ack_id for r in held])
+        return [self._letter(r) for r in held]
+
+    def take(self, message_ids: Sequence[str] | None,
+             resend: Callable[[bytes, dict[str, str]], None]) -> int:
+        """Resend chosen dead letters (all when None) with ``resend``, then remove them."""
+        held = self._pull_all(None)
+        by_id = {r.message.message_id: r for r in held}
+        if message_ids is not None:
+            missing = [m for m in message_ids if m not in by_id]
+            if missing:
+                self._settle([], [r.ack_id for r in held])
+                raise QueueNotFound(f"no dead letter with id {', '.join(missing)} on {self.topic}")
+        chosen = list(by_id) if message_ids is None else list(dict.fromkeys(message_ids))
+        done: list[str] = []
+        try:
+            for mid in chosen:
+                message = by_id[mid].message
+                attrs = {k: v for k, v in message.attributes.items()
+                         if k not in (ATTR_REASON, ATTR_DEAD_AT, ATTR_ATTEMPTS)
+                         and not k.startswith(_NATIVE_PREFIX)}
+                resend(bytes(message.data), attrs)
+                done.append(mid)
+        finally:
+            self._settle([by_id[m].ack_id for m in done],
+                         [r.ack_id for m, r in by_id.items() if m not in done])
+        return len(done)
+
+    def purge(self) -> int:
+        held = self._pull_all(None)
+        self._settle([r.ack_id for r in held], [])
+        return len(held)
+
+
+class PubSubBackend(Backend):
+    """Publish to a topic; pull, ack and dead-letter through a subscription.
+
+    Args:
+        project: the Google Cloud project id.
+        topic: the topic jobs are published to.
+        subscription: the subscription a pull worker consumes (None: publish only).
+        dead_letter_topic: where Permanent, poison and exhausted messages go.
+        dead_letter_subscription: a subscription on the dead-letter topic, to list and
+            redrive (default: the dead-letter topic's own name).
+        ordering: the subscription has message ordering enabled (ordering keys honoured).
+        emulator: HOST:PORT of a Pub/Sub emulator (default: ``$PUBSUB_EMULATOR_HOST``).
+        publisher / subscriber: injected ``google.cloud.pubsub_v1`` clients.
+    """
+
+    scheme = "pubsub"
+
+    def __init__(self, project: str, topic: str, *, subscription: str | None = None,
+                 dead_letter_topic: str | None = None, dead_letter_subscription: str | None = None,
+                 ordering: bool = False, emulator: str | None = None,
+                 publisher: PublisherClient | None = None, subscriber: SubscriberClient | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        if not project or not topic:
+            raise ConfigurationError("pubsub backend needs a project and a topic")
+        self.project = project
+        self.topic = topic
+        self.topic_path = f"projects/{project}/topics/{topic}"
+        self.subscription_path = f"projects/{project}/subscriptions/{subscription}" if subscription else None
+        self.clock = clock
+        self._clients = _Clients(publisher, subscriber, emulator)
+        self._dead = TopicDeadLetters(self._clients, project, dead_letter_topic,
+                                      dead_letter_subscription or dead_letter_topic, clock) \
+            if dead_letter_topic else None
+        self._caps = Capabilities(max_delay=timedelta(0), delay_hops=False,
+                                  max_message_size=MAX_MESSAGE_SIZE, max_batch=1000, fifo=ordering,
+                                  dedup=False, pull=subscription is not None, push=True,
+                                  visibility=True)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    @property
+    def publisher(self) -> PublisherClient:
+        client: PublisherClient = self._clients.publisher
+        return client
+
+    @property
+    def subscriber(self) -> SubscriberClient:
+        client: SubscriberClient = self._clients.subscriber
+        return client
+
+    # -- producing -----------------------------------------------------------------------
+    def send(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+        items = []
+        for out in messages:
+            if out.delay > timedelta(0):
+                raise UnsupportedFeature(f"job {out.job_type!r}: Pub/Sub cannot delay a message; "
+                                         "use the cloudtasks backend for delayed jobs")
+            attributes = {ATTR_TYPE: out.job_type, ATTR_ID: out.job_id}
+            if out.idempotency_key is not None:
+                attributes[ATTR_KEY] = truncate(out.idempotency_key)
+            items.append((out.body, attributes, out.ordering_key or ""))
+        publish_all(self._clients.publisher, self.topic_path, items, f"publishing to {self.topic_path}")
+        return [out.job_id for out in messages]
+
+    def _resend(self, body: bytes, attributes: dict[str, str]) -> None:
+        publish_all(self._clients.publisher, self.topic_path, [(body, attributes, "")],
+                    f"publishing to {self.topic_path}")
+
+    # -- consuming -----------------------------------------------------------------------
+    def _subscription(self) -> str:
+        if self.subscription_path is None:
+            raise ConfigurationError(f"pubsub://{self.project}/{self.topic} has no subscription; "
+                                     "add ?subscription=<SUB> to consume it")
+        return self.subscription_path
+
+    def receive(self, max_messages: int = 10, wait: timedelta = timedelta(0)) -> list[Delivery]:
+        name = self._subscription()
+        deadline = time.monotonic() + wait.total_seconds()
+        while True:
+            try:
+                response = self._clients.subscriber.pull(
+                    request={"subscription": name, "max_messages": max(1, min(max_messages, 1000)),
+                             "return_immediately": wait <= timedelta(0)},
+                    retry=None, timeout=max(wait.total_seconds(), 0) + 30)
+            except sdk_errors() as exc:
+                from google.api_core.exceptions import DeadlineExceeded
+
+                if isinstance(exc, DeadlineExceeded):
+                    return []
+                translate(exc, f"pulling from {name}")
+            if response.received_messages or time.monotonic() >= deadline:
+                return [self._delivery(r) for r in response.received_messages]
+            time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
+
+    def _delivery(self, received: Any) -> Delivery:
+        message = received.message
+        attempt = received.delivery_attempt
+        if not attempt:
+            _warn_no_attempts(self._subscription())
+            attempt = 1
+        return Delivery(body=bytes(message.data), attempt=attempt, message_id=message.message_id,
+                        handle=received.ack_id, ordering_key=message.ordering_key or None,
+                        attributes=dict(message.attributes))
+
+    def _modify(self, delivery: Delivery, seconds: int, what: str) -> None:
+        if delivery.handle is None:
+            return  # a push delivery: the HTTP status settles it
+        try:
+            self._clients.subscriber.modify_ack_deadline(request={
+                "subscription": self._subscription(), "ack_ids": [delivery.handle],
+                "ack_deadline_seconds": seconds})
+        except sdk_errors() as exc:
+            translate(exc, what)
+
+    def ack(self, delivery: Delivery) -> None:
+        if delivery.handle is None:
+            return
+        try:
+            self._clients.subscriber.acknowledge(request={"subscription": self._subscription(),
+                                                          "ack_ids": [delivery.handle]})
+        except sdk_errors() as exc:
+            translate(exc, f"acknowledging {delivery.message_id}")
+
+    def retry(self, delivery: Delivery, delay: timedelta) -> None:
+        """Let the message come back after ``delay`` (the ack deadline, at most 600 s)."""
+        seconds = math.ceil(min(delay, MAX_ACK_DEADLINE).total_seconds())
+        self._modify(delivery, seconds, f"delaying the retry of {delivery.message_id}")
+
+    def release(self, delivery: Delivery) -> None:
+        self._modify(delivery, 0, f"giving back {delivery.message_id}")
+
+    def hop(self, delivery: Delivery, delay: timedelta) -> None:
+        """Hold an early message for up to 600 s (Pub/Sub has no delay; this counts a delivery)."""
+        self.retry(delivery, delay)
+
+    def extend_visibility(self, delivery: Delivery, timeout: timedelta) -> None:
+        seconds = math.ceil(min(max(timeout, timedelta(seconds=10)), MAX_ACK_DEADLINE).total_seconds())
+        self._modify(delivery, seconds, f"extending the ack deadline of {delivery.message_id}")
+
+    # -- dead letters --------------------------------------------------------------------
+    def _dead_letters(self) -> TopicDeadLetters:
+        if self._dead is None:
+            raise ConfigurationError(
+                f"pubsub://{self.project}/{self.topic} has no dead_letter_topic; add "
+                "?dead_letter_topic=<TOPIC> so failed jobs are kept (the message is not acknowledged)")
+        return self._dead
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        job_type = delivery.attributes.get(ATTR_TYPE)
+        attributes = dict(delivery.attributes)
+        attributes[ATTR_SOURCE] = self.subscription_path or self.topic_path
+        self._dead_letters().write(delivery.body, reason, attributes, job_type=job_type,
+                                   attempts=delivery.attempt)
+        self.ack(delivery)
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        return self._dead_letters().list(limit)
+
+    def redrive(self, message_ids: Sequence[str] | None = None) -> int:
+        return self._dead_letters().take(message_ids, self._resend)
+
+    def purge_dead_letters(self) -> int:
+        return self._dead_letters().purge()
+
+    def stats(self) -> QueueStats:
+        """Pub/Sub's API reports no counts (Cloud Monitoring does); every field is None."""
+        return QueueStats()
+
+    def close(self) -> None:
+        self._clients.close()
+
+    def __repr__(self) -> str:
+        return f"<PubSubBackend {self.topic_path}>"
+
+
+def _warn_no_attempts(subscription: str) -> None:
+    global _warned_no_attempts
+    if not _warned_no_attempts:
+        _warned_no_attempts = True
+        log.warning("subscription %s sends no deliveryAttempt (it has no dead-letter policy): every "
+                    "delivery counts as attempt 1, so a failing job retries until its message "
+                    "expires; give the subscription a dead-letter policy", subscription)
+
+
+def warn_no_attempts(subscription: str) -> None:
+    """Log, once per process, that a subscription does not count deliveries."""
+    _warn_no_attempts(subscription)
+
+
+def from_url(url: str, *, publisher: PublisherClient | None = None,
+             subscriber: SubscriberClient | None = None, clock: Clock = SYSTEM_CLOCK) -> PubSubBackend:
+    """Open ``pubsub://PROJECT/TOPIC?subscription=SUB&dead_letter_topic=TOPIC`` (module docstring)."""
+    parts = urlsplit(url)
+    if parts.scheme != "pubsub":
+        raise ConfigurationError(f"not a pubsub:// URL: {url!r}")
+    project, _, topic = (parts.netloc + parts.path).strip("/").partition("/")
+    if not project or not topic or "/" in topic:
+        raise ConfigurationError(f"pubsub URL {url!r} must be pubsub://PROJECT/TOPIC[?options]")
+    options = parse_options("pubsub", parts.query, _OPTIONS)
+    return PubSubBackend(
+        project, topic, subscription=options.get("subscription") or None,
+        dead_letter_topic=options.get("dead_letter_topic") or None,
+        dead_letter_subscription=options.get("dead_letter_subscription") or None,
+        ordering=parse_bool("pubsub", "ordering", options.get("ordering", "false")),
+        emulator=options.get("emulator") or os.environ.get("PUBSUB_EMULATOR_HOST") or None,
+        publisher=publisher, subscriber=subscriber, clock=clock)
