@@ -1,0 +1,115 @@
+"""Where a queue is: ``sqs://`` URLs, queue URLs and ARNs."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import parse_qsl, urlsplit
+
+from cloudqueue import ConfigurationError
+
+#: URL query options of ``sqs://`` and what they configure
+OPTIONS = ("region", "endpoint_url", "visibility_timeout", "wait", "dead_letter_url")
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A parsed ``sqs://`` URL: the queue's name or full URL, and the client options."""
+
+    name: str
+    queue_url: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    visibility_timeout: timedelta | None = None
+    wait: timedelta | None = None
+    dead_letter_url: str | None = None
+
+    @property
+    def fifo(self) -> bool:
+        return self.name.endswith(".fifo")
+
+
+def parse_url(url: str) -> Address:
+    """Parse ``sqs://<queue-name>[?options]`` or ``sqs://<host>/<account>/<queue-name>[?options]``.
+
+    The second form is a full queue URL without its ``https://`` (``http`` when the
+    ``endpoint_url`` option says so). Options: region, endpoint_url, visibility_timeout
+    and wait (seconds), dead_letter_url.
+
+    Raises:
+        ConfigurationError: another scheme, no queue name, an unknown or malformed option.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "sqs":
+        raise ConfigurationError(f"not an sqs:// URL: {url!r}")
+    options: dict[str, str] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in OPTIONS:
+            close = difflib.get_close_matches(key, OPTIONS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (options: {', '.join(OPTIONS)})"
+            raise ConfigurationError(f"unknown sqs:// option {key!r} in {url!r}{hint}")
+        options[key] = value
+    path = parts.path.strip("/")
+    endpoint = options.get("endpoint_url") or None
+    queue_url = None
+    region = options.get("region") or None
+    if path:  # host/account/name: a full queue URL
+        segments = path.split("/")
+        if len(segments) != 2 or not segments[1]:
+            raise ConfigurationError(
+                f"sqs:// URL {url!r}: write sqs://<queue-name> or sqs://<host>/<account-id>/<queue-name>")
+        name = segments[1]
+        scheme = urlsplit(endpoint).scheme if endpoint else "https"
+        queue_url = f"{scheme}://{parts.netloc}/{path}"
+        host = parts.netloc.split(":")[0].split(".")
+        if region is None and len(host) >= 3 and host[0] == "sqs":
+            region = host[1]  # sqs.<region>.amazonaws.com
+    else:
+        name = parts.netloc
+    if not name:
+        raise ConfigurationError(f"sqs:// URL {url!r} names no queue; write e.g. sqs://orders")
+    return Address(name=name, queue_url=queue_url, region=region, endpoint_url=endpoint,
+                   visibility_timeout=_seconds(url, options, "visibility_timeout"),
+                   wait=_seconds(url, options, "wait"),
+                   dead_letter_url=options.get("dead_letter_url") or None)
+
+
+def _seconds(url: str, options: dict[str, str], key: str) -> timedelta | None:
+    text = options.get(key)
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigurationError(f"sqs:// option {key} must be a number of seconds, got {text!r} "
+                                 f"in {url!r}") from None
+    if value < 0:
+        raise ConfigurationError(f"sqs:// option {key} must not be negative in {url!r}")
+    return timedelta(seconds=value)
+
+
+@dataclass(frozen=True, slots=True)
+class Arn:
+    """``arn:aws:sqs:<region>:<account>:<name>``."""
+
+    partition: str
+    region: str
+    account: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"arn:{self.partition}:sqs:{self.region}:{self.account}:{self.name}"
+
+
+def parse_arn(text: str) -> Arn:
+    """Parse an SQS queue ARN.
+
+    Raises:
+        ConfigurationError: not an SQS queue ARN.
+    """
+    parts = text.split(":")
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sqs" or not parts[5]:
+        raise ConfigurationError(f"not an SQS queue ARN: {text!r} (expected "
+                                 "arn:aws:sqs:<region>:<account>:<queue-name>)")
+    return Arn(partition=parts[1], region=parts[3], account=parts[4], name=parts[5])

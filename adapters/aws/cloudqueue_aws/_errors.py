@@ -1,0 +1,119 @@
+"""botocore errors, translated at one boundary into the cloudqueue hierarchy.
+
+    ClientError code                                    ->  cloudqueue error
+    AWS.SimpleQueueService.NonExistentQueue,
+      QueueDoesNotExist                                 ->  QueueNotFound
+    AccessDenied, AccessDeniedException, KmsAccessDenied,
+      InvalidClientTokenId, InvalidSecurity, ...        ->  PermissionDenied
+    Throttling, ThrottlingException, RequestThrottled,
+      KmsThrottled, OverLimit                           ->  Throttled
+    any 5xx, InternalFailure, InternalError,
+      ServiceUnavailable; connection errors             ->  BackendUnavailable
+    no credentials / region, invalid parameters         ->  ConfigurationError
+    anything else                                       ->  BackendError
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from cloudqueue import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    PermissionDenied,
+    QueueNotFound,
+    Throttled,
+)
+
+NOT_FOUND = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+DENIED = frozenset({"AccessDenied", "AccessDeniedException", "KmsAccessDenied", "InvalidClientTokenId",
+                    "InvalidSecurity", "MissingAuthenticationToken", "SignatureDoesNotMatch",
+                    "UnrecognizedClientException", "ExpiredToken", "ExpiredTokenException",
+                    "NotAuthorized"})
+THROTTLED = frozenset({"Throttling", "ThrottlingException", "RequestThrottled", "KmsThrottled",
+                       "OverLimit", "TooManyRequestsException"})
+UNAVAILABLE = frozenset({"InternalFailure", "InternalError", "ServiceUnavailable",
+                         "AWS.SimpleQueueService.InternalError"})
+_SETUP_ERRORS = frozenset({"NoCredentialsError", "PartialCredentialsError", "NoRegionError",
+                           "ParamValidationError", "UnknownServiceError"})
+#: SendMessageBatch entry codes worth sending again (the service's fault, or throttling)
+RETRYABLE_ENTRY_CODES = THROTTLED | UNAVAILABLE
+
+
+class BatchSendError(BackendError):
+    """Some messages of a batch were refused; ``failed`` maps each job id to code and message.
+
+    ``sent`` lists the job ids that did reach the queue (send is safe to retry: FIFO
+    queues deduplicate, and a job id is the same on a second try).
+    """
+
+    def __init__(self, message: str, *, sent: list[str], failed: dict[str, tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.sent = sent
+        self.failed = failed
+
+
+def error_code(exc: BaseException) -> str:
+    """The service's error code of a botocore ``ClientError`` ('' for other errors)."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, Mapping):
+        return ""
+    error = response.get("Error") or {}
+    return str(error.get("Code") or "")
+
+
+def _status(exc: BaseException) -> int:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, Mapping):
+        return 0
+    meta = response.get("ResponseMetadata") or {}
+    try:
+        return int(meta.get("HTTPStatusCode") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def translate(exc: Exception, action: str) -> Exception:
+    """The cloudqueue error for a botocore error raised while doing ``action``.
+
+    Non-botocore exceptions come back unchanged (they are not the SDK's to translate).
+    """
+    module = type(exc).__module__
+    if not (module.startswith("botocore") or module.startswith("boto3")):
+        return exc
+    code = error_code(exc)
+    query_code = ""
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        query_code = str((response.get("Error") or {}).get("QueryErrorCode") or "")
+    text = f"SQS {action} failed: {exc}"
+    if code in NOT_FOUND or query_code in NOT_FOUND:
+        return QueueNotFound(text + "; create it (Terraform module aws-sqs-lambda, or "
+                             "cloudqueue_aws.ensure_queue for local work) or fix the URL")
+    if code in DENIED or query_code in DENIED:
+        return PermissionDenied(text + "; grant the sqs:* action named above to this role")
+    if code in THROTTLED or query_code in THROTTLED:
+        return Throttled(text)
+    if code in UNAVAILABLE or _status(exc) >= 500:
+        return BackendUnavailable(text)
+    if not code:
+        if type(exc).__name__ in _SETUP_ERRORS:  # our side: no credentials, region, bad params
+            return ConfigurationError(text)
+        return BackendUnavailable(text)  # no answer at all: connection refused, timeout, DNS
+    return BackendError(text)
+
+
+@contextmanager
+def translated(action: str) -> Iterator[None]:
+    """Run an SQS call; re-raise botocore's errors as cloudqueue errors, ``from`` the original."""
+    try:
+        yield
+    except BackendError:
+        raise
+    except Exception as exc:
+        mapped = translate(exc, action)
+        if mapped is exc:
+            raise
+        raise mapped from exc
