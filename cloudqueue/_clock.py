@@ -39,9 +39,13 @@ SYSTEM_CLOCK = SystemClock()
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``, as CloudEvents writes it."""
-    if moment.tzinfo is None:
-        raise ValueError("cloudqueue only uses aware datetimes; got a naive one")
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if moment.tzinfo is not timezone.utc:
+        if moment.tzinfo is None:
+            raise ValueError("cloudqueue only uses aware datetimes; got a naive one")
+        moment = moment.astimezone(timezone.utc)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 - twice as fast as isoformat
+        moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second,
+        moment.microsecond)
 
 
 def parse_time(text: str) -> datetime:

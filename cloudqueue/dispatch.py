@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
+from ._clock import parse_time
 from ._errors import PayloadError, Permanent, RetryLater
 from .backends.base import Backend, Delivery
 from .context import JobContext
-from .envelope import Envelope, EnvelopeError, decode
+from .envelope import EnvelopeError, decode, envelope_adapter
 
 if TYPE_CHECKING:
     from .app import App
@@ -81,7 +82,6 @@ class Task:
     job: Job[Any, Any]
     payload: Any
     ctx: JobContext
-    envelope: Envelope
     delivery: Delivery
 
 
@@ -97,10 +97,41 @@ class Dispatcher:
         self.app = app
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_lock = threading.Lock()
+        self._fast: TypeAdapter[Any] | None = None
+
+    def jobs_changed(self) -> None:
+        """Forget the parser built for the old set of jobs."""
+        self._fast = None
 
     # -- parse -------------------------------------------------------------------------
     def prepare(self, delivery: Delivery) -> Task | Result:
         """Parse and validate a delivery; return a runnable Task, or a final Result."""
+        # One pass in pydantic-core parses the JSON and checks the envelope and the
+        # payload together; anything it refuses takes the slow path, which decides
+        # (and explains) exactly what is wrong.
+        fast = self._fast
+        if fast is None:
+            if not self.app.jobs:
+                return self._prepare_slow(delivery)
+            fast = self._fast = envelope_adapter(
+                {name: job.payload_type for name, job in self.app.jobs.items()})
+        try:
+            env = fast.validate_json(delivery.body)
+        except ValidationError:
+            return self._prepare_slow(delivery)
+        job = self.app.jobs[env["type"]]
+        not_before = env.get("cqnotbefore")
+        if not_before is not None:
+            left = parse_time(not_before) - self.app.clock.now()
+            if left > timedelta(0):
+                return Result(Outcome.HOP, delivery, job_type=job.name, job_id=env["id"], delay=left)
+        ctx = JobContext(job_id=env["id"], job_type=job.name, attempt=delivery.attempt,
+                         max_attempts=job.retry.attempts, enqueued_at=env["time"],
+                         idempotency_key=env.get("cqkey"), deadline=delivery.deadline,
+                         clock=self.app.clock)
+        return Task(job, env["data"], ctx, delivery)
+
+    def _prepare_slow(self, delivery: Delivery) -> Task | Result:
         try:
             env = decode(delivery.body)
         except EnvelopeError as exc:
@@ -123,7 +154,7 @@ class Dispatcher:
         ctx = JobContext(job_id=env.id, job_type=job.name, attempt=delivery.attempt,
                          max_attempts=job.retry.attempts, enqueued_at=env.time,
                          idempotency_key=env.key, deadline=delivery.deadline, clock=self.app.clock)
-        return Task(job, payload, ctx, env, delivery)
+        return Task(job, payload, ctx, delivery)
 
     # -- run ---------------------------------------------------------------------------
     def run(self, task: Task) -> Result:

@@ -66,11 +66,10 @@ class Job(Generic[P, R]):
         except ValidationError as exc:
             raise PayloadError.from_validation(self.name, exc) from None
 
-    def dump(self, payload: Any) -> Any:
-        """Validate and turn a payload into JSON-compatible data for the envelope."""
-        value = self.validate(payload)
+    def dump_json(self, value: Any) -> bytes:
+        """Serialize a validated payload to JSON for the envelope."""
         try:
-            return self.adapter.dump_python(value, mode="json")
+            return self.adapter.dump_json(value)
         except (ValueError, TypeError) as exc:  # pydantic's serialization errors are ValueErrors
             raise PayloadError(f"payload for job {self.name!r} cannot be serialized to JSON: {exc}",
                                job=self.name) from None

@@ -118,6 +118,7 @@ class MemoryBackend(Backend):
         self._dead: dict[str, _Dead] = {}
         self._seq = itertools.count(1)
         self._closed = False
+        self._waiting = 0  # receivers blocked in wait(): only they need a notify
 
     @property
     def capabilities(self) -> Capabilities:
@@ -150,7 +151,8 @@ class MemoryBackend(Backend):
                 self._msgs[mid] = msg
                 self._schedule(msg, now)
                 ids.append(out.job_id)
-            self._cond.notify_all()
+            if self._waiting:
+                self._cond.notify_all()
         return ids
 
     def _schedule(self, msg: _Msg, now: float) -> None:
@@ -174,7 +176,11 @@ class MemoryBackend(Backend):
                 left = give_up - _time.monotonic()
                 if left <= 0:
                     return []
-                self._cond.wait(min(left, 0.05))
+                self._waiting += 1
+                try:
+                    self._cond.wait(min(left, 0.05))
+                finally:
+                    self._waiting -= 1
 
     def _promote(self, now: float) -> None:
         timed, msgs, ready = self._timed, self._msgs, self._ready
@@ -262,7 +268,8 @@ class MemoryBackend(Backend):
             msg.token = 0
             msg.visible_at = now + delay.total_seconds()
             self._schedule(msg, now)
-            self._cond.notify_all()
+            if self._waiting:
+                self._cond.notify_all()
 
     def extend_visibility(self, delivery: Delivery, timeout: timedelta) -> None:
         with self._cond:
