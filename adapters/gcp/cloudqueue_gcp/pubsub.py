@@ -69,6 +69,8 @@ log = logging.getLogger("cloudqueue.gcp")
 #: Pub/Sub's limit is 10 MB for data and attributes together; keep room for attributes
 MAX_MESSAGE_SIZE = 10 * 1000 * 1000 - 64 * 1024
 MAX_ACK_DEADLINE = timedelta(seconds=600)
+#: how long a pull that should not wait may take (the service answers sooner when it can)
+_SHORT_PULL = timedelta(seconds=2)
 #: attributes Pub/Sub adds when its dead-letter policy moves a message
 _NATIVE_PREFIX = "CloudPubSubDeadLetter"
 _OPTIONS = ("subscription", "dead_letter_topic", "dead_letter_subscription", "ordering", "emulator",
@@ -149,6 +151,21 @@ def publish_all(publisher: Any, topic: str, items: Sequence[tuple[bytes, dict[st
         translate(exc, what)
 
 
+def pull(subscriber: Any, subscription: str, max_messages: int, timeout: timedelta, what: str) -> list[Any]:
+    """One synchronous pull; an empty list when nothing came within ``timeout``."""
+    from google.api_core.exceptions import DeadlineExceeded
+
+    try:
+        response = subscriber.pull(
+            request={"subscription": subscription, "max_messages": max(1, min(max_messages, 1000))},
+            retry=None, timeout=timeout.total_seconds())
+    except DeadlineExceeded:
+        return []
+    except sdk_errors() as exc:
+        translate(exc, what)
+    return list(response.received_messages)
+
+
 class TopicDeadLetters:
     """Dead letters kept on a Pub/Sub topic, listed and taken back through a subscription."""
 
@@ -186,12 +203,8 @@ class TopicDeadLetters:
         empty_rounds = 0
         while (limit is None or len(held) < limit) and empty_rounds < 2:
             want = 1000 if limit is None else min(1000, limit - len(held))
-            try:
-                response = subscriber.pull(request={"subscription": name, "max_messages": want,
-                                                    "return_immediately": True}, retry=None, timeout=30)
-            except sdk_errors() as exc:
-                translate(exc, f"pulling dead letters from {name}")
-            fresh = [m for m in response.received_messages if m.message.message_id not in held]
+            received = pull(subscriber, name, want, timedelta(seconds=2), f"pulling dead letters from {name}")
+            fresh = [m for m in received if m.message.message_id not in held]
             empty_rounds = 0 if fresh else empty_rounds + 1
             for received in fresh:
                 held[received.message.message_id] = received
@@ -341,19 +354,11 @@ class PubSubBackend(Backend):
         name = self._subscription()
         deadline = time.monotonic() + wait.total_seconds()
         while True:
-            try:
-                response = self._clients.subscriber.pull(
-                    request={"subscription": name, "max_messages": max(1, min(max_messages, 1000)),
-                             "return_immediately": wait <= timedelta(0)},
-                    retry=None, timeout=max(wait.total_seconds(), 0) + 30)
-            except sdk_errors() as exc:
-                from google.api_core.exceptions import DeadlineExceeded
-
-                if isinstance(exc, DeadlineExceeded):
-                    return []
-                translate(exc, f"pulling from {name}")
-            if response.received_messages or time.monotonic() >= deadline:
-                return [self._delivery(r) for r in response.received_messages]
+            left = timedelta(seconds=max(deadline - time.monotonic(), 0))
+            received = pull(self._clients.subscriber, name, max_messages, max(left, _SHORT_PULL),
+                            f"pulling from {name}")
+            if received or time.monotonic() >= deadline:
+                return [self._delivery(r) for r in received]
             time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
 
     def _delivery(self, received: Any) -> Delivery:
