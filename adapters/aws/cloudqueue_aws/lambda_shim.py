@@ -16,7 +16,6 @@ started: those are made visible again at once and reported as failures.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -63,7 +62,7 @@ class _Shim:
     def __init__(self, app: App, client: SQSClient | None, safety_margin: timedelta) -> None:
         self.app = app
         self._client = client
-        self._margin = safety_margin.total_seconds()
+        self._margin_ms = safety_margin.total_seconds() * 1000
         self._queue_urls: dict[str, str] = {}
         self._dead_letter_urls: dict[str, str] = {}
 
@@ -72,17 +71,15 @@ class _Shim:
         records = _records(event)
         dispatcher = self.app.dispatcher
         prepare, run = dispatcher.prepare, dispatcher.run
-        remaining = _remaining_ms(context)
-        if remaining is None:
-            stop_at, deadline = float("inf"), None
-        else:
-            stop_at = time.monotonic() + remaining / 1000 - self._margin
-            deadline = datetime.now(timezone.utc) + timedelta(milliseconds=remaining)
-        monotonic = time.monotonic
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        deadline = None
+        if remaining is not None:
+            deadline = datetime.now(timezone.utc) + timedelta(milliseconds=remaining())
+        margin = self._margin_ms
         failures: list[dict[str, str]] = []
         blocked: set[str] = set()
         for index, record in enumerate(records):
-            if monotonic() >= stop_at:
+            if remaining is not None and remaining() < margin:
                 self._give_back(records[index:], failures)
                 break
             attributes = record["attributes"]
@@ -157,7 +154,7 @@ class _Shim:
     def _give_back(self, unstarted: list[Mapping[str, Any]], failures: list[dict[str, str]]) -> None:
         """Report records never started as failures, and make them visible again at once."""
         log.warning("stopping early: less than %.3gs of the invocation left; %d record(s) not "
-                    "started go back to the queue", self._margin, len(unstarted))
+                    "started go back to the queue", self._margin_ms / 1000, len(unstarted))
         for record in unstarted:
             failures.append({"itemIdentifier": record["messageId"]})
         by_queue: dict[str, list[Mapping[str, Any]]] = {}
@@ -216,13 +213,6 @@ def _carried(record: Mapping[str, Any]) -> dict[str, Any]:
     """A record's message attributes in SendMessage spelling (only the string ones)."""
     return {name: {"DataType": "String", "StringValue": value}
             for name, value in _wire.string_attributes(record.get("messageAttributes")).items()}
-
-
-def _remaining_ms(context: Any) -> float | None:
-    getter = getattr(context, "get_remaining_time_in_millis", None)
-    if getter is None:
-        return None
-    return float(getter())
 
 
 def _records(event: Any) -> list[Mapping[str, Any]]:
