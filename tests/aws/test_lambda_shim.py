@@ -10,12 +10,12 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import cloudqueue_aws
 import pytest
+from cloudqueue_aws import SQSBackend, SQSEventError, lambda_handler
 from pydantic import BaseModel
 
 import cloudqueue as cq
-import cloudqueue_aws
-from cloudqueue_aws import SQSBackend, SQSEventError, lambda_handler
 
 from .conftest import FakeLambdaContext, land_event, load_event
 
