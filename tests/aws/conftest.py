@@ -95,3 +95,24 @@ class FakeLambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_ms
+
+
+@pytest.fixture
+def record_calls(sqs: Any) -> Iterator[Any]:
+    """``record_calls("SendMessageBatch")``: a list that fills with each such call's parameters."""
+    registered: list[tuple[str, Any]] = []
+
+    def start(operation: str) -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+
+        def record(params: dict[str, Any], **_: Any) -> None:
+            seen.append(params)
+
+        event = f"provide-client-params.sqs.{operation}"
+        sqs.meta.events.register(event, record)
+        registered.append((event, record))
+        return seen
+
+    yield start
+    for event, handler in registered:
+        sqs.meta.events.unregister(event, handler)
