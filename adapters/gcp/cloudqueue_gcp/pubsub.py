@@ -70,7 +70,7 @@ log = logging.getLogger("cloudqueue.gcp")
 MAX_MESSAGE_SIZE = 10 * 1000 * 1000 - 64 * 1024
 MAX_ACK_DEADLINE = timedelta(seconds=600)
 #: how long a pull that should not wait may take (the service answers sooner when it can)
-_SHORT_PULL = timedelta(seconds=2)
+_SHORT_PULL = timedelta(seconds=0.5)
 #: attributes Pub/Sub adds when its dead-letter policy moves a message
 _NATIVE_PREFIX = "CloudPubSubDeadLetter"
 _OPTIONS = ("subscription", "dead_letter_topic", "dead_letter_subscription", "ordering", "emulator",
@@ -203,7 +203,7 @@ class TopicDeadLetters:
         empty_rounds = 0
         while (limit is None or len(held) < limit) and empty_rounds < 2:
             want = 1000 if limit is None else min(1000, limit - len(held))
-            received = pull(subscriber, name, want, timedelta(seconds=2), f"pulling dead letters from {name}")
+            received = pull(subscriber, name, want, _SHORT_PULL, f"pulling dead letters from {name}")
             fresh = [m for m in received if m.message.message_id not in held]
             empty_rounds = 0 if fresh else empty_rounds + 1
             for received in fresh:
