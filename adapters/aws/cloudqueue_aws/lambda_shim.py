@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING, Any
 from cloudqueue import ConfigurationError, Delivery, Outcome
 from cloudqueue.dispatch import Result, Task
 
-from . import _wire
-
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
 
@@ -36,6 +34,7 @@ log = logging.getLogger("cloudqueue.aws")
 
 Handler = Callable[[Any, Any], dict[str, list[dict[str, str]]]]
 
+_ENCODING = "cq-body-encoding"  # _wire.ENCODING; _wire (re, base64, hashlib) loads off the hot path
 _ACK = Outcome.ACK
 _RETRY = Outcome.RETRY
 _HOP = Outcome.HOP
@@ -89,7 +88,7 @@ class _Shim:
                 continue
             body = record["body"]
             extra = record.get("messageAttributes")
-            data = _wire.body_bytes(body, extra) if extra else body.encode()
+            data = _decoded(body, extra) if extra and _ENCODING in extra else body.encode()
             delivery = Delivery(data, int(attributes["ApproximateReceiveCount"]), record["messageId"],
                                 record["receiptHandle"], group, deadline)
             prepared = prepare(delivery)
@@ -105,6 +104,8 @@ class _Shim:
     # -- the rest: failures need SQS ----------------------------------------------------------
     def _settle(self, record: Mapping[str, Any], result: Result) -> bool:
         """Apply a non-success result; True when the record may leave the source queue."""
+        from . import _wire
+
         outcome = result.outcome
         fifo = "MessageGroupId" in record["attributes"]
         try:
@@ -136,6 +137,8 @@ class _Shim:
             return False
 
     def _dead_letter(self, record: Mapping[str, Any], result: Result, reason: str, fifo: bool) -> None:
+        from . import _wire
+
         attributes = _wire.dead_letter_attributes(
             reason=reason, source_message_id=record["messageId"], attempt=result.delivery.attempt,
             now=datetime.now(timezone.utc), carried=record.get("messageAttributes"))
@@ -147,6 +150,8 @@ class _Shim:
         self.client(record).send_message(**params)
 
     def _set_visibility(self, record: Mapping[str, Any], seconds: float) -> None:
+        from . import _wire
+
         self.client(record).change_message_visibility(
             QueueUrl=self.queue_url(record), ReceiptHandle=record["receiptHandle"],
             VisibilityTimeout=_wire.visibility_seconds(seconds))
@@ -209,8 +214,16 @@ class _Shim:
         return url
 
 
+def _decoded(body: str, attributes: Mapping[str, Any]) -> bytes:
+    from . import _wire
+
+    return _wire.body_bytes(body, attributes)
+
+
 def _carried(record: Mapping[str, Any]) -> dict[str, Any]:
     """A record's message attributes in SendMessage spelling (only the string ones)."""
+    from . import _wire
+
     return {name: {"DataType": "String", "StringValue": value}
             for name, value in _wire.string_attributes(record.get("messageAttributes")).items()}
 
