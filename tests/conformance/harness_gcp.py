@@ -1,0 +1,146 @@
+"""Pub/Sub (Google's emulator) and Cloud Tasks (the test server + functions-framework) harnesses.
+
+Both run in real time: ``advance`` sleeps. Pub/Sub is consumed by pulling, as a worker
+does; Cloud Tasks pushes each due task, as an HTTP request with its real headers and an
+OIDC token, to ``cloudqueue_gcp.http_handler`` served by functions-framework.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+import cloudqueue as cq
+from cloudqueue.backends.base import Delivery
+from tests.conftest import free_port
+
+from .harness import Harness
+
+#: conformance tests a backend cannot pass by its nature, and why
+PUBSUB_CANNOT = {
+    "test_delay_holds_the_job_back_until_due":
+        "Pub/Sub has no delivery delay (capabilities.max_delay is 0: a delayed enqueue raises "
+        "UnsupportedFeature)",
+    "test_stats_count_waiting_delayed_and_dead_letters":
+        "Pub/Sub has no delivery delay, and its API reports no queue counts",
+    "test_idempotency_key_drops_the_duplicate":
+        "Pub/Sub does not deduplicate on publish (capabilities.dedup is False)",
+}
+CLOUDTASKS_CANNOT = {
+    "test_retry_later_waits_the_delay_it_names":
+        "Cloud Tasks retries on the queue's retry_config; a per-task RetryLater delay cannot be honoured",
+}
+#: the Cloud Tasks queue's fixed retry backoff, in time units
+_TASKS_BACKOFF = 1.25
+
+
+def _skip_what_cannot_pass(request: pytest.FixtureRequest, cannot: dict[str, str]) -> None:
+    test = request.node.name.split("[", 1)[0]
+    if test in cannot:
+        pytest.skip(f"capability: {cannot[test]}")
+
+
+class PubSubHarness(Harness):
+    name = "pubsub"
+    visibility_timeout = timedelta(seconds=10)  # the subscription's ack deadline (Pub/Sub's minimum)
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        from tests.gcp import components
+        from tests.gcp.conftest import make_pubsub
+
+        emulator = components.emulator(request.config)
+        project = f"conf-{uuid.uuid4().hex[:10]}"
+        self.setup = make_pubsub(emulator.host, project, max_delivery_attempts=10,
+                                 ack_deadline=int(self.visibility_timeout.total_seconds()))
+        from cloudqueue.backends import from_url
+
+        self.backend = from_url(self.setup.url())
+
+    def advance(self, delta: timedelta) -> None:
+        time.sleep(delta.total_seconds())
+
+    def run_due(self, app: cq.App) -> cq.DrainReport:
+        return app.drain()
+
+
+class CloudTasksHarness(Harness):
+    name = "cloudtasks"
+    visibility_timeout = timedelta(seconds=_TASKS_BACKOFF)  # a failed dispatch comes back after the backoff
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        from tests.gcp import components
+        from tests.gcp.conftest import SERVICE_ACCOUNT, make_queues
+
+        self.server = components.tasks_server(request.config)
+        self.issuer = components.issuer(request.config)
+        self.function = components.http_function(request.config)
+        self.project = f"conf-{uuid.uuid4().hex[:10]}"
+        self.queues = make_queues(self.server, self.project,
+                                  min_backoff=self.time_unit * _TASKS_BACKOFF, max_attempts=-1)
+        from cloudqueue.backends import from_url
+
+        self.backend = from_url(self.queues.url(self.function.url))
+        self.service_account = SERVICE_ACCOUNT
+
+    def app(self, name: str = "conformance", **options: Any) -> cq.App:
+        import cloudqueue_gcp
+
+        from tests.gcp import routing
+
+        app = super().app(name, **options)
+        routing.set_http(cloudqueue_gcp.http_handler(
+            app, audience=self.function.url, service_account=self.service_account,
+            certs_url=self.issuer.certs_url))
+        return app
+
+    def advance(self, delta: timedelta) -> None:
+        time.sleep(delta.total_seconds())
+
+    def run_due(self, app: cq.App) -> cq.DrainReport:
+        report = cq.DrainReport()
+        for status in self.server.dispatch_due():
+            report.succeeded += 200 <= status < 300
+            report.retried += not 200 <= status < 300
+        return report
+
+    def receive_unsettled(self, app: cq.App) -> list[Delivery]:
+        """Dispatch what is due to a function that is not there: no answer, so it comes back."""
+        dead = f"http://127.0.0.1:{free_port()}/"
+        statuses = self.server.dispatch_due(url=dead, repeat=False)
+        return [Delivery(body=b"", attempt=1, message_id=f"dispatch-{n}") for n, _ in enumerate(statuses)]
+
+    def close(self) -> None:
+        from tests.gcp import routing
+
+        routing.set_http(lambda request: ("no handler installed", 503))
+        super().close()
+        self.server.drop_project(self.project)
+
+
+@contextlib.contextmanager
+def pubsub_harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    _skip_what_cannot_pass(request, PUBSUB_CANNOT)
+    harness = PubSubHarness(request)
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+@contextlib.contextmanager
+def cloudtasks_harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    _skip_what_cannot_pass(request, CLOUDTASKS_CANNOT)
+    harness = CloudTasksHarness(request)
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+HARNESSES = {"pubsub": pubsub_harness, "cloudtasks": cloudtasks_harness}
