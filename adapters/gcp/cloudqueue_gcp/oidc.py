@@ -11,7 +11,6 @@ import json
 import logging
 import threading
 import time
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -131,6 +130,8 @@ class _CertCache:
             return self._certs
 
     def _fetch(self) -> None:
+        import urllib.request  # only when a token is checked: it costs ~15 ms to import
+
         try:
             with urllib.request.urlopen(self.url, timeout=10) as response:
                 data = json.loads(response.read())
