@@ -89,3 +89,55 @@ def test_graceful_stop_gives_back_what_it_received_but_did_not_start(sqs: Any, m
     # back at once, not after the queue's 60 s visibility timeout
     [again] = app.backend.receive(max_messages=10)
     assert again.attempt == 2
+
+
+def test_fifo_worker_runs_each_group_in_order(sqs: Any, make_queue: Any) -> None:
+    pair = make_queue(fifo=True)
+    app = cq.App("shop", backend=SQSBackend(pair.url, client=sqs))
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    failed_once: set[int] = set()
+
+    @app.job(retry=cq.Retry(attempts=3, backoff=cq.Backoff.fixed(timedelta(seconds=1))))
+    def step(payload: Item, ctx: cq.JobContext) -> None:
+        group = "a" if payload.n < 10 else "b"
+        if payload.n == 11 and payload.n not in failed_once:
+            failed_once.add(payload.n)
+            raise RuntimeError("transient")
+        seen[group].append(payload.n)
+
+    for n in (1, 2, 3, 11, 12, 13):
+        step.enqueue(Item(n=n), ordering_key="a" if n < 10 else "b")
+    worker = app.worker(concurrency=4, poll_wait=timedelta(seconds=1), handle_signals=False)
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        for _ in range(300):  # until all six ran (the retry of 11 waits 1 s), at most 30 s
+            if len(seen["a"]) + len(seen["b"]) == 6:
+                break
+            time.sleep(0.1)
+    finally:
+        worker.stop()
+        runner.join(30)
+    assert seen == {"a": [1, 2, 3], "b": [11, 12, 13]}
+    assert failed_once == {11}
+
+
+def test_closing_a_fifo_backend_gives_back_the_messages_it_held(sqs: Any, make_queue: Any) -> None:
+    pair = make_queue(fifo=True, visibility_timeout=timedelta(seconds=60))
+    backend = SQSBackend(pair.url, client=sqs)
+    for n in range(3):
+        backend.send([cq.OutgoingMessage(body=b'{"n":%d}' % n, job_id=f"j{n}", job_type="step",
+                                         ordering_key="g")])
+    [head] = backend.receive(max_messages=10)  # the other two wait behind it, received
+    assert head.body == b'{"n":0}'
+    backend.release(head)  # the head goes back, and the two behind it with it
+    assert _visible(sqs, pair.url) == 3
+
+    [head] = backend.receive(max_messages=10)
+    backend.close()  # a stopping consumer: what it held goes back at once
+    assert _visible(sqs, pair.url) == 2
+
+
+def _visible(sqs: Any, url: str) -> int:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    return int(attrs["Attributes"]["ApproximateNumberOfMessages"])

@@ -43,6 +43,7 @@ from cloudqueue import (
     PayloadError,
     QueueNotFound,
     QueueStats,
+    UnsupportedFeature,
 )
 from cloudqueue._clock import SYSTEM_CLOCK, Clock
 
@@ -198,7 +199,8 @@ class SQSBackend(Backend):
                 entry["MessageAttributes"] = attributes
             if self.fifo:
                 if out.delay > timedelta(0):
-                    raise ConfigurationError(f"SQS FIFO queue {self.name!r} has no per-message delay")
+                    raise UnsupportedFeature(f"SQS FIFO queue {self.name!r} has no per-message delay; "
+                                             "enqueue without a delay, or use a standard queue")
                 entry["MessageGroupId"] = out.ordering_key or out.job_id
                 entry["MessageDeduplicationId"] = _wire.dedup_id(out.idempotency_key, text)
             elif out.delay > timedelta(0):
