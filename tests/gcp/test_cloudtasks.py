@@ -92,6 +92,8 @@ def test_second_enqueue_with_the_same_key_is_a_no_op_returning_the_same_id(
     assert first == second
     [task] = _tasks(app.backend)
     assert task.name.endswith("/tasks/" + task_id_for_key("receipt/o-3 ✓"))
+    assert isinstance(app.backend, CloudTasksBackend)
+    assert app.backend.client.get_task(request={"name": task.name}).name == task.name
 
 
 def test_key_encoding_is_safe_and_deterministic() -> None:
@@ -344,3 +346,28 @@ def test_an_injected_client_is_used(tasks_server: Any, queues: TasksSetup) -> No
 
     charge.enqueue(Order(order_id="o-14"))
     assert len(_tasks(backend)) == 1
+
+
+def test_the_last_attempt_the_queue_allows_is_dead_lettered_not_dropped(
+        tasks_server: Any, project: str, http_function: Any, issuer: Any) -> None:
+    from .conftest import make_queues
+
+    queues = make_queues(tasks_server, project, max_attempts=2)  # as Terraform sets it from the job
+    app = _app(queues, http_function.url, issuer)
+    attempts: list[int] = []
+
+    @app.job(retry=cq.Retry(attempts=2))
+    def flaky(payload: Order, ctx: cq.JobContext) -> None:
+        attempts.append(ctx.attempt)
+        raise RuntimeError("down")
+
+    flaky.enqueue(Order(order_id="o-15"))
+    assert tasks_server.dispatch_due() == [500]
+    import time
+
+    time.sleep(1.2)
+    assert tasks_server.dispatch_due() == [200]
+    assert attempts == [1, 2]
+    [letter] = app.backend.dead_letters()
+    assert letter.reason.startswith("exhausted: attempt 2 of 2 failed") and letter.attempts == 2
+    assert _tasks(app.backend) == []

@@ -221,6 +221,11 @@ def test_subscription_dead_letter_policy_moves_a_message_after_max_delivery_atte
     assert letter.body == b'{"a consumer": "that never acks"}'
     assert letter.reason.startswith("exhausted: Pub/Sub gave up after 5 deliveries")
     assert letter.attempts == 5
+    assert backend.redrive() == 1
+    [again] = backend.receive(max_messages=1, wait=timedelta(seconds=5))
+    assert again.body == b'{"a consumer": "that never acks"}' and again.attempt == 1
+    assert not any(k.startswith("CloudPubSubDeadLetter") for k in again.attributes)
+    assert backend.dead_letters() == []
 
 
 def test_permanent_and_poison_are_published_to_the_dead_letter_topic_and_redrive_puts_them_back(
