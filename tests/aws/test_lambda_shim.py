@@ -16,6 +16,7 @@ from cloudqueue_aws import SQSBackend, SQSEventError, lambda_handler
 from pydantic import BaseModel
 
 import cloudqueue as cq
+from cloudqueue.testing import FakeClock
 
 from .conftest import FakeLambdaContext, land_event, load_event
 
@@ -166,18 +167,20 @@ def test_deadline_stops_starting_records_and_returns_the_rest_at_once(sqs: Any, 
     pair = make_queue(prefix="receipts", visibility_timeout=timedelta(seconds=60))
     event = land_event(sqs, load_event("sqs_receipts_batch.json"), pair.url, pair.arn)
     context = FakeLambdaContext(remaining_ms=50_000)
-    app = cq.App("shop", backend="memory://")
-    seen: list[tuple[str, bool]] = []
+    clock = FakeClock()
+    app = cq.App("shop", backend="memory://", clock=clock)
+    seen: list[tuple[str, timedelta | None]] = []
 
     @app.job
     def send_receipt(payload: Receipt, ctx: cq.JobContext) -> None:
-        seen.append((payload.order_id, ctx.deadline is not None))
-        context.remaining_ms -= 20_000  # each receipt takes 20 s of the invocation
+        seen.append((payload.order_id, ctx.remaining()))
+        clock.advance(timedelta(seconds=20))  # each receipt takes 20 s of the invocation
 
     response = lambda_handler(app, client=sqs, safety_margin=timedelta(seconds=5))(event, context)
 
     # 50 s left: three receipts start (50, 30, 10 s left); at -10 s the rest are not started
-    assert seen == [("2000", True), ("2001", True), ("2002", True)]
+    assert seen == [("2000", timedelta(seconds=50)), ("2001", timedelta(seconds=30)),
+                    ("2002", timedelta(seconds=10))]
     assert response == {"batchItemFailures": [{"itemIdentifier": i} for i in ids(event, 3, 4, 5)]}
     esm_deletes_successes(sqs, event, response, pair.url)
     # visible again at once, not after the queue's 60 s visibility timeout

@@ -61,7 +61,7 @@ class _Shim:
     def __init__(self, app: App, client: SQSClient | None, safety_margin: timedelta) -> None:
         self.app = app
         self._client = client
-        self._margin_ms = safety_margin.total_seconds() * 1000
+        self._margin = safety_margin.total_seconds()
         self._queue_urls: dict[str, str] = {}
         self._dead_letter_urls: dict[str, str] = {}
 
@@ -70,15 +70,21 @@ class _Shim:
         records = _records(event)
         dispatcher = self.app.dispatcher
         prepare, run = dispatcher.prepare, dispatcher.run
+        # The remaining time is read once; after that the app's clock tells how much is
+        # left (cheaper per record than asking the context, and the same thing).
         remaining = getattr(context, "get_remaining_time_in_millis", None)
+        clock = self.app.clock
         deadline = None
+        stop_at = float("inf")
         if remaining is not None:
-            deadline = datetime.now(timezone.utc) + timedelta(milliseconds=remaining())
-        margin = self._margin_ms
+            left = remaining() / 1000
+            now = clock.time()
+            stop_at = now + left - self._margin
+            deadline = datetime.fromtimestamp(now + left, timezone.utc)
         failures: list[dict[str, str]] = []
         blocked: set[str] = set()
         for index, record in enumerate(records):
-            if remaining is not None and remaining() < margin:
+            if clock.time() >= stop_at:
                 self._give_back(records[index:], failures)
                 break
             attributes = record["attributes"]
@@ -159,7 +165,7 @@ class _Shim:
     def _give_back(self, unstarted: list[Mapping[str, Any]], failures: list[dict[str, str]]) -> None:
         """Report records never started as failures, and make them visible again at once."""
         log.warning("stopping early: less than %.3gs of the invocation left; %d record(s) not "
-                    "started go back to the queue", self._margin_ms / 1000, len(unstarted))
+                    "started go back to the queue", self._margin, len(unstarted))
         for record in unstarted:
             failures.append({"itemIdentifier": record["messageId"]})
         by_queue: dict[str, list[Mapping[str, Any]]] = {}
