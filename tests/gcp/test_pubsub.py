@@ -438,3 +438,23 @@ def test_injected_clients_are_used(pubsub: PubSubSetup) -> None:
     backend.send([cq.OutgoingMessage(body=b"{}", job_id="j", job_type="x")])
     assert len(backend.receive(max_messages=1, wait=timedelta(seconds=5))) == 1
     backend.close()
+
+
+def test_an_early_pushed_message_is_not_acknowledged(http_function: Any, pubsub: PubSubSetup) -> None:
+    from datetime import datetime, timezone
+
+    from cloudqueue import envelope
+
+    app = _app(pubsub)
+    runs: list[str] = []
+
+    @app.job
+    def remind(payload: Order) -> None:
+        runs.append(payload.order_id)
+
+    routing.set_http(cloudqueue_gcp.http_handler(app, verify=False))
+    now = datetime.now(timezone.utc)
+    body = envelope.encode(job_id="j-1", app="shop", job_type="remind", time=now,
+                           data={"order_id": "o-12"}, not_before=now + timedelta(hours=1))
+    assert _post(http_function.url, _push_body(body, 1, cq_type="remind")) == 500
+    assert runs == []

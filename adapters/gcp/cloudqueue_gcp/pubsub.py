@@ -399,7 +399,15 @@ class PubSubBackend(Backend):
         self._modify(delivery, 0, f"giving back {delivery.message_id}")
 
     def hop(self, delivery: Delivery, delay: timedelta) -> None:
-        """Hold an early message for up to 600 s (Pub/Sub has no delay; this counts a delivery)."""
+        """Hold an early message for up to 600 s (Pub/Sub has no delay; this counts a delivery).
+
+        Raises:
+            UnsupportedFeature: for a push delivery, which cannot be held; the shim answers
+                non-2xx so Pub/Sub delivers it again after its retry policy's backoff.
+        """
+        if delivery.handle is None:
+            raise UnsupportedFeature("a pushed Pub/Sub message cannot be held back until its "
+                                     "cqnotbefore; it is nacked and comes back after the retry backoff")
         self.retry(delivery, delay)
 
     def extend_visibility(self, delivery: Delivery, timeout: timedelta) -> None:
