@@ -52,7 +52,7 @@ class PushAuth:
     issuers: tuple[str, ...] = GOOGLE_ISSUERS
     certs_url: str = GOOGLE_CERTS_URL
     clock_skew: timedelta = timedelta(seconds=10)
-    _certs: _CertCache = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+    _certs: _CertCache = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_certs", _CertCache(self.certs_url))
