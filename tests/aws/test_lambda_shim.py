@@ -251,3 +251,32 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore"))
 def test_package_exports_are_explicit() -> None:
     for name in cloudqueue_aws.__all__:
         assert getattr(cloudqueue_aws, name) is not None
+
+
+def test_a_dead_letter_that_cannot_be_sent_is_reported_failed_so_nothing_is_lost(
+        sqs: Any, make_queue: Any) -> None:
+    pair = make_queue(prefix="orders")
+    recorded = load_event("sqs_orders_mixed_batch.json")
+    recorded["Records"] = recorded["Records"][4:7]  # a Permanent, a body that is not JSON, an unknown job
+    event = land_event(sqs, recorded, pair.url, pair.arn)
+    sqs.delete_queue(QueueUrl=pair.dead_letter_url)  # the dead-letter queue is gone
+
+    response = lambda_handler(shop_app([]), client=sqs)(event, FakeLambdaContext(60_000))
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": i} for i in ids(event, 0, 1, 2)]}
+    attrs = sqs.get_queue_attributes(QueueUrl=pair.url, AttributeNames=["All"])["Attributes"]
+    assert int(attrs["ApproximateNumberOfMessagesNotVisible"]) == 3  # still in the source queue
+
+
+def test_the_dead_letter_queue_is_looked_up_once_per_handler(
+        sqs: Any, make_queue: Any, record_calls: Any) -> None:
+    pair = make_queue(prefix="orders")
+    handler = lambda_handler(shop_app([]), client=sqs)
+    lookups = record_calls("GetQueueAttributes")
+    recorded = load_event("sqs_orders_mixed_batch.json")
+    recorded["Records"] = recorded["Records"][5:7]  # two poison messages
+    for _ in range(2):
+        event = land_event(sqs, recorded, pair.url, pair.arn)
+        assert handler(event, FakeLambdaContext(60_000)) == {"batchItemFailures": []}
+    assert [c["AttributeNames"] for c in lookups] == [["RedrivePolicy"]]
+    assert len(_all_messages(sqs, pair.dead_letter_url)) == 4
