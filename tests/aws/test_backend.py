@@ -343,3 +343,31 @@ def test_botocore_errors_are_translated(code: str, status: int, expected: type[E
     mapped = translate(error, "SendMessage(orders)")
     assert type(mapped) is expected
     assert "SendMessage(orders)" in str(mapped)
+
+
+def test_a_standard_queue_drops_a_key_repeated_by_this_sender(sqs: Any, make_queue: Any) -> None:
+    pair = make_queue()
+    app = cq.App("shop", backend=SQSBackend(pair.url, client=sqs))
+
+    @app.job
+    def note(payload: Note) -> None: ...
+
+    same = [note.message(Note(text="x"), idempotency_key="k-1") for _ in range(2)]
+    first, second = note.enqueue_many(same)
+    third = note.enqueue(Note(text="x"), idempotency_key="k-1")
+    assert first == second == third
+    assert app.backend.stats().waiting == 1
+
+
+def test_more_attempts_than_the_redrive_policy_allows_is_warned_about(
+        sqs: Any, make_queue: Any, caplog: pytest.LogCaptureFixture) -> None:
+    pair = make_queue(max_receive_count=2)
+    app = cq.App("shop", backend=SQSBackend(pair.url, client=sqs))
+
+    @app.job(retry=cq.Retry(attempts=5))
+    def note(payload: Note) -> None: ...
+
+    with caplog.at_level("WARNING", logger="cloudqueue.aws"):
+        note.enqueue_many([Note(text="a"), Note(text="b")])
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "cloudqueue.aws"]
+    assert "5 attempts" in warning and "after 2 receives" in warning

@@ -25,6 +25,7 @@ URL: ``sqs://<queue-name>[?region=eu-west-1&endpoint_url=http://127.0.0.1:5000
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import deque
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageTypeDef, SendMessageBatchRequestEntryTypeDef
 
 __all__ = ["SQSBackend", "from_url"]
+
+log = logging.getLogger("cloudqueue.aws")
 
 _DEFAULT_SIZE = 256 * 1024
 _BATCH = 10
@@ -108,6 +111,7 @@ class SQSBackend(Backend):
         self._caps: Capabilities | None = None
         self._lock = threading.Lock()
         self._sent_keys: dict[str, tuple[str, float]] = {}
+        self._warned: set[str] = set()
         self._move_task = True  # until the endpoint shows it has no StartMessageMoveTask
         self._held: dict[str, deque[Delivery]] = {}  # FIFO: received behind their group's head
         self._outstanding: set[str] = set()  # FIFO: groups whose head is handed out, unsettled
@@ -181,6 +185,7 @@ class SQSBackend(Backend):
         sizes: list[int] = []
         ids: list[str] = []
         owners: list[int] = []  # index into ``ids`` of each entry
+        keys_here: dict[str, tuple[str, float]] = {}  # a key repeated within this call
         now = self.clock.time()
         for out in messages:
             text, attributes = _wire.body_text(out.body)
@@ -190,10 +195,12 @@ class SQSBackend(Backend):
                                    f"queue {self.name!r} limit of {limit} bytes; nothing was sent",
                                    job=out.job_type or None)
             if not self.fifo and out.idempotency_key is not None:
-                seen = self._sent_keys.get(out.idempotency_key)
+                seen = self._sent_keys.get(out.idempotency_key) or keys_here.get(out.idempotency_key)
                 if seen is not None and seen[1] > now:
                     ids.append(seen[0])
                     continue
+                keys_here[out.idempotency_key] = (out.job_id, float("inf"))
+            self._check_attempts(out)
             entry: SendMessageBatchRequestEntryTypeDef = {"Id": str(len(entries)), "MessageBody": text}
             if attributes:
                 entry["MessageAttributes"] = attributes
@@ -226,6 +233,16 @@ class SQSBackend(Backend):
                                  f"{self.name!r}: {detail}",
                                  sent=[i for i in ids if i not in failed], failed=failed)
         return ids
+
+    def _check_attempts(self, out: OutgoingMessage) -> None:
+        receives = self._queue_info().max_receive_count
+        if receives is None or out.max_attempts is None or out.max_attempts <= receives \
+                or out.job_type in self._warned:
+            return
+        self._warned.add(out.job_type)
+        log.warning("job %s has %d attempts but SQS queue %s moves a message to dead letters "
+                    "after %d receives: raise maxReceiveCount to at least %d", out.job_type,
+                    out.max_attempts, self.name, receives, out.max_attempts)
 
     def _send_batch(self, batch: list[SendMessageBatchRequestEntryTypeDef]) -> list[tuple[int, str, str]]:
         """Send one SendMessageBatch, again for entries that failed retryably; return the rest."""
