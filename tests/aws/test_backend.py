@@ -371,3 +371,13 @@ def test_more_attempts_than_the_redrive_policy_allows_is_warned_about(
         note.enqueue_many([Note(text="a"), Note(text="b")])
     [warning] = [r.getMessage() for r in caplog.records if r.name == "cloudqueue.aws"]
     assert "5 attempts" in warning and "after 2 receives" in warning
+
+
+def test_idempotency_keys_sqs_cannot_take_become_a_hash() -> None:
+    from cloudqueue_aws._wire import dedup_id
+
+    assert dedup_id("order-42/receipt", "body") == "order-42/receipt"
+    spaced = dedup_id("order 42 receipt", "body")
+    too_long = dedup_id("k" * 129, "body")
+    assert len(spaced) == len(too_long) == 64 and spaced != too_long
+    assert dedup_id(None, "body a") != dedup_id(None, "body b")
