@@ -198,3 +198,41 @@ def test_run_async_runs_sync_jobs_in_a_thread(cq_app: cq.App) -> None:
     result = asyncio.run(cq_app.dispatcher.run_async(task))
     assert result.outcome is Outcome.ACK
     assert threads and threads[0] != threading.main_thread().name
+
+
+def test_envelopes_from_other_producers_run_when_valid(cq_app: cq.App, cq_backend: MemoryBackend) -> None:
+    done: list[str] = []
+
+    @cq_app.job
+    def charge(payload: Receipt, ctx: cq.JobContext) -> None:
+        done.append(f"{payload.order_id} {ctx.enqueued_at.isoformat()} {ctx.idempotency_key}")
+
+    @cq_app.job
+    def other(payload: int) -> None: ...
+
+    base = ('{"specversion":"1.0","id":"x%d","source":"elsewhere","type":"charge","time":"%s",'
+            '"data":{"to":"a","order_id":"%d"},"cqv":1%s}')
+    bodies = [
+        base % (1, "2030-01-01T01:00:00+01:00", 1, ',"cqkey":"k","otherext":{"a":1}'),
+        base % (2, "2030-01-01 00:00:00Z", 2, ""),  # a space instead of T: RFC 3339 allows it
+        base % (3, "2029-12-31T23:59:59Z", 3, ',"cqnotbefore":"2029-12-31T00:00:00Z"'),  # due already
+    ]
+    cq_backend.send([cq.OutgoingMessage(body=b.encode(), job_id=str(n), job_type="charge")
+                     for n, b in enumerate(bodies)])
+    assert cq_app.drain().succeeded == 3
+    assert done == ["1 2030-01-01T00:00:00+00:00 k", "2 2030-01-01T00:00:00+00:00 None",
+                    "3 2029-12-31T23:59:59+00:00 None"]
+
+
+def test_registering_a_job_later_is_seen_by_the_dispatcher(cq_app: cq.App) -> None:
+    @cq_app.job
+    def first(payload: int) -> None: ...
+
+    first.enqueue(1)
+    assert cq_app.drain().succeeded == 1
+
+    @cq_app.job
+    def second(payload: int) -> None: ...
+
+    second.enqueue(2)
+    assert cq_app.drain().succeeded == 1

@@ -1,0 +1,24 @@
+"""Shared output for the benchmarks: medians, a table, ratios against named peers."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+
+
+def median_of(runs: int, measure: Callable[[], float]) -> float:
+    """The median of ``runs`` calls of ``measure``."""
+    return statistics.median(measure() for _ in range(runs))
+
+
+def print_table(title: str, unit: str, rows: Sequence[tuple[str, float]], *,
+                higher_is_better: bool, against: str) -> None:
+    """Print one benchmark's table; each row's ratio is relative to the row named ``against``."""
+    base = dict(rows)[against]
+    print(f"\n{title}")
+    width = max(len(name) for name, _ in rows)
+    print(f"  {'':<{width}}  {unit:>14}  ratio vs {against}")
+    for name, value in rows:
+        ratio = value / base if base else float("nan")
+        print(f"  {name:<{width}}  {value:>14,.2f}  {ratio:>6.2f}x")
+    print(f"  ({'higher' if higher_is_better else 'lower'} is better)")
