@@ -417,6 +417,12 @@ def test_cloudevent_shim_runs_eventarc_pubsub_events(cloudevent_function: Any, p
     unauthenticated = {"Content-Type": "application/cloudevents+json"}
     assert _post(cloudevent_function.url, body, unauthenticated) == 401
     assert len(done) == 1
+    fail[0] = False
+    binary = {"Content-Type": "application/json", "ce-specversion": "1.0", "ce-id": "2",
+              "ce-type": recorded["type"], "ce-source": recorded["source"],
+              "Authorization": f"Bearer {issuer.token(audience, account)}"}
+    assert _post(cloudevent_function.url, json.dumps(recorded["data"]).encode(), binary) == 200
+    assert done == [("o-10", 2), ("o-10", 2)]
 
 
 def test_a_missing_topic_is_queue_not_found(emulator: Any, project: str) -> None:
