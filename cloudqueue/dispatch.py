@@ -13,7 +13,6 @@ Function shims use the results directly (e.g. to build a partial batch response)
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import threading
@@ -22,15 +21,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic_core import SchemaValidator, ValidationError
 
 from ._clock import parse_time
 from ._errors import PayloadError, Permanent, RetryLater
 from .backends.base import Backend, Delivery
 from .context import JobContext
-from .envelope import EnvelopeError, decode, envelope_adapter
+from .envelope import EnvelopeError, decode, envelope_validator
 
 if TYPE_CHECKING:
+    from asyncio import AbstractEventLoop
+
     from .app import App
     from .job import Job
 
@@ -95,9 +96,9 @@ class Dispatcher:
 
     def __init__(self, app: App) -> None:
         self.app = app
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: AbstractEventLoop | None = None
         self._loop_lock = threading.Lock()
-        self._fast: TypeAdapter[Any] | None = None
+        self._fast: SchemaValidator | None = None
 
     def jobs_changed(self) -> None:
         """Forget the parser built for the old set of jobs."""
@@ -113,8 +114,8 @@ class Dispatcher:
         if fast is None:
             if not self.app.jobs:
                 return self._prepare_slow(delivery)
-            fast = self._fast = envelope_adapter(
-                {name: job.payload_type for name, job in self.app.jobs.items()})
+            fast = self._fast = envelope_validator(
+                {name: job.codec.core_schema for name, job in self.app.jobs.items()})
         try:
             env = fast.validate_json(delivery.body)
         except ValidationError:
@@ -146,7 +147,7 @@ class Dispatcher:
             if left > timedelta(0):
                 return Result(Outcome.HOP, delivery, job_type=env.type, job_id=env.id, delay=left)
         try:
-            payload = job.adapter.validate_python(env.data)
+            payload = job.codec.validate(env.data)
         except ValidationError as exc:
             err = PayloadError.from_validation(job.name, exc, fix="fix the producer, then redrive")
             return Result(Outcome.DEAD_LETTER, delivery, job_type=env.type, job_id=env.id,
@@ -170,6 +171,8 @@ class Dispatcher:
 
     async def run_async(self, task: Task) -> Result:
         """Run a task on the running event loop (a sync job runs in a thread)."""
+        import asyncio
+
         job = task.job
         args = (task.payload, task.ctx) if job.takes_context else (task.payload,)
         try:
@@ -202,6 +205,8 @@ class Dispatcher:
                       reason=_describe(exc), error=exc)
 
     def _run_coroutine(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        import asyncio  # only async jobs pay for it
+
         try:
             asyncio.get_running_loop()
         except RuntimeError:

@@ -15,11 +15,10 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Annotated, Any, Literal, Union
+from typing import Any
 
-from pydantic import Field, TypeAdapter
-from pydantic_core import to_json
-from typing_extensions import NotRequired, TypedDict
+from pydantic_core import CoreSchema, SchemaValidator, to_json
+from pydantic_core import core_schema as cs
 
 from ._clock import format_time, parse_time
 
@@ -141,26 +140,37 @@ def from_dict(raw: Any) -> Envelope:
                     data=raw["data"], key=key, not_before=not_before, traceparent=traceparent)
 
 
+
 _TIME = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$"
-_Text = Annotated[str, Field(min_length=1, strict=True)]
-_Time = Annotated[str, Field(pattern=_TIME, strict=True)]
 
 
-def envelope_adapter(jobs: dict[str, Any]) -> TypeAdapter[Any]:
-    """A validator for envelopes of these job types (name -> payload type), in one pass.
+def envelope_validator(jobs: dict[str, CoreSchema]) -> SchemaValidator:
+    """A validator for envelopes of these job types (name -> payload core schema), in one pass.
 
     It parses the JSON and checks the envelope and the payload together in
-    pydantic-core, returning a dict whose ``data`` is the validated payload. It is
-    stricter in shape than ``decode`` only where ``decode`` would refuse too; callers
-    use ``decode`` to explain a refusal.
+    pydantic-core, returning a dict whose ``data`` is the validated payload. It accepts
+    nothing ``decode`` would refuse; callers use ``decode`` to explain a refusal.
     """
-    shapes = [TypedDict(f"Envelope_{name}", {  # type: ignore[operator]
-        "specversion": Literal["1.0"], "id": _Text, "source": _Text, "type": Literal[name],
-        "time": _Time, "datacontenttype": NotRequired[Literal["application/json"]],
-        "data": payload, "cqv": Literal[1], "cqkey": NotRequired[Annotated[str, Field(strict=True)]],
-        "cqnotbefore": NotRequired[_Time], "traceparent": NotRequired[Annotated[str, Field(strict=True)]],
-    }) for name, payload in jobs.items()]
+    text = cs.str_schema(min_length=1, strict=True)
+    moment = cs.str_schema(pattern=_TIME, strict=True)
+    optional_text = cs.typed_dict_field(cs.str_schema(strict=True), required=False)
+
+    def shape(name: str, payload: CoreSchema) -> CoreSchema:
+        return cs.typed_dict_schema({
+            "specversion": cs.typed_dict_field(cs.literal_schema([SPECVERSION])),
+            "id": cs.typed_dict_field(text), "source": cs.typed_dict_field(text),
+            "type": cs.typed_dict_field(cs.literal_schema([name])),
+            "time": cs.typed_dict_field(moment),
+            "datacontenttype": cs.typed_dict_field(cs.literal_schema([CONTENT_TYPE]), required=False),
+            "data": cs.typed_dict_field(payload),
+            "cqv": cs.typed_dict_field(cs.int_schema(strict=True, ge=ENVELOPE_VERSION, le=ENVELOPE_VERSION)),
+            "cqkey": optional_text, "traceparent": optional_text,
+            "cqnotbefore": cs.typed_dict_field(moment, required=False),
+        })
+
+    shapes = {name: shape(name, payload) for name, payload in jobs.items()}
     if len(shapes) == 1:
-        return TypeAdapter(shapes[0])
-    tagged: Any = Annotated[Union[tuple(shapes)], Field(discriminator="type")]  # noqa: UP007
-    return TypeAdapter(tagged)
+        [schema] = shapes.values()
+    else:
+        schema = cs.tagged_union_schema(shapes, discriminator="type")
+    return SchemaValidator(schema)

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic_core import CoreSchema
 
 from ._errors import ConfigurationError, PayloadError
 from .backends.base import OutgoingMessage
@@ -28,7 +29,7 @@ class Job(Generic[P, R]):
     """A job registered with ``@app.job``. Call it to run inline; ``enqueue`` to queue it."""
 
     def __init__(self, app: App, func: Callable[..., R], *, name: str, retry: Retry,
-                 payload_type: Any, adapter: TypeAdapter[Any], takes_context: bool,
+                 payload_type: Any, codec: PayloadCodec, takes_context: bool,
                  ordering_key: OrderingKey) -> None:
         self.app = app
         self.func = func
@@ -38,7 +39,7 @@ class Job(Generic[P, R]):
         self.takes_context = takes_context
         self.is_async = inspect.iscoroutinefunction(func)
         self.ordering_key = ordering_key
-        self.adapter = adapter
+        self.codec = codec
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", name)
         self.__wrapped__ = func
@@ -62,14 +63,14 @@ class Job(Generic[P, R]):
             PayloadError: naming the job, each failing field and the fix.
         """
         try:
-            return self.adapter.validate_python(payload)
+            return self.codec.validate(payload)
         except ValidationError as exc:
             raise PayloadError.from_validation(self.name, exc) from None
 
     def dump_json(self, value: Any) -> bytes:
         """Serialize a validated payload to JSON for the envelope."""
         try:
-            return self.adapter.dump_json(value)
+            return self.codec.dump_json(value)
         except (ValueError, TypeError) as exc:  # pydantic's serialization errors are ValueErrors
             raise PayloadError(f"payload for job {self.name!r} cannot be serialized to JSON: {exc}",
                                job=self.name) from None
@@ -118,7 +119,32 @@ class Job(Generic[P, R]):
         return f"<Job {self.name} attempts={self.retry.attempts}>"
 
 
-def inspect_job_function(func: Callable[..., Any], name: str) -> tuple[Any, TypeAdapter[Any], bool]:
+class PayloadCodec:
+    """Validation and JSON serialization for one payload type, straight from pydantic-core.
+
+    A BaseModel brings its own validator and serializer; any other type goes through a
+    TypeAdapter (imported only then, which keeps ``import cloudqueue`` light).
+    """
+
+    __slots__ = ("core_schema", "dump_json", "validate")
+
+    def __init__(self, payload_type: Any) -> None:
+        if isinstance(payload_type, type) and issubclass(payload_type, BaseModel):
+            if not payload_type.__pydantic_complete__:
+                payload_type.model_rebuild(raise_errors=True)
+            self.validate: Callable[[Any], Any] = payload_type.__pydantic_validator__.validate_python
+            self.dump_json: Callable[[Any], bytes] = payload_type.__pydantic_serializer__.to_json
+            self.core_schema: CoreSchema = payload_type.__pydantic_core_schema__
+        else:
+            from pydantic import TypeAdapter
+
+            adapter: TypeAdapter[Any] = TypeAdapter(payload_type)
+            self.validate = adapter.validator.validate_python
+            self.dump_json = adapter.serializer.to_json
+            self.core_schema = adapter.core_schema
+
+
+def inspect_job_function(func: Callable[..., Any], name: str) -> tuple[Any, PayloadCodec, bool]:
     """Find a job function's payload type and whether it takes a ``JobContext``.
 
     Raises:
@@ -162,8 +188,8 @@ def inspect_job_function(func: Callable[..., Any], name: str) -> tuple[Any, Type
                 f"job {name!r}: the second parameter {second.name!r} is annotated {hint!r}; "
                 "it receives the cq.JobContext, annotate it so or drop it")
     try:
-        adapter: TypeAdapter[Any] = TypeAdapter(payload_type)
+        codec = PayloadCodec(payload_type)
     except Exception as exc:
         raise ConfigurationError(
             f"job {name!r}: pydantic cannot validate payload type {payload_type!r} ({exc})") from None
-    return payload_type, adapter, takes_context
+    return payload_type, codec, takes_context

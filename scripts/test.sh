@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-packages=(-e ".[dev]")
+packages=(-e ".[dev,bench]")
 for adapter in adapters/*/; do
   [ -f "$adapter/pyproject.toml" ] && packages+=(-e "${adapter%/}[test]")
 done

@@ -10,7 +10,6 @@ where ``from_url(url: str) -> Backend``. Nothing is imported until a URL asks fo
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -71,6 +70,8 @@ def from_url(url: str) -> Backend:
                 raise ConfigurationError(
                     f"backend scheme {scheme!r} needs its adapter, which is not installed: "
                     f"{_INSTALL_HINTS[scheme]}")
+            import difflib
+
             close = difflib.get_close_matches(scheme, [*known, *_INSTALL_HINTS], n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigurationError(
