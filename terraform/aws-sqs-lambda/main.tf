@@ -57,6 +57,8 @@ resource "aws_sqs_queue" "this" {
 
 # Only this queue may use the DLQ as its dead-letter target.
 resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
+  count = var.redrive_allow_policy ? 1 : 0
+
   queue_url = aws_sqs_queue.dlq.id
 
   redrive_allow_policy = jsonencode({

@@ -31,6 +31,12 @@ variable "max_receive_count" {
   }
 }
 
+variable "redrive_allow_policy" {
+  description = "Give the DLQ a redrive allow policy that admits only this queue as a source. Turn off only on an SQS emulator that lacks RedriveAllowPolicy (moto)."
+  type        = bool
+  default     = true
+}
+
 variable "function_name" {
   description = "Name of the Lambda function that consumes the queue (it need not exist yet: the function can take this module's role_arn)."
   type        = string

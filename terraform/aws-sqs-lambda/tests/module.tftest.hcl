@@ -60,7 +60,7 @@ run "standard_queue_has_dlq_after_max_receive_count" {
   }
 
   assert {
-    condition     = jsondecode(aws_sqs_queue_redrive_allow_policy.dlq.redrive_allow_policy).redrivePermission == "byQueue"
+    condition     = jsondecode(aws_sqs_queue_redrive_allow_policy.dlq[0].redrive_allow_policy).redrivePermission == "byQueue"
     error_message = "the DLQ must allow only its source queue"
   }
 
