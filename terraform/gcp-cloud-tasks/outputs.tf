@@ -1,0 +1,46 @@
+output "queue_id" {
+  description = "Full id of the queue (projects/P/locations/L/queues/Q)."
+  value       = google_cloud_tasks_queue.this.id
+}
+
+output "queue_name" {
+  description = "Name of the queue."
+  value       = google_cloud_tasks_queue.this.name
+}
+
+output "invoker_email" {
+  description = "Email of the invoker service account the tasks' OIDC tokens are minted for."
+  value       = google_service_account.invoker.email
+}
+
+output "audience" {
+  description = "Audience of the tasks' OIDC tokens."
+  value       = local.audience
+}
+
+output "dead_letter_topic" {
+  description = "Name of the dead-letter topic."
+  value       = google_pubsub_topic.dead_letters.name
+}
+
+output "dead_letter_subscription" {
+  description = "Name of the subscription that keeps the dead letters."
+  value       = google_pubsub_subscription.dead_letters.name
+}
+
+output "max_attempts" {
+  description = "Tries per task; equals the jobs' cq.Retry(attempts=N)."
+  value       = var.max_attempts
+}
+
+output "cloudqueue_url" {
+  description = "The backend URL for cq.App(..., backend=...) / $CLOUDQUEUE_URL (query values are URL-encoded)."
+  value       = local.cloudqueue_url
+}
+
+output "function_environment" {
+  description = "Environment variables for the function (merge into its environment)."
+  value = {
+    CLOUDQUEUE_URL = local.cloudqueue_url
+  }
+}

@@ -1,0 +1,145 @@
+variable "project" {
+  description = "Google Cloud project id."
+  type        = string
+}
+
+variable "location" {
+  description = "Region of the queue (and of the target Cloud Run service / function), e.g. europe-west1."
+  type        = string
+}
+
+variable "name" {
+  description = "Queue name."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9-]{1,100}$", var.name))
+    error_message = "name: 1-100 letters, digits or hyphens."
+  }
+}
+
+variable "target_url" {
+  description = "HTTPS URL of the function that runs the jobs (the library's Cloud Tasks HTTP shim)."
+  type        = string
+
+  validation {
+    condition     = startswith(var.target_url, "https://")
+    error_message = "target_url must be an https:// URL: tasks carry an OIDC token."
+  }
+}
+
+variable "target_service" {
+  description = "Name of the Cloud Run service behind target_url (a 2nd-gen Cloud Function's service has the function's name). The invoker may invoke this service only."
+  type        = string
+}
+
+variable "audience" {
+  description = "Audience of the tasks' OIDC tokens, checked by the shim. Default: target_url."
+  type        = string
+  default     = null
+}
+
+variable "max_attempts" {
+  description = "Tries per task, the first included. Must equal the jobs' cq.Retry(attempts=N): on the last one the shim writes the dead letter."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.max_attempts >= 1 && floor(var.max_attempts) == var.max_attempts
+    error_message = "max_attempts must be a whole number >= 1 (the library needs a bound to know the last attempt)."
+  }
+}
+
+variable "min_backoff_seconds" {
+  description = "Wait before the first retry; the jobs' Backoff initial."
+  type        = number
+  default     = 1
+}
+
+variable "max_backoff_seconds" {
+  description = "Longest wait between retries; the jobs' Backoff maximum."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.max_backoff_seconds >= var.min_backoff_seconds
+    error_message = "max_backoff_seconds must be >= min_backoff_seconds."
+  }
+}
+
+variable "max_doublings" {
+  description = "Times the wait doubles before growing linearly (Cloud Tasks' form of exponential backoff). 0 for a fixed backoff."
+  type        = number
+  default     = 16
+}
+
+variable "max_retry_duration_seconds" {
+  description = "Give up retrying after this long (0: no limit, max_attempts alone decides)."
+  type        = number
+  default     = 0
+}
+
+variable "max_dispatches_per_second" {
+  description = "Rate limit: tasks dispatched per second."
+  type        = number
+  default     = 100
+}
+
+variable "max_concurrent_dispatches" {
+  description = "Rate limit: tasks running at once."
+  type        = number
+  default     = 100
+}
+
+variable "logging_sampling_ratio" {
+  description = "Fraction of task operations logged to Cloud Logging (0-1)."
+  type        = number
+  default     = 1.0
+
+  validation {
+    condition     = var.logging_sampling_ratio >= 0 && var.logging_sampling_ratio <= 1
+    error_message = "logging_sampling_ratio must be between 0 and 1."
+  }
+}
+
+variable "invoker_account_id" {
+  description = "Account id of the invoker service account the tasks' OIDC tokens are minted for. Default: \"<name>-invoker\" cut to 30 characters."
+  type        = string
+  default     = null
+}
+
+variable "enqueuers" {
+  description = "IAM members that enqueue jobs (e.g. \"serviceAccount:web@PROJECT.iam.gserviceaccount.com\"). Each gets cloudtasks.enqueuer on the queue and may act as the invoker. Add the function's own account when jobs enqueue jobs or delays hop."
+  type        = list(string)
+  default     = []
+}
+
+variable "function_service_account" {
+  description = "Email of the service account the function runs as; it may publish to the dead-letter topic. null: grant nothing."
+  type        = string
+  default     = null
+}
+
+variable "dead_letter_topic_name" {
+  description = "Pub/Sub topic the shim writes dead letters to. Default: \"<name>-dead-letters\"."
+  type        = string
+  default     = null
+}
+
+variable "dead_letter_retention_seconds" {
+  description = "How long the dead-letter subscription keeps a dead letter (max 7 days)."
+  type        = number
+  default     = 604800
+}
+
+variable "kms_key_name" {
+  description = "Customer-managed key for the dead-letter topic (null: Google-managed). The Pub/Sub service agent needs encrypt/decrypt on it; the gcp-pubsub module's pattern applies."
+  type        = string
+  default     = null
+}
+
+variable "labels" {
+  description = "Labels for the resources that take them."
+  type        = map(string)
+  default     = {}
+}

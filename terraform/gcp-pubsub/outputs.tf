@@ -1,0 +1,51 @@
+output "topic_id" {
+  description = "Full id of the topic (projects/P/topics/T)."
+  value       = google_pubsub_topic.this.id
+}
+
+output "topic_name" {
+  description = "Name of the topic jobs are published to."
+  value       = google_pubsub_topic.this.name
+}
+
+output "subscription_name" {
+  description = "Name of the push subscription."
+  value       = google_pubsub_subscription.push.name
+}
+
+output "dead_letter_topic" {
+  description = "Name of the dead-letter topic."
+  value       = google_pubsub_topic.dead_letters.name
+}
+
+output "dead_letter_subscription" {
+  description = "Name of the subscription that keeps the dead letters."
+  value       = google_pubsub_subscription.dead_letters.name
+}
+
+output "push_service_account_email" {
+  description = "Email of the account the pushes' OIDC tokens are minted for (the shim checks it)."
+  value       = google_service_account.push.email
+}
+
+output "audience" {
+  description = "Audience of the pushes' OIDC tokens."
+  value       = local.audience
+}
+
+output "max_delivery_attempts" {
+  description = "Deliveries before dead letters; equals the jobs' cq.Retry(attempts=N)."
+  value       = var.max_delivery_attempts
+}
+
+output "cloudqueue_url" {
+  description = "The backend URL for cq.App(..., backend=...) / $CLOUDQUEUE_URL."
+  value       = local.cloudqueue_url
+}
+
+output "function_environment" {
+  description = "Environment variables for the function (merge into its environment)."
+  value = {
+    CLOUDQUEUE_URL = local.cloudqueue_url
+  }
+}

@@ -1,0 +1,139 @@
+variable "project" {
+  description = "Google Cloud project id."
+  type        = string
+}
+
+variable "name" {
+  description = "Topic name. The push subscription is \"<name>-push\", the dead-letter topic and its subscription \"<name>-dead-letters\"."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$", var.name))
+    error_message = "name must be a valid Pub/Sub topic name (3-255 characters, starting with a letter)."
+  }
+}
+
+variable "push_endpoint" {
+  description = "HTTPS URL of the function that runs the jobs (the library's Pub/Sub push shim)."
+  type        = string
+
+  validation {
+    condition     = startswith(var.push_endpoint, "https://")
+    error_message = "push_endpoint must be an https:// URL: pushes carry an OIDC token."
+  }
+}
+
+variable "audience" {
+  description = "Audience of the pushes' OIDC tokens, checked by the shim. Default: push_endpoint."
+  type        = string
+  default     = null
+}
+
+variable "push_service_account_id" {
+  description = "Account id of the service account the pushes' OIDC tokens are minted for. Default: \"<name>-push\" cut to 30 characters."
+  type        = string
+  default     = null
+}
+
+variable "target_service" {
+  description = "Name of the Cloud Run service behind push_endpoint; the push account gets run.invoker on it alone. null: grant nothing (e.g. a public endpoint that checks the token itself)."
+  type        = string
+  default     = null
+}
+
+variable "location" {
+  description = "Region of target_service (needed with target_service)."
+  type        = string
+  default     = null
+}
+
+variable "max_delivery_attempts" {
+  description = "Deliveries before Pub/Sub forwards a message to the dead-letter topic (5-100). Must equal the jobs' cq.Retry(attempts=N)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100 && floor(var.max_delivery_attempts) == var.max_delivery_attempts
+    error_message = "max_delivery_attempts must be a whole number from 5 to 100 (Pub/Sub's range); jobs on Pub/Sub need cq.Retry(attempts >= 5)."
+  }
+}
+
+variable "minimum_backoff_seconds" {
+  description = "Retry policy: shortest wait before redelivery (0-600); the jobs' Backoff initial."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.minimum_backoff_seconds >= 0 && var.minimum_backoff_seconds <= 600
+    error_message = "minimum_backoff_seconds must be 0-600."
+  }
+}
+
+variable "maximum_backoff_seconds" {
+  description = "Retry policy: longest wait before redelivery (0-600); the jobs' Backoff maximum, capped at 600."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.maximum_backoff_seconds >= 0 && var.maximum_backoff_seconds <= 600
+    error_message = "maximum_backoff_seconds must be 0-600."
+  }
+
+  validation {
+    condition     = var.maximum_backoff_seconds >= var.minimum_backoff_seconds
+    error_message = "maximum_backoff_seconds must be >= minimum_backoff_seconds."
+  }
+}
+
+variable "ack_deadline_seconds" {
+  description = "How long a push may take before Pub/Sub redelivers (10-600); keep it above the function's timeout."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.ack_deadline_seconds >= 10 && var.ack_deadline_seconds <= 600
+    error_message = "ack_deadline_seconds must be 10-600."
+  }
+}
+
+variable "message_retention_seconds" {
+  description = "How long the push subscription keeps an undelivered message (600-604800)."
+  type        = number
+  default     = 604800
+}
+
+variable "dead_letter_retention_seconds" {
+  description = "How long the dead-letter subscription keeps a dead letter (600-604800)."
+  type        = number
+  default     = 604800
+}
+
+variable "enable_message_ordering" {
+  description = "Deliver messages with the same ordering key in order (jobs with an ordering_key)."
+  type        = bool
+  default     = false
+}
+
+variable "kms_key_name" {
+  description = "Customer-managed Cloud KMS key for both topics (projects/P/locations/L/keyRings/R/cryptoKeys/K). null: Google-managed encryption."
+  type        = string
+  default     = null
+}
+
+variable "publishers" {
+  description = "IAM members that enqueue jobs (publish to the topic)."
+  type        = list(string)
+  default     = []
+}
+
+variable "function_service_account" {
+  description = "Email of the service account the function runs as; it publishes poison messages and cq.Permanent failures to the dead-letter topic. null: grant nothing."
+  type        = string
+  default     = null
+}
+
+variable "labels" {
+  description = "Labels for the resources that take them."
+  type        = map(string)
+  default     = {}
+}
