@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic_core import SchemaValidator, ValidationError
 
-from ._clock import parse_time
+from ._clock import Clock, parse_time
 from ._errors import PayloadError, Permanent, RetryLater
 from .backends.base import Backend, Delivery
 from .context import JobContext
@@ -45,6 +45,9 @@ class Outcome(enum.Enum):
     RETRY = "retry"
     DEAD_LETTER = "dead_letter"
     HOP = "hop"
+
+
+_ACK = Outcome.ACK
 
 
 @dataclass(slots=True)
@@ -76,14 +79,25 @@ class Result:
             str(self.reason).startswith("poison:")
 
 
-@dataclass(slots=True)
 class Task:
     """A delivery that parsed and validated: ready to run."""
 
-    job: Job[Any, Any]
-    payload: Any
-    ctx: JobContext
-    delivery: Delivery
+    __slots__ = ("delivery", "enqueued_at", "job", "job_id", "key", "payload")
+
+    def __init__(self, job: Job[Any, Any], payload: Any, delivery: Delivery, job_id: str,
+                 enqueued_at: str, key: str | None) -> None:
+        self.job = job
+        self.payload = payload
+        self.delivery = delivery
+        self.job_id = job_id
+        self.enqueued_at = enqueued_at
+        self.key = key
+
+    def context(self, clock: Clock) -> JobContext:
+        """The JobContext the job receives (built only for jobs that take one)."""
+        return JobContext(job_id=self.job_id, job_type=self.job.name, attempt=self.delivery.attempt,
+                          max_attempts=self.job.retry.attempts, enqueued_at=self.enqueued_at,
+                          idempotency_key=self.key, deadline=self.delivery.deadline, clock=clock)
 
 
 def _describe(exc: BaseException) -> str:
@@ -126,11 +140,7 @@ class Dispatcher:
             left = parse_time(not_before) - self.app.clock.now()
             if left > timedelta(0):
                 return Result(Outcome.HOP, delivery, job_type=job.name, job_id=env["id"], delay=left)
-        ctx = JobContext(job_id=env["id"], job_type=job.name, attempt=delivery.attempt,
-                         max_attempts=job.retry.attempts, enqueued_at=env["time"],
-                         idempotency_key=env.get("cqkey"), deadline=delivery.deadline,
-                         clock=self.app.clock)
-        return Task(job, env["data"], ctx, delivery)
+        return Task(job, env["data"], delivery, env["id"], env["time"], env.get("cqkey"))
 
     def _prepare_slow(self, delivery: Delivery) -> Task | Result:
         try:
@@ -152,29 +162,29 @@ class Dispatcher:
             err = PayloadError.from_validation(job.name, exc, fix="fix the producer, then redrive")
             return Result(Outcome.DEAD_LETTER, delivery, job_type=env.type, job_id=env.id,
                           reason=f"poison: {err}", error=err)
-        ctx = JobContext(job_id=env.id, job_type=job.name, attempt=delivery.attempt,
-                         max_attempts=job.retry.attempts, enqueued_at=env.time,
-                         idempotency_key=env.key, deadline=delivery.deadline, clock=self.app.clock)
-        return Task(job, payload, ctx, delivery)
+        return Task(job, payload, delivery, env.id, env.time, env.key)
 
     # -- run ---------------------------------------------------------------------------
     def run(self, task: Task) -> Result:
         """Run a task here (an async job runs on the dispatcher's event loop)."""
         job = task.job
         try:
-            value = job.func(task.payload, task.ctx) if job.takes_context else job.func(task.payload)
+            if job.takes_context:
+                value = job.func(task.payload, task.context(self.app.clock))
+            else:
+                value = job.func(task.payload)
             if job.is_async:
                 value = self._run_coroutine(value)
-        except Exception as exc:
+        except Exception as exc:  # every job error is classified
             return self.failed(task, exc)
-        return Result(Outcome.ACK, task.delivery, job.name, task.ctx.job_id, value=value)
+        return Result(_ACK, task.delivery, job.name, task.job_id, None, None, None, value)
 
     async def run_async(self, task: Task) -> Result:
         """Run a task on the running event loop (a sync job runs in a thread)."""
         import asyncio
 
         job = task.job
-        args = (task.payload, task.ctx) if job.takes_context else (task.payload,)
+        args = (task.payload, task.context(self.app.clock)) if job.takes_context else (task.payload,)
         try:
             if job.is_async:
                 value = await job.func(*args)
@@ -182,7 +192,7 @@ class Dispatcher:
                 value = await asyncio.to_thread(job.func, *args)
         except Exception as exc:
             return self.failed(task, exc)
-        return Result(Outcome.ACK, task.delivery, job.name, task.ctx.job_id, value=value)
+        return Result(_ACK, task.delivery, job.name, task.job_id, value=value)
 
     def process(self, delivery: Delivery) -> Result:
         """prepare + run."""
@@ -191,17 +201,17 @@ class Dispatcher:
 
     def failed(self, task: Task, exc: Exception) -> Result:
         """Classify a job's exception into retry or dead letter."""
-        job, ctx = task.job, task.ctx
-        base = Result(Outcome.DEAD_LETTER, task.delivery, job.name, ctx.job_id, error=exc)
+        job = task.job
+        attempt, attempts = task.delivery.attempt, job.retry.attempts
+        base = Result(Outcome.DEAD_LETTER, task.delivery, job.name, task.job_id, error=exc)
         if isinstance(exc, Permanent):
             base.reason = f"permanent: {exc.reason}"
             return base
-        if ctx.attempt >= ctx.max_attempts:
-            base.reason = (f"exhausted: attempt {ctx.attempt} of {ctx.max_attempts} failed: "
-                           f"{_describe(exc)}")
+        if attempt >= attempts:
+            base.reason = f"exhausted: attempt {attempt} of {attempts} failed: {_describe(exc)}"
             return base
-        delay = exc.delay if isinstance(exc, RetryLater) else job.retry.backoff.delay(ctx.attempt)
-        return Result(Outcome.RETRY, task.delivery, job.name, ctx.job_id, delay=delay,
+        delay = exc.delay if isinstance(exc, RetryLater) else job.retry.backoff.delay(attempt)
+        return Result(Outcome.RETRY, task.delivery, job.name, task.job_id, delay=delay,
                       reason=_describe(exc), error=exc)
 
     def _run_coroutine(self, coro: Coroutine[Any, Any, Any]) -> Any:

@@ -7,9 +7,10 @@ dispatcher does that and tells the backend what to do with each delivery.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from .._clock import SYSTEM_CLOCK, Clock
@@ -78,7 +79,9 @@ class OutgoingMessage:
     max_attempts: int | None = None
 
 
-@dataclass(slots=True)
+_NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
+
+
 class Delivery:
     """One received message, as the dispatcher sees it.
 
@@ -91,13 +94,22 @@ class Delivery:
         deadline: when the runtime will stop this delivery (None: no limit known).
     """
 
-    body: bytes
-    attempt: int
-    message_id: str
-    handle: Any = None
-    ordering_key: str | None = None
-    deadline: datetime | None = None
-    attributes: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("attempt", "attributes", "body", "deadline", "handle", "message_id", "ordering_key")
+
+    def __init__(self, body: bytes, attempt: int, message_id: str, handle: Any = None,
+                 ordering_key: str | None = None, deadline: datetime | None = None,
+                 attributes: Mapping[str, str] = _NO_ATTRIBUTES) -> None:
+        self.body = body
+        self.attempt = attempt
+        self.message_id = message_id
+        self.handle = handle
+        self.ordering_key = ordering_key
+        self.deadline = deadline
+        self.attributes = attributes
+
+    def __repr__(self) -> str:
+        return (f"Delivery(message_id={self.message_id!r}, attempt={self.attempt}, "
+                f"ordering_key={self.ordering_key!r}, body={self.body[:60]!r})")
 
 
 @dataclass(frozen=True, slots=True)

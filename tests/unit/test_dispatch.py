@@ -159,7 +159,7 @@ def test_context_deadline_and_remaining_come_from_the_delivery(cq_app: cq.App, c
                         deadline=cq_clock.now() + timedelta(seconds=42))
     task = cq_app.dispatcher.prepare(delivery)
     assert isinstance(task, Task)
-    assert task.ctx.deadline == cq_clock.now() + timedelta(seconds=42)
+    assert task.context(cq_clock).deadline == cq_clock.now() + timedelta(seconds=42)
     assert cq_app.dispatcher.run(task).outcome is Outcome.ACK
     assert seen == [timedelta(seconds=42)]
 
