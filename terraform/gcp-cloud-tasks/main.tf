@@ -18,7 +18,7 @@ locals {
     "?target=${urlencode(var.target_url)}",
     "&service_account=${urlencode(google_service_account.invoker.email)}",
     "&audience=${urlencode(local.audience)}",
-    "&dead_letter=${urlencode("pubsub://${var.project}/${google_pubsub_topic.dead_letters.name}")}",
+    "&dead_letter=${urlencode("pubsub://${var.project}/${google_pubsub_topic.dead_letters.name}?subscription=${google_pubsub_subscription.dead_letters.name}")}",
   ])
 }
 

@@ -40,13 +40,13 @@ variable "audience" {
 }
 
 variable "max_attempts" {
-  description = "Tries per task, the first included. Must equal the jobs' cq.Retry(attempts=N): on the last one the shim writes the dead letter."
+  description = "Tries per task, the first included. Set it to the jobs' cq.Retry(attempts=N) (the largest, when jobs differ): on a job's last attempt the shim writes the dead letter. -1 (unlimited) also works; a smaller number makes Cloud Tasks drop tasks silently."
   type        = number
   default     = 3
 
   validation {
-    condition     = var.max_attempts >= 1 && floor(var.max_attempts) == var.max_attempts
-    error_message = "max_attempts must be a whole number >= 1 (the library needs a bound to know the last attempt)."
+    condition     = (var.max_attempts >= 1 || var.max_attempts == -1) && floor(var.max_attempts) == var.max_attempts
+    error_message = "max_attempts must be a whole number >= 1, or -1 for unlimited."
   }
 }
 

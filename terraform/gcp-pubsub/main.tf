@@ -13,12 +13,17 @@ data "google_project" "this" {
 }
 
 locals {
-  pubsub_agent       = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
-  push_account_id    = coalesce(var.push_service_account_id, substr("${var.name}-push", 0, 30))
-  audience           = coalesce(var.audience, var.push_endpoint)
-  subscription_name  = "${var.name}-push"
-  dead_letter_name   = "${var.name}-dead-letters"
-  cloudqueue_url     = "pubsub://${var.project}/${google_pubsub_topic.this.name}?subscription=${google_pubsub_subscription.push.name}&dead_letter_topic=${google_pubsub_topic.dead_letters.name}"
+  pubsub_agent      = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  push_account_id   = coalesce(var.push_service_account_id, substr("${var.name}-push", 0, 30))
+  audience          = coalesce(var.audience, var.push_endpoint)
+  subscription_name = "${var.name}-push"
+  dead_letter_name  = "${var.name}-dead-letters"
+  cloudqueue_url = join("", [
+    "pubsub://${var.project}/${google_pubsub_topic.this.name}",
+    "?subscription=${google_pubsub_subscription.push.name}",
+    "&dead_letter_topic=${google_pubsub_topic.dead_letters.name}",
+    var.enable_message_ordering ? "&ordering=true" : "",
+  ])
   kms_grant_required = var.kms_key_name != null
 }
 

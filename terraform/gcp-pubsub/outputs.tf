@@ -44,8 +44,10 @@ output "cloudqueue_url" {
 }
 
 output "function_environment" {
-  description = "Environment variables for the function (merge into its environment)."
+  description = "Environment variables for the function (merge into its environment): the backend URL and what the shim checks the pushes' OIDC tokens against."
   value = {
-    CLOUDQUEUE_URL = local.cloudqueue_url
+    CLOUDQUEUE_URL                  = local.cloudqueue_url
+    CLOUDQUEUE_PUSH_AUDIENCE        = local.audience
+    CLOUDQUEUE_PUSH_SERVICE_ACCOUNT = google_service_account.push.email
   }
 }
