@@ -4,6 +4,7 @@
     cloudqueue enqueue TARGET JOB JSON [--delay SECONDS] [--key KEY]
     cloudqueue stats TARGET
     cloudqueue dead-letters list|redrive|purge TARGET
+    cloudqueue terraform-vars module:app aws-sqs-lambda|gcp-cloud-tasks|gcp-pubsub
 
 TARGET is a backend URL (``sqs://orders?region=eu-west-1``) or ``module:app``, which
 also lets ``enqueue`` validate the payload against the job's model.
@@ -203,6 +204,16 @@ def purge(target: str, yes: bool) -> None:
     backend, _ = _target(target)
     count = backend.purge_dead_letters()
     click.echo("purged" if count < 0 else f"purged {count} message(s)")
+
+
+@cli.command("terraform-vars")
+@click.argument("app_spec", metavar="MODULE:APP")
+@click.argument("module", type=click.Choice(["aws-sqs-lambda", "gcp-cloud-tasks", "gcp-pubsub"]))
+def terraform_vars(app_spec: str, module: str) -> None:
+    """Print the tfvars that terraform/MODULE needs for the app's jobs (attempts, backoff, FIFO)."""
+    from .tfvars import render_tfvars
+
+    click.echo(render_tfvars(load_app(app_spec), module), nl=False)
 
 
 def main() -> None:
