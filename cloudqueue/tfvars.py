@@ -1,0 +1,191 @@
+"""The Terraform variables an app's jobs need, for the modules under terraform/.
+
+The values that must agree between the library and the queue are derived from the
+registered jobs, so they are written once, in Python:
+
+    cq.Retry(attempts=N)      -> max_receive_count      (aws-sqs-lambda)
+                              -> max_attempts           (gcp-cloud-tasks)
+                              -> max_delivery_attempts  (gcp-pubsub)
+    Backoff initial / maximum -> min/max backoff        (gcp-cloud-tasks, gcp-pubsub)
+    any job's ordering_key    -> fifo / enable_message_ordering
+
+No cloud SDK is imported here.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .app import App
+    from .job import Job
+
+__all__ = ["MODULES", "render_tfvars"]
+
+MODULES = ("aws-sqs-lambda", "gcp-cloud-tasks", "gcp-pubsub")
+
+#: Pub/Sub's bounds: max_delivery_attempts 5-100, retry_policy backoff 0-600 s.
+PUBSUB_MIN_DELIVERY_ATTEMPTS = 5
+PUBSUB_MAX_DELIVERY_ATTEMPTS = 100
+PUBSUB_MAX_BACKOFF = timedelta(seconds=600)
+#: SQS's bound on maxReceiveCount.
+SQS_MAX_RECEIVE_COUNT = 1000
+
+
+def render_tfvars(app: App, module: str) -> str:
+    """The tfvars (HCL) for ``module`` that match ``app``'s registered jobs.
+
+    Args:
+        app: the app whose jobs the queue will carry.
+        module: "aws-sqs-lambda", "gcp-cloud-tasks" or "gcp-pubsub".
+
+    Raises:
+        ConfigurationError: an unknown module, an app without jobs, or jobs the module's
+            queue cannot carry (e.g. more attempts than the service allows).
+    """
+    render = _RENDERERS.get(module)
+    if render is None:
+        raise ConfigurationError(
+            f"unknown Terraform module {module!r}; choose one of: {', '.join(MODULES)}")
+    jobs = sorted(app.jobs.values(), key=lambda job: job.name)
+    if not jobs:
+        raise ConfigurationError(
+            f"app {app.name!r} has no jobs registered; import the module that defines them "
+            "(e.g. cloudqueue terraform-vars myproject.jobs:app ...)")
+    header = [
+        f"# cloudqueue terraform-vars for app {app.name!r}, module {module}.",
+        "# Jobs: " + ", ".join(f"{job.name} ({_attempts(job)})" for job in jobs) + ".",
+    ]
+    comments, values = render(jobs)
+    lines = [wrapped for line in [*header, *comments] for wrapped in _wrap(line)]
+    return "\n".join([*lines, *_assignments(values)]) + "\n"
+
+
+def _wrap(comment: str) -> list[str]:
+    return textwrap.wrap(comment, width=88, subsequent_indent="# ", break_long_words=False,
+                         break_on_hyphens=False)
+
+
+def _attempts(job: Job[Any, Any]) -> str:
+    n = job.retry.attempts
+    return f"{n} attempt" if n == 1 else f"{n} attempts"
+
+
+def _max_attempts(jobs: list[Job[Any, Any]], variable: str) -> tuple[int, list[str]]:
+    counts = {job.retry.attempts for job in jobs}
+    most = max(counts)
+    if len(counts) == 1:
+        return most, []
+    return most, [
+        f"# The jobs' attempts differ ({', '.join(str(n) for n in sorted(counts))}): {variable} "
+        f"takes the largest ({most}).",
+        "# A job with fewer attempts is dead-lettered by the library after its own count.",
+    ]
+
+
+def _backoff_bounds(jobs: list[Job[Any, Any]], ceiling: timedelta | None,
+                    names: tuple[str, str]) -> tuple[timedelta, timedelta, list[str]]:
+    initial = min(job.retry.backoff.initial for job in jobs)
+    maximum = max(job.retry.backoff.maximum for job in jobs)
+    comments: list[str] = []
+    if len({(job.retry.backoff.initial, job.retry.backoff.maximum) for job in jobs}) > 1:
+        comments.append(
+            f"# The jobs' backoffs differ: the queue has one retry policy, so {names[0]} takes "
+            f"the shortest initial wait and {names[1]} the longest maximum.")
+    if ceiling is not None and maximum > ceiling:
+        comments.append(f"# A job's maximum backoff ({_seconds(maximum)} s) is over the service's "
+                        f"limit: {names[1]} is capped at {_seconds(ceiling)} s.")
+        maximum = ceiling
+    if ceiling is not None and initial > ceiling:
+        initial = ceiling
+    return initial, maximum, comments
+
+
+def _ordered(jobs: list[Job[Any, Any]]) -> list[str]:
+    return [job.name for job in jobs if job.ordering_key is not None]
+
+
+def _aws(jobs: list[Job[Any, Any]]) -> tuple[list[str], dict[str, object]]:
+    count, comments = _max_attempts(jobs, "max_receive_count")
+    if count > SQS_MAX_RECEIVE_COUNT:
+        raise ConfigurationError(
+            f"a job has {count} attempts; SQS's maxReceiveCount is at most {SQS_MAX_RECEIVE_COUNT}")
+    ordered = _ordered(jobs)
+    if ordered:
+        comments.append(f"# fifo: {', '.join(ordered)} use an ordering_key (SQS MessageGroupId).")
+    return comments, {"max_receive_count": count, "fifo": bool(ordered)}
+
+
+def _cloud_tasks(jobs: list[Job[Any, Any]]) -> tuple[list[str], dict[str, object]]:
+    count, comments = _max_attempts(jobs, "max_attempts")
+    initial, maximum, more = _backoff_bounds(jobs, None, ("min_backoff_seconds", "max_backoff_seconds"))
+    comments += more
+    doublings = 0
+    for job in jobs:
+        backoff = job.retry.backoff
+        if backoff.factor > 1 and backoff.maximum > backoff.initial > timedelta(0):
+            # Cloud Tasks doubles the wait max_doublings times, then grows it linearly.
+            steps = math.log(backoff.maximum / backoff.initial, 2)
+            doublings = max(doublings, math.ceil(steps - 1e-9))
+    factors = sorted({job.retry.backoff.factor for job in jobs} - {1.0, 2.0})
+    if factors:
+        comments.append(f"# Cloud Tasks doubles its backoff; factor(s) {', '.join(map(str, factors))} "
+                        "are approximated by doubling.")
+    ordered = _ordered(jobs)
+    if ordered:
+        comments.append(f"# Cloud Tasks has no ordering: {', '.join(ordered)} use an ordering_key, "
+                        "which the cloudtasks backend refuses; use Pub/Sub or SQS FIFO for them.")
+    return comments, {"max_attempts": count, "min_backoff_seconds": _seconds(initial),
+                      "max_backoff_seconds": _seconds(maximum), "max_doublings": doublings}
+
+
+def _pubsub(jobs: list[Job[Any, Any]]) -> tuple[list[str], dict[str, object]]:
+    count, comments = _max_attempts(jobs, "max_delivery_attempts")
+    if count > PUBSUB_MAX_DELIVERY_ATTEMPTS:
+        raise ConfigurationError(
+            f"a job has {count} attempts; Pub/Sub's max_delivery_attempts is at most "
+            f"{PUBSUB_MAX_DELIVERY_ATTEMPTS}")
+    if count < PUBSUB_MIN_DELIVERY_ATTEMPTS:
+        comments.append(
+            f"# Pub/Sub needs max_delivery_attempts >= {PUBSUB_MIN_DELIVERY_ATTEMPTS}; the jobs have "
+            f"{count}, so the library dead-letters them itself after {count}.")
+        count = PUBSUB_MIN_DELIVERY_ATTEMPTS
+    initial, maximum, more = _backoff_bounds(
+        jobs, PUBSUB_MAX_BACKOFF, ("minimum_backoff_seconds", "maximum_backoff_seconds"))
+    comments += more
+    ordered = _ordered(jobs)
+    if ordered:
+        comments.append(f"# enable_message_ordering: {', '.join(ordered)} use an ordering_key.")
+    return comments, {"max_delivery_attempts": count, "minimum_backoff_seconds": _seconds(initial),
+                      "maximum_backoff_seconds": _seconds(maximum),
+                      "enable_message_ordering": bool(ordered)}
+
+
+_RENDERERS: dict[str, Callable[[list[Job[Any, Any]]], tuple[list[str], dict[str, object]]]] = {
+    "aws-sqs-lambda": _aws,
+    "gcp-cloud-tasks": _cloud_tasks,
+    "gcp-pubsub": _pubsub,
+}
+
+
+def _seconds(value: timedelta) -> int | float:
+    seconds = value.total_seconds()
+    return int(seconds) if seconds.is_integer() else round(seconds, 6)
+
+
+def _assignments(values: dict[str, object]) -> list[str]:
+    # Aligned on "=" as `terraform fmt` writes it, so the output is fmt-clean.
+    width = max(len(name) for name in values)
+    return [f"{name.ljust(width)} = {_hcl(value)}" for name, value in values.items()]
+
+
+def _hcl(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

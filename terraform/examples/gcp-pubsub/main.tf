@@ -1,0 +1,118 @@
+# Deploys the samples/orders jobs on Pub/Sub push + a 2nd-gen Cloud Function: the topic,
+# push subscription, dead-letter topic and grants from the gcp-pubsub module, and the
+# function that runs the jobs.
+#
+#   bash ../gcp-function/build.sh      # ../build/orders-function.zip
+#   terraform init && terraform apply -var project=MY_PROJECT
+#
+# orders.auto.tfvars holds the values that must agree with the jobs; regenerate it
+# whenever their retry policies change:
+#   cloudqueue terraform-vars samples.orders.jobs:app gcp-pubsub > orders.auto.tfvars
+
+terraform {
+  required_version = ">= 1.9"
+
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = ">= 5.0, < 8.0"
+    }
+  }
+}
+
+provider "google" {
+  project = var.project
+  region  = var.region
+}
+
+locals {
+  function_name = "orders-worker"
+  # A 2nd-gen function answers on this URL too; it is known before the function
+  # exists, so the function's own environment can carry it.
+  function_url = "https://${var.region}-${var.project}.cloudfunctions.net/${local.function_name}"
+}
+
+resource "google_service_account" "function" {
+  account_id   = "orders-worker"
+  display_name = "orders: runs the jobs"
+}
+
+# The web app's account, which enqueues the jobs.
+resource "google_service_account" "web" {
+  account_id   = "orders-web"
+  display_name = "orders: the web app, enqueues jobs"
+}
+
+module "orders_topic" {
+  source = "../../gcp-pubsub"
+
+  project        = var.project
+  name           = "orders"
+  push_endpoint  = local.function_url
+  target_service = local.function_name
+  location       = var.region
+
+  max_delivery_attempts   = var.max_delivery_attempts
+  minimum_backoff_seconds = var.minimum_backoff_seconds
+  maximum_backoff_seconds = var.maximum_backoff_seconds
+  enable_message_ordering = var.enable_message_ordering
+  # Above the function's timeout, so a running job is not delivered again.
+  ack_deadline_seconds = 120
+
+  kms_key_name             = var.kms_key_name
+  publishers               = ["serviceAccount:${google_service_account.web.email}"]
+  function_service_account = google_service_account.function.email
+
+  labels = { app = "orders" }
+}
+
+resource "google_storage_bucket" "source" {
+  #checkov:skip=CKV_GCP_62:holds only deployment packages; access is audited by Cloud Audit Logs
+  name                        = "${var.project}-orders-source"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+
+  versioning {
+    enabled = true
+  }
+}
+
+resource "google_storage_bucket_object" "source" {
+  name   = "orders-function-${filemd5(var.source_zip)}.zip"
+  bucket = google_storage_bucket.source.name
+  source = var.source_zip
+}
+
+resource "google_cloudfunctions2_function" "worker" {
+  name     = local.function_name
+  location = var.region
+
+  build_config {
+    runtime     = "python311"
+    entry_point = "handler"
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory      = "256M"
+    timeout_seconds       = 60
+    max_instance_count    = 20
+    service_account_email = google_service_account.function.email
+    # Pub/Sub pushes count as internal traffic of the project.
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision = true
+    environment_variables = merge(module.orders_topic.function_environment, {
+      CLOUDQUEUE_FUNCTION_TIMEOUT = "60"
+    })
+  }
+
+  labels = { app = "orders" }
+}

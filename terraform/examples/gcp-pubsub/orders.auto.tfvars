@@ -1,0 +1,11 @@
+# cloudqueue terraform-vars for app 'orders', module gcp-pubsub.
+# Jobs: generate_invoice (5 attempts), send_confirmation_email (3 attempts),
+# update_analytics (5 attempts).
+# The jobs' attempts differ (3, 5): max_delivery_attempts takes the largest (5).
+# A job with fewer attempts is dead-lettered by the library after its own count.
+# The jobs' backoffs differ: the queue has one retry policy, so minimum_backoff_seconds
+# takes the shortest initial wait and maximum_backoff_seconds the longest maximum.
+max_delivery_attempts   = 5
+minimum_backoff_seconds = 0.2
+maximum_backoff_seconds = 30
+enable_message_ordering = false
