@@ -179,7 +179,7 @@ def handle_delivery(app: App, delivery: Delivery) -> Response:
     prepared = dispatcher.prepare(delivery)
     result: Result = prepared if isinstance(prepared, Result) else dispatcher.run(prepared)
     if result.job_type and ATTR_TYPE not in delivery.attributes:
-        delivery.attributes[ATTR_TYPE] = result.job_type
+        delivery.attributes = {**delivery.attributes, ATTR_TYPE: result.job_type}  # for the dead letter
     what = f"job {result.job_type or '?'} {result.job_id or delivery.message_id}"
     if result.outcome is Outcome.ACK:
         return "ok", 200, {}
