@@ -242,12 +242,26 @@ def test_a_dead_letter_that_cannot_be_written_is_answered_500_and_kept(
     assert task.dispatch_count == 1
 
 
-def test_dead_letters_can_go_to_a_pubsub_topic(queues: TasksSetup, http_function: Any, issuer: Any,
-                                               emulator: Any, project: str) -> None:
+def test_dead_letters_can_go_to_a_pubsub_topic_through_injected_clients(
+        queues: TasksSetup, http_function: Any, issuer: Any, emulator: Any, project: str) -> None:
+    import grpc
+    from cloudqueue_gcp import tasks
+    from google.cloud import pubsub_v1
+    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
     tasks_server = queues.server
     topic = make_pubsub(emulator.host, project, max_delivery_attempts=None)
-    dead = f"pubsub://{project}/{topic.dead_topic}?subscription={topic.dead_subscription}&emulator={emulator.host}"
-    app = _app(queues, http_function.url, issuer, dead_letter=dead)
+    dead = f"pubsub://{project}/{topic.dead_topic}?subscription={topic.dead_subscription}"
+    publisher = pubsub_v1.PublisherClient(
+        transport=PublisherGrpcTransport(channel=grpc.insecure_channel(emulator.host)))
+    subscriber = pubsub_v1.SubscriberClient(
+        transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(emulator.host)))
+    backend = tasks.from_url(queues.url(http_function.url, dead_letter=dead), publisher=publisher,
+                             subscriber=subscriber)
+    app = cq.App("shop", backend=backend)
+    routing.set_http(cloudqueue_gcp.http_handler(app, audience=http_function.url,
+                                                 service_account=SERVICE_ACCOUNT, certs_url=issuer.certs_url))
     runs: list[str] = []
 
     @app.job

@@ -368,9 +368,11 @@ def _aware(moment: datetime) -> datetime:
 
 
 def dead_letter_store(url: str, *, client: CloudTasksClient | None = None, endpoint: str | None = None,
-                      target: str | None = None, clock: Clock = SYSTEM_CLOCK) -> DeadLetterStore:
+                      target: str | None = None, publisher: Any = None, subscriber: Any = None,
+                      clock: Clock = SYSTEM_CLOCK) -> DeadLetterStore:
     """Open a dead-letter destination: ``pubsub://PROJECT/TOPIC[?subscription=SUB&emulator=H:P]``
-    or ``cloudtasks://PROJECT/LOCATION/DLQUEUE`` (a paused queue)."""
+    (``publisher`` / ``subscriber``: injected Pub/Sub clients) or
+    ``cloudtasks://PROJECT/LOCATION/DLQUEUE`` (a paused queue; ``client``: an injected client)."""
     parts = urlsplit(url)
     path = (parts.netloc + parts.path).strip("/").split("/")
     if parts.scheme == "pubsub":
@@ -382,7 +384,7 @@ def dead_letter_store(url: str, *, client: CloudTasksClient | None = None, endpo
         import os
 
         emulator = options.get("emulator") or os.environ.get("PUBSUB_EMULATOR_HOST") or None
-        return TopicDeadLetters(_Clients(None, None, emulator), path[0], path[1],
+        return TopicDeadLetters(_Clients(publisher, subscriber, emulator), path[0], path[1],
                                 options.get("subscription") or None, clock)
     if parts.scheme == "cloudtasks":
         options = parse_options("cloudtasks", parts.query, ("endpoint",))
@@ -394,9 +396,14 @@ def dead_letter_store(url: str, *, client: CloudTasksClient | None = None, endpo
     raise ConfigurationError(f"dead_letter URL {url!r} must start with pubsub:// or cloudtasks://")
 
 
-def from_url(url: str, *, client: CloudTasksClient | None = None,
-             clock: Clock = SYSTEM_CLOCK) -> CloudTasksBackend:
-    """Open ``cloudtasks://PROJECT/LOCATION/QUEUE?target=...`` (see the module docstring)."""
+def from_url(url: str, *, client: CloudTasksClient | None = None, publisher: Any = None,
+             subscriber: Any = None, clock: Clock = SYSTEM_CLOCK) -> CloudTasksBackend:
+    """Open ``cloudtasks://PROJECT/LOCATION/QUEUE?target=...`` (see the module docstring).
+
+    Args:
+        client: an injected Cloud Tasks client (also used for a dead-letter queue).
+        publisher / subscriber: injected Pub/Sub clients, for a dead-letter topic.
+    """
     parts = urlsplit(url)
     if parts.scheme != "cloudtasks":
         raise ConfigurationError(f"not a cloudtasks:// URL: {url!r}")
@@ -413,7 +420,7 @@ def from_url(url: str, *, client: CloudTasksClient | None = None,
     if options.get("dead_letter"):
         # the same client serves a dead-letter queue on the same endpoint
         dead = dead_letter_store(options["dead_letter"], client=client, endpoint=endpoint,
-                                 target=target, clock=clock)
+                                 target=target, publisher=publisher, subscriber=subscriber, clock=clock)
     return CloudTasksBackend(path[0], path[1], path[2], target=target,
                              service_account=options.get("service_account") or None,
                              audience=options.get("audience") or None, dead_letters=dead,
