@@ -21,7 +21,7 @@ variable "content_based_deduplication" {
 }
 
 variable "max_receive_count" {
-  description = "Deliveries before SQS moves a message to the dead-letter queue. Must equal the jobs' cq.Retry(attempts=N) (the first try counts)."
+  description = "Deliveries before SQS moves a message to the dead-letter queue. The jobs' cq.Retry(attempts=N), the largest when they differ (the first try counts)."
   type        = number
   default     = 3
 

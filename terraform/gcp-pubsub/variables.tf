@@ -48,7 +48,7 @@ variable "location" {
 }
 
 variable "max_delivery_attempts" {
-  description = "Deliveries before Pub/Sub forwards a message to the dead-letter topic (5-100). Must equal the jobs' cq.Retry(attempts=N)."
+  description = "Deliveries before Pub/Sub forwards a message to the dead-letter topic (5-100). The jobs' cq.Retry(attempts=N), the largest when they differ."
   type        = number
   default     = 5
 

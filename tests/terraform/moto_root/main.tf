@@ -1,0 +1,88 @@
+# The aws-sqs-lambda module applied against moto server on loopback.
+# tests/terraform/test_aws_apply.py copies this root next to a copy of terraform/
+# and applies it; the library then runs jobs on the queues it created.
+
+terraform {
+  required_version = ">= 1.9"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.30, < 7.0"
+    }
+  }
+}
+
+variable "endpoint" {
+  description = "moto server's URL, e.g. http://127.0.0.1:5000."
+  type        = string
+}
+
+variable "name" {
+  description = "Queue name."
+  type        = string
+}
+
+variable "max_receive_count" {
+  description = "Deliveries before dead letters."
+  type        = number
+}
+
+provider "aws" {
+  region                      = "us-east-1"
+  access_key                  = "testing"
+  secret_key                  = "testing"
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+  skip_requesting_account_id  = true
+
+  endpoints {
+    iam    = var.endpoint
+    lambda = var.endpoint
+    sqs    = var.endpoint
+    sts    = var.endpoint
+  }
+}
+
+module "queue" {
+  source = "../terraform/aws-sqs-lambda"
+
+  name              = var.name
+  function_name     = "${var.name}-worker"
+  max_receive_count = var.max_receive_count
+  # The visibility timeout the test waits out between deliveries; the module's check
+  # (>= 6x the function timeout) holds with the smallest function timeout.
+  function_timeout_seconds   = 1
+  visibility_timeout_seconds = 6
+  # moto runs a mapped function in docker on every send; the library's worker
+  # consumes here instead. The mapping is covered by the mocked terraform tests.
+  create_event_source_mapping = false
+  # moto accepts RedriveAllowPolicy but drops it, and the provider would wait for it
+  # forever. The policy is covered by the mocked terraform tests.
+  redrive_allow_policy = false
+}
+
+output "cloudqueue_url" {
+  value = module.queue.cloudqueue_url
+}
+
+output "queue_url" {
+  value = module.queue.queue_url
+}
+
+output "dlq_url" {
+  value = module.queue.dlq_url
+}
+
+output "dlq_arn" {
+  value = module.queue.dlq_arn
+}
+
+output "role_name" {
+  value = module.queue.role_name
+}
+
+output "max_receive_count" {
+  value = module.queue.max_receive_count
+}

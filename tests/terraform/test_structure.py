@@ -1,0 +1,327 @@
+"""The modules are laid out as the library expects, read with python-hcl2 (no provider needed)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import missing_component
+
+from .conftest import EXAMPLES, MODULES, TERRAFORM
+
+_META = ("__is_block__", "__comments__", "__inline_comments__")
+
+
+def _clean(value: Any) -> Any:
+    """python-hcl2 8 keeps the quotes of labels and strings; take them off."""
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items() if k not in _META}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value[1:-1]
+    return value
+
+
+class Config:
+    """Every block of a directory's .tf files, by kind, type and name."""
+
+    def __init__(self, directory: Path) -> None:
+        try:
+            import hcl2
+        except ImportError:
+            missing_component("python-hcl2", 'pip install "python-hcl2>=7"')
+        self.resources: dict[str, dict[str, Any]] = {}
+        self.data: dict[str, dict[str, Any]] = {}
+        self.variables: dict[str, Any] = {}
+        self.outputs: dict[str, Any] = {}
+        self.modules: dict[str, Any] = {}
+        self.locals: dict[str, Any] = {}
+        self.terraform: list[Any] = []
+        for path in sorted(directory.glob("*.tf")):
+            with path.open() as handle:
+                parsed = _clean(hcl2.load(handle))
+            for kind, into in (("resource", self.resources), ("data", self.data)):
+                for block in parsed.get(kind, []):
+                    for type_, named in block.items():
+                        into.setdefault(type_, {}).update(named)
+            for kind, into in (("variable", self.variables), ("output", self.outputs),
+                               ("module", self.modules)):
+                for block in parsed.get(kind, []):
+                    into.update(block)
+            for block in parsed.get("locals", []):
+                self.locals.update(block)
+            self.terraform += parsed.get("terraform", [])
+
+    def resource(self, type_: str, name: str) -> Any:
+        assert name in self.resources.get(type_, {}), f"missing resource {type_}.{name}"
+        return self.resources[type_][name]
+
+
+def config(directory: str) -> Config:
+    return Config(TERRAFORM / directory)
+
+
+# -- every module -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_variable_and_output_is_described_and_documented_in_the_readme(module: str) -> None:
+    cfg = config(module)
+    readme = (TERRAFORM / module / "README.md").read_text()
+    for name, body in cfg.variables.items():
+        assert body.get("description"), f"{module}: variable {name} has no description"
+        assert "type" in body, f"{module}: variable {name} has no type"
+        assert f"`{name}`" in readme, f"{module}/README.md does not document input `{name}`"
+    for name, body in cfg.outputs.items():
+        assert body.get("description"), f"{module}: output {name} has no description"
+        assert f"`{name}`" in readme, f"{module}/README.md does not document output `{name}`"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_module_pins_terraform_and_its_provider(module: str) -> None:
+    [block] = config(module).terraform
+    assert block["required_version"] == ">= 1.9"
+    [providers] = block["required_providers"]
+    assert len(providers) == 1
+    [(name, spec)] = providers.items()
+    assert spec["source"] == f"hashicorp/{name}"
+
+
+def test_the_aws_provider_constraint_accepts_the_mirrored_5_100() -> None:
+    [providers] = config("aws-sqs-lambda").terraform[0]["required_providers"]
+    constraint = providers["aws"]["version"]
+    for part in constraint.split(","):
+        op, version = re.fullmatch(r"\s*(>=|<)\s*([\d.]+)\s*", part).groups()  # type: ignore[union-attr]
+        wanted = tuple(int(x) for x in version.split("."))
+        assert (5, 100) >= wanted if op == ">=" else (5, 100) < wanted, constraint
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_modules_grant_nothing_project_wide(module: str) -> None:
+    types = set(config(module).resources)
+    assert not {t for t in types if t.startswith("google_project_iam")}, types
+    assert "aws_iam_policy_attachment" not in types  # exclusive attachments hijack other roles
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_module_outputs_the_backend_url_and_the_attempts(module: str) -> None:
+    outputs = config(module).outputs
+    attempts = {"aws-sqs-lambda": "max_receive_count", "gcp-cloud-tasks": "max_attempts",
+                "gcp-pubsub": "max_delivery_attempts"}[module]
+    assert {"cloudqueue_url", attempts} <= set(outputs)
+
+
+# -- aws-sqs-lambda ---------------------------------------------------------------------------
+
+def test_sqs_queue_redrives_to_its_dlq_after_max_receive_count() -> None:
+    queue = config("aws-sqs-lambda").resource("aws_sqs_queue", "this")
+    policy = queue["redrive_policy"]
+    assert "deadLetterTargetArn = aws_sqs_queue.dlq.arn" in policy
+    assert "maxReceiveCount     = var.max_receive_count" in policy or \
+        "maxReceiveCount = var.max_receive_count" in policy
+
+
+def test_dlq_admits_only_its_source_queue() -> None:
+    allow = config("aws-sqs-lambda").resource("aws_sqs_queue_redrive_allow_policy", "dlq")
+    assert '"byQueue"' in allow["redrive_allow_policy"]
+    assert "aws_sqs_queue.this.arn" in allow["redrive_allow_policy"]
+
+
+def test_both_queues_are_encrypted_with_sqs_keys_or_the_given_kms_key() -> None:
+    cfg = config("aws-sqs-lambda")
+    assert cfg.locals["sqs_managed_sse"] == "${var.kms_key_arn == null ? true : null}"
+    for name in ("this", "dlq"):
+        queue = cfg.resource("aws_sqs_queue", name)
+        assert queue["sqs_managed_sse_enabled"] == "${local.sqs_managed_sse}"
+        assert queue["kms_master_key_id"] == "${var.kms_key_arn}"
+
+
+def test_both_queue_policies_deny_requests_without_tls() -> None:
+    cfg = config("aws-sqs-lambda")
+    doc = cfg.data["aws_iam_policy_document"]["deny_insecure_transport"]
+    assert set(doc["for_each"]) == {"queue", "dlq"}
+    [statement] = doc["statement"]
+    assert statement["effect"] == "Deny" and statement["actions"] == ["sqs:*"]
+    [condition] = statement["condition"]
+    assert (condition["test"], condition["variable"], condition["values"]) == \
+        ("Bool", "aws:SecureTransport", ["false"])
+    for name in ("queue", "dlq"):
+        policy = cfg.resource("aws_sqs_queue_policy", name)
+        assert f'deny_insecure_transport["{name}"]' in policy["policy"]
+
+
+def test_function_role_is_least_privilege_on_these_queues() -> None:
+    doc = config("aws-sqs-lambda").data["aws_iam_policy_document"]["consumer"]
+    statements = {s["sid"]: s for s in doc["statement"]}
+    assert set(statements["ConsumeQueue"]["actions"]) == {
+        "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
+    assert statements["ConsumeQueue"]["resources"] == ["${aws_sqs_queue.this.arn}"]
+    assert set(statements["SendDeadLetters"]["actions"]) == {"sqs:SendMessage", "sqs:GetQueueUrl"}
+    assert statements["SendDeadLetters"]["resources"] == ["${aws_sqs_queue.dlq.arn}"]
+    dynamic = {next(iter(d["statement"]["content"][0]["sid"] for _ in [0])): d["statement"]
+               for d in doc["dynamic"]}
+    assert set(dynamic) == {"SendToQueue", "QueueKey"}
+    assert dynamic["QueueKey"]["for_each"] == "${var.kms_key_arn == null ? [] : [var.kms_key_arn]}"
+    assert set(dynamic["QueueKey"]["content"][0]["actions"]) == {"kms:Decrypt", "kms:GenerateDataKey"}
+    every_action = [a for s in doc["statement"] for a in s["actions"]]
+    assert not [a for a in every_action if a.endswith("*")], every_action
+
+
+def test_event_source_mapping_reports_partial_batch_failures() -> None:
+    mapping = config("aws-sqs-lambda").resource("aws_lambda_event_source_mapping", "this")
+    assert mapping["function_response_types"] == ["ReportBatchItemFailures"]
+    assert mapping["batch_size"] == "${var.batch_size}"
+    assert mapping["maximum_batching_window_in_seconds"] == "${var.maximum_batching_window_in_seconds}"
+    [scaling] = mapping["dynamic"]
+    assert scaling["scaling_config"]["content"][0]["maximum_concurrency"] == "${scaling_config.value}"
+
+
+def test_visibility_timeout_must_be_six_function_timeouts() -> None:
+    variable = config("aws-sqs-lambda").variables["visibility_timeout_seconds"]
+    conditions = [v["condition"] for v in variable["validation"]]
+    assert "${var.visibility_timeout_seconds >= 6 * var.function_timeout_seconds}" in conditions
+
+
+def test_aws_outputs_include_urls_arns_and_the_function_environment() -> None:
+    outputs = config("aws-sqs-lambda").outputs
+    assert {"queue_url", "queue_arn", "dlq_url", "dlq_arn", "role_arn", "lambda_environment"} <= set(outputs)
+    assert outputs["cloudqueue_url"]["value"] == \
+        "sqs://${aws_sqs_queue.this.name}?region=${data.aws_region.current.name}"
+    assert "CLOUDQUEUE_URL" in outputs["lambda_environment"]["value"]
+
+
+# -- gcp-cloud-tasks ----------------------------------------------------------------------------
+
+def test_cloud_tasks_queue_carries_rate_limits_retry_config_and_logging() -> None:
+    queue = config("gcp-cloud-tasks").resource("google_cloud_tasks_queue", "this")
+    [retry] = queue["retry_config"]
+    assert retry["max_attempts"] == "${var.max_attempts}"
+    assert retry["min_backoff"] == "${var.min_backoff_seconds}s"
+    assert retry["max_backoff"] == "${var.max_backoff_seconds}s"
+    assert retry["max_doublings"] == "${var.max_doublings}"
+    [limits] = queue["rate_limits"]
+    assert set(limits) == {"max_dispatches_per_second", "max_concurrent_dispatches"}
+    [logging] = queue["stackdriver_logging_config"]
+    assert logging["sampling_ratio"] == "${var.logging_sampling_ratio}"
+
+
+def test_cloud_tasks_invoker_may_invoke_the_target_service_only() -> None:
+    cfg = config("gcp-cloud-tasks")
+    grant = cfg.resource("google_cloud_run_v2_service_iam_member", "invoker")
+    assert grant["role"] == "roles/run.invoker"
+    assert grant["name"] == "${var.target_service}"
+    assert grant["member"] == "serviceAccount:${google_service_account.invoker.email}"
+    invoker_grants = [(t, n) for t, named in cfg.resources.items() for n, body in named.items()
+                      if "google_service_account.invoker.email" in str(body.get("member", ""))]
+    assert invoker_grants == [("google_cloud_run_v2_service_iam_member", "invoker")]
+
+
+def test_cloud_tasks_enqueuers_may_enqueue_and_act_as_the_invoker() -> None:
+    cfg = config("gcp-cloud-tasks")
+    enqueue = cfg.resource("google_cloud_tasks_queue_iam_member", "enqueuer")
+    assert enqueue["role"] == "roles/cloudtasks.enqueuer"
+    act_as = cfg.resource("google_service_account_iam_member", "enqueuer_acts_as_invoker")
+    assert act_as["role"] == "roles/iam.serviceAccountUser"
+    assert act_as["service_account_id"] == "${google_service_account.invoker.name}"
+
+
+def test_cloud_tasks_dead_letters_go_to_a_topic_with_a_subscription_that_keeps_them() -> None:
+    cfg = config("gcp-cloud-tasks")
+    cfg.resource("google_pubsub_topic", "dead_letters")
+    sub = cfg.resource("google_pubsub_subscription", "dead_letters")
+    assert sub["topic"] == "${google_pubsub_topic.dead_letters.id}"
+    assert sub["expiration_policy"] == [{"ttl": ""}]
+    url = cfg.locals["cloudqueue_url"]
+    for part in ("cloudtasks://${var.project}/${var.location}/${google_cloud_tasks_queue.this.name}",
+                 "?target=", "&service_account=", "&audience=", "&dead_letter=", "pubsub://"):
+        assert part in url, part
+
+
+# -- gcp-pubsub ---------------------------------------------------------------------------------
+
+def test_pubsub_pushes_to_https_with_oidc_and_retries_then_dead_letters() -> None:
+    cfg = config("gcp-pubsub")
+    sub = cfg.resource("google_pubsub_subscription", "push")
+    [push] = sub["push_config"]
+    assert push["push_endpoint"] == "${var.push_endpoint}"
+    [oidc] = push["oidc_token"]
+    assert oidc["service_account_email"] == "${google_service_account.push.email}"
+    assert oidc["audience"] == "${local.audience}"
+    [retry] = sub["retry_policy"]
+    assert retry == {"minimum_backoff": "${var.minimum_backoff_seconds}s",
+                     "maximum_backoff": "${var.maximum_backoff_seconds}s"}
+    [dead] = sub["dead_letter_policy"]
+    assert dead == {"dead_letter_topic": "${google_pubsub_topic.dead_letters.id}",
+                    "max_delivery_attempts": "${var.max_delivery_attempts}"}
+    assert sub["expiration_policy"] == [{"ttl": ""}]
+    validation = cfg.variables["push_endpoint"]["validation"][0]["condition"]
+    assert 'startswith(var.push_endpoint, "https://")' in validation
+
+
+def test_pubsub_dead_letters_are_kept_by_a_subscription() -> None:
+    sub = config("gcp-pubsub").resource("google_pubsub_subscription", "dead_letters")
+    assert sub["topic"] == "${google_pubsub_topic.dead_letters.id}"
+    assert "push_config" not in sub
+    assert sub["expiration_policy"] == [{"ttl": ""}]
+
+
+def test_pubsub_service_agent_may_forward_dead_letters_and_ack_the_originals() -> None:
+    cfg = config("gcp-pubsub")
+    assert cfg.locals["pubsub_agent"] == \
+        "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+    publish = cfg.resource("google_pubsub_topic_iam_member", "pubsub_agent_publishes_dead_letters")
+    assert (publish["topic"], publish["role"], publish["member"]) == \
+        ("${google_pubsub_topic.dead_letters.name}", "roles/pubsub.publisher", "${local.pubsub_agent}")
+    ack = cfg.resource("google_pubsub_subscription_iam_member", "pubsub_agent_acks_originals")
+    assert (ack["subscription"], ack["role"], ack["member"]) == \
+        ("${google_pubsub_subscription.push.name}", "roles/pubsub.subscriber", "${local.pubsub_agent}")
+
+
+def test_pubsub_customer_managed_key_is_optional_and_granted_to_the_agent() -> None:
+    cfg = config("gcp-pubsub")
+    assert cfg.variables["kms_key_name"]["default"] is None
+    for name in ("this", "dead_letters"):
+        assert cfg.resource("google_pubsub_topic", name)["kms_key_name"] == "${var.kms_key_name}"
+    grant = cfg.resource("google_kms_crypto_key_iam_member", "pubsub_agent")
+    assert grant["role"] == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+    assert grant["member"] == "${local.pubsub_agent}"
+
+
+def test_pubsub_max_delivery_attempts_is_bounded_as_pubsub_bounds_it() -> None:
+    [check] = config("gcp-pubsub").variables["max_delivery_attempts"]["validation"]
+    assert "var.max_delivery_attempts >= 5" in check["condition"]
+    assert "var.max_delivery_attempts <= 100" in check["condition"]
+
+
+# -- examples -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_examples_pass_the_generated_tfvars_to_their_module(example: str) -> None:
+    cfg = config(f"examples/{example}")
+    [(_, module)] = cfg.modules.items()
+    assert module["source"].startswith("../../")
+    tfvars = (TERRAFORM / "examples" / example / "orders.auto.tfvars").read_text()
+    names = re.findall(r"^(\w+)\s*=", tfvars, re.M)
+    assert names
+    for name in names:
+        assert name in cfg.variables, f"examples/{example} does not declare {name}"
+        assert module.get(name) == f"${{var.{name}}}", f"examples/{example} does not pass {name}"
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_examples_give_the_function_the_backend_url(example: str) -> None:
+    cfg = config(f"examples/{example}")
+    [(name, _)] = cfg.modules.items()
+    functions = {**cfg.resources.get("aws_lambda_function", {}),
+                 **cfg.resources.get("google_cloudfunctions2_function", {})}
+    [(_, function)] = functions.items()
+    assert f"module.{name}." in json.dumps(function)
+    assert ("lambda_environment" if example == "aws" else "function_environment") in json.dumps(function)
