@@ -385,3 +385,17 @@ def test_the_last_attempt_the_queue_allows_is_dead_lettered_not_dropped(
     [letter] = app.backend.dead_letters()
     assert letter.reason.startswith("exhausted: attempt 2 of 2 failed") and letter.attempts == 2
     assert _tasks(app.backend) == []
+
+
+def test_enqueue_many_creates_every_task(queues: TasksSetup, http_function: Any, issuer: Any) -> None:
+    app = _app(queues, http_function.url, issuer)
+    done: list[str] = []
+
+    @app.job
+    def charge(payload: Order) -> None:
+        done.append(payload.order_id)
+
+    ids = charge.enqueue_many([Order(order_id=str(n)) for n in range(25)])
+    assert len(set(ids)) == 25 and len(_tasks(app.backend)) == 25
+    queues.server.dispatch_due()
+    assert sorted(done, key=int) == [str(n) for n in range(25)]
