@@ -92,7 +92,8 @@ def cli(verbose: bool) -> None:
 @click.argument("app_spec", metavar="MODULE:APP")
 @click.option("-c", "--concurrency", default=8, show_default=True, type=click.IntRange(min=1),
               help="Jobs running at once.")
-@click.option("--until-empty", is_flag=True, help="Stop when nothing is left to receive.")
+@click.option("--until-empty", is_flag=True,
+              help="Stop once the queue is empty (pending retries and delays included).")
 def worker(app_spec: str, concurrency: int, until_empty: bool) -> None:
     """Consume the app's queue until SIGTERM/SIGINT (graceful: running jobs finish)."""
     app = load_app(app_spec)

@@ -21,7 +21,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError
-from .backends.base import Delivery
+from .backends.base import Backend, Delivery
 from .dispatch import Outcome, Result, Task
 
 if TYPE_CHECKING:
@@ -85,7 +85,13 @@ class Worker:
         return self._stop.is_set()
 
     def run(self, *, until_empty: bool = False) -> WorkerStats:
-        """Consume until ``stop()`` or a signal (or, with ``until_empty``, an empty queue)."""
+        """Consume until ``stop()`` or a signal.
+
+        Args:
+            until_empty: also stop once the queue holds nothing: nothing to receive, no
+                job running here, and (where the backend can tell) no message waiting,
+                in flight or delayed, so pending retries run first.
+        """
         backend = self.app.backend
         if not backend.capabilities.pull:
             raise ConfigurationError(f"{backend!r} is push-only: run its function shim, not a worker")
@@ -103,7 +109,7 @@ class Worker:
                     continue
                 batch = backend.receive(max_messages=min(free, 10), wait=self.poll_wait)
                 if not batch:
-                    if until_empty and not self._running:
+                    if until_empty and not self._running and _is_empty(backend):
                         break
                     continue
                 for delivery in batch:
@@ -225,3 +231,8 @@ class Worker:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return restore
+
+
+def _is_empty(backend: Backend) -> bool:
+    stats = backend.stats()
+    return not any((stats.waiting, stats.in_flight, stats.delayed))

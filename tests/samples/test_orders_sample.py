@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -51,3 +53,17 @@ def test_the_order_endpoint_rejects_a_bad_order_and_enqueues_nothing() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_order_flow_runs_on_sqs_against_moto(moto_server: str) -> None:
+    boto3 = pytest.importorskip("boto3")
+    cloudqueue_aws = pytest.importorskip("cloudqueue_aws")
+    client = boto3.client("sqs", endpoint_url=moto_server, region_name="us-east-1")
+    cloudqueue_aws.ensure_queue("sample-orders", client=client, max_receive_count=5)
+    env = {**os.environ, "CLOUDQUEUE_URL": f"sqs://sample-orders?region=us-east-1&endpoint_url={moto_server}"}
+    proc = subprocess.run([sys.executable, "-m", "samples.orders"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "backend: <SQSBackend sample-orders>" in proc.stdout
+    assert "attempt 2: sent to ada@example.com" in proc.stdout
+    assert "done: 3 succeeded, 1 retried, 0 dead-lettered" in proc.stdout

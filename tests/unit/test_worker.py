@@ -162,3 +162,18 @@ def test_a_worker_refuses_a_push_only_backend() -> None:
 def test_concurrency_must_be_positive() -> None:
     with pytest.raises(cq.ConfigurationError, match="concurrency"):
         cq.App("w").worker(concurrency=0)
+
+
+def test_until_empty_waits_for_pending_retries() -> None:
+    app = cq.App("w", backend=MemoryBackend())
+    attempts: list[int] = []
+
+    @app.job(retry=cq.Retry(attempts=2, backoff=cq.Backoff.fixed(timedelta(milliseconds=300))))
+    def flaky(payload: Receipt, ctx: cq.JobContext) -> None:
+        attempts.append(ctx.attempt)
+        if ctx.attempt == 1:
+            raise RuntimeError("once")
+
+    flaky.enqueue(Receipt(to="a", order_id="1"))
+    stats = app.worker(concurrency=1, **FAST).run(until_empty=True)  # polls 100 ms: shorter than the backoff
+    assert attempts == [1, 2] and (stats.retried, stats.succeeded) == (1, 1)
