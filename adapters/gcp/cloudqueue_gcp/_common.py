@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Iterable
 from datetime import timedelta
@@ -47,6 +46,8 @@ def parse_options(scheme: str, query: str, known: Iterable[str]) -> dict[str, st
     options: dict[str, str] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key not in names:
+            import difflib
+
             close = difflib.get_close_matches(key, names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f" (options: {', '.join(names)})"
             raise ConfigurationError(f"unknown {scheme}:// option {key!r}{hint}")

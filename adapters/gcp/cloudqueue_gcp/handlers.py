@@ -36,21 +36,20 @@ from .oidc import GOOGLE_CERTS_URL, AuthError, PushAuth
 if TYPE_CHECKING:
     from cloudqueue import App
 
+    class HttpRequest(Protocol):
+        """What the shim reads from a request (a Flask request, as functions-framework passes)."""
+
+        @property
+        def headers(self) -> Mapping[str, str]: ...
+
+        def get_data(self) -> bytes: ...
+
 log = logging.getLogger("cloudqueue.gcp")
 
 DEFAULT_DISPATCH_DEADLINE = timedelta(minutes=10)
 #: Pub/Sub's default ack deadline, which is also how long a push request may take
 DEFAULT_PUSH_ACK_DEADLINE = timedelta(seconds=10)
 _warned_no_attempt = False
-
-
-class HttpRequest(Protocol):
-    """What the shim reads from a request (a Flask request, as functions-framework passes)."""
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-    def get_data(self) -> bytes: ...
 
 
 Response = tuple[str, int, dict[str, str]]
