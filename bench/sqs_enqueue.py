@@ -1,0 +1,196 @@
+"""SQS enqueue throughput against moto's server on loopback: messages per second.
+
+``job.enqueue_many`` (the SQS backend packs SendMessageBatch calls of up to ten,
+size-aware) against a naive boto3 ``send_message`` loop, and ``job.enqueue`` one at a
+time. Every row sends the same envelopes (the naive loop sends bodies built beforehand,
+so it pays no validation or serialization at all). moto's SQS slows down as a queue
+fills up, so each row sends ``--per-queue`` messages to a queue of its own, created
+beforehand and deleted afterwards: every send meets an equally shallow queue. The rows
+alternate within each round; medians of ``--runs`` rounds.
+
+The server is moto's ThreadedMotoServer on 127.0.0.1 on a free port, started here and
+stopped at the end; it shares this process (and its GIL) with the client, as in the
+test suite.
+
+    python -m bench.sqs_enqueue [--messages 500] [--per-queue 50] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import socket
+import statistics
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from pydantic import BaseModel
+
+from ._table import print_table
+
+BATCHED = "cloudqueue enqueue_many"
+ONE_BY_ONE = "cloudqueue enqueue, one by one"
+NAIVE = "boto3 send_message loop"
+TARGET = 5.0
+
+
+class Receipt(BaseModel):
+    to: str
+    order_id: str
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's SQS as a real HTTP server on a free loopback port; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def sqs_client(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def payloads(count: int) -> list[Receipt]:
+    return [Receipt(to=f"user{n}@example.com", order_id=str(10_000 + n)) for n in range(count)]
+
+
+def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
+class Round:
+    """One round of one row: fresh queues (one per chunk), made before the clock starts."""
+
+    def __init__(self, client: Any, names: Iterator[str], chunk_count: int) -> None:
+        from cloudqueue_aws import ensure_queue
+
+        self.client = client
+        self.pairs = [ensure_queue(next(names), client=client) for _ in range(chunk_count)]
+
+    def apps(self) -> list[Any]:
+        """An app per queue, each with the ``send_receipt`` job, its queue details looked up."""
+        from cloudqueue_aws import SQSBackend
+
+        import cloudqueue as cq
+
+        jobs = []
+        for pair in self.pairs:
+            app = cq.App("bench", backend=SQSBackend(pair.url, client=self.client))
+
+            @app.job
+            def send_receipt(payload: Receipt) -> None:
+                pass
+
+            app.backend.capabilities  # noqa: B018 - GetQueueAttributes once, off the clock
+            jobs.append(send_receipt)
+        return jobs
+
+    def count(self) -> int:
+        total = 0
+        for pair in self.pairs:
+            attrs = self.client.get_queue_attributes(
+                QueueUrl=pair.url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+            total += int(attrs["ApproximateNumberOfMessages"])
+        return total
+
+    def delete(self) -> None:
+        for pair in self.pairs:
+            self.client.delete_queue(QueueUrl=pair.url)
+            self.client.delete_queue(QueueUrl=pair.dead_letter_url)
+
+
+def measure(client: Any, names: Iterator[str], row: str, items: list[Receipt],
+            bodies: list[str], per_queue: int) -> float:
+    """Messages per second for one row, one round."""
+    parts = chunks(items, per_queue)
+    body_parts = chunks(bodies, per_queue)
+    queues = Round(client, names, len(parts))
+    try:
+        jobs = queues.apps()
+        send = client.send_message
+        start = time.perf_counter()
+        if row == BATCHED:
+            for job, part in zip(jobs, parts, strict=True):
+                job.enqueue_many(part)
+        elif row == ONE_BY_ONE:
+            for job, part in zip(jobs, parts, strict=True):
+                for payload in part:
+                    job.enqueue(payload)
+        else:
+            for pair, texts in zip(queues.pairs, body_parts, strict=True):
+                url = pair.url
+                for text in texts:
+                    send(QueueUrl=url, MessageBody=text)
+        elapsed = time.perf_counter() - start
+        sent = queues.count()
+        assert sent == len(items), f"{row}: {sent} of {len(items)} messages arrived"
+    finally:
+        queues.delete()
+    for job in jobs:
+        job.app.close()
+    return len(items) / elapsed
+
+
+def envelopes(items: list[Receipt]) -> list[str]:
+    """The envelopes cloudqueue would send for ``items``, as SQS message bodies."""
+    import cloudqueue as cq
+
+    app = cq.App("bench", backend="memory://")
+
+    @app.job
+    def send_receipt(payload: Receipt) -> None:
+        pass
+
+    return [send_receipt.message(item).body.decode() for item in items]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--messages", type=int, default=500, help="messages per row per round")
+    parser.add_argument("--per-queue", type=int, default=50, help="messages sent to each fresh queue")
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args(argv)
+    items = payloads(args.messages)
+    bodies = envelopes(items)
+    rows_in_order = (BATCHED, ONE_BY_ONE, NAIVE)
+    with moto_server() as endpoint:
+        client = sqs_client(endpoint)
+        names = (f"bench-{n}" for n in itertools.count())
+        measure(client, names, BATCHED, items[:10], bodies[:10], args.per_queue)  # warm up
+        rates: dict[str, list[float]] = {row: [] for row in rows_in_order}
+        for _ in range(args.runs):  # interleaved, so drift hits every row alike
+            for row in rows_in_order:
+                rates[row].append(measure(client, names, row, items, bodies, args.per_queue))
+        client.close()
+    rows = [(row, statistics.median(values)) for row, values in rates.items()]
+    size = len(bodies[0].encode())
+    print_table(f"SQS enqueue against moto server on loopback, {args.messages} messages of "
+                f"{size} bytes, {args.per_queue} per fresh queue (median of {args.runs})",
+                "messages/s", rows, higher_is_better=True, against=NAIVE)
+    ratio = dict(rows)[BATCHED] / dict(rows)[NAIVE]
+    print(f"  {BATCHED} is {ratio:.2f}x the naive loop (target: >= {TARGET:.0f}x)")
+
+
+if __name__ == "__main__":
+    main()
