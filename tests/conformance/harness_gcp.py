@@ -18,7 +18,7 @@ import pytest
 
 import cloudqueue as cq
 from cloudqueue.backends.base import Delivery
-from tests.conftest import free_port
+from tests.conftest import free_port, missing_component
 
 from .harness import Harness
 
@@ -44,6 +44,12 @@ def _skip_what_cannot_pass(request: pytest.FixtureRequest, cannot: dict[str, str
     test = request.node.name.split("[", 1)[0]
     if test in cannot:
         pytest.skip(f"capability: {cannot[test]}")
+    try:
+        import cloudqueue_gcp  # noqa: F401
+        import functions_framework  # noqa: F401
+        import grpc  # noqa: F401
+    except ImportError:
+        missing_component("cloudqueue-gcp with its test extra", 'pip install -e "adapters/gcp[test]"')
 
 
 class PubSubHarness(Harness):
