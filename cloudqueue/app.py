@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from . import envelope
 from ._clock import Clock
 from ._errors import CloudQueueError, ConfigurationError, PayloadError, UnknownJobError, UnsupportedFeature
 from .backends.base import Backend, OutgoingMessage
+from .context import current_traceparent
 from .dispatch import Dispatcher, Outcome, Result
 from .job import Job, OrderingKey, inspect_job_function
 from .retry import DEFAULT_RETRY, Retry
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from .worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 @dataclass
@@ -172,14 +175,14 @@ class App:
     # -- enqueueing --------------------------------------------------------------------
     def enqueue(self, name: str, payload: Any, *, delay: timedelta | None = None,
                 at: datetime | None = None, idempotency_key: str | None = None,
-                ordering_key: str | None = None) -> str:
+                ordering_key: str | None = None, traceparent: str | None = None) -> str:
         """Enqueue a job by name; ``payload`` (e.g. a dict) is validated against its model."""
-        return self.get_job(name).enqueue(payload, delay=delay, at=at,
-                                          idempotency_key=idempotency_key, ordering_key=ordering_key)
+        return self.get_job(name).enqueue(payload, delay=delay, at=at, idempotency_key=idempotency_key,
+                                          ordering_key=ordering_key, traceparent=traceparent)
 
     def _build(self, job: Job[Any, Any], payload: Any, *, delay: timedelta | None,
                at: datetime | None, idempotency_key: str | None,
-               ordering_key: str | None) -> OutgoingMessage:
+               ordering_key: str | None, traceparent: str | None = None) -> OutgoingMessage:
         value = job.validate(payload)
         data_json = job.dump_json(value)
         backend = self.backend
@@ -212,8 +215,15 @@ class App:
             job_id = hashlib.sha256(f"{self.name}\x00{idempotency_key}".encode()).hexdigest()[:32]
         else:
             job_id = os.urandom(16).hex()  # as unique as a uuid4, five times cheaper
+        if traceparent is None:
+            traceparent = current_traceparent.get()
+        elif not _TRACEPARENT.match(traceparent):
+            raise ConfigurationError(
+                f"job {job.name!r}: traceparent {traceparent!r} is not W3C trace context "
+                "(00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>)")
         body = envelope.encode(job_id=job_id, app=self.name, job_type=job.name, time=now,
-                               data_json=data_json, key=idempotency_key, not_before=not_before)
+                               data_json=data_json, key=idempotency_key, not_before=not_before,
+                               traceparent=traceparent)
         if len(body) > caps.max_message_size:
             raise PayloadError(
                 f"job {job.name!r}: the message is {len(body)} bytes, over the "

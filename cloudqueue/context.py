@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 
 from ._clock import SYSTEM_CLOCK, Clock, parse_time
+
+#: the W3C trace context of the job running in this context; enqueues made while it runs
+#: carry it on, so a trace follows the work from job to job
+current_traceparent: ContextVar[str | None] = ContextVar("cloudqueue_traceparent", default=None)
 
 
 class JobContext:
@@ -17,6 +22,7 @@ class JobContext:
         max_attempts: the job's ``Retry.attempts``.
         idempotency_key: the key given at enqueue, if any.
         deadline: when the function runtime stops this invocation (None outside one).
+        traceparent: the W3C trace context the job was enqueued with, if any.
     """
 
     __slots__ = (
@@ -28,17 +34,20 @@ class JobContext:
         "job_id",
         "job_type",
         "max_attempts",
+        "traceparent",
     )
 
     def __init__(self, *, job_id: str, job_type: str, attempt: int, max_attempts: int,
                  enqueued_at: datetime | str, idempotency_key: str | None = None,
-                 deadline: datetime | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+                 deadline: datetime | None = None, clock: Clock = SYSTEM_CLOCK,
+                 traceparent: str | None = None) -> None:
         self.job_id = job_id
         self.job_type = job_type
         self.attempt = attempt
         self.max_attempts = max_attempts
         self.idempotency_key = idempotency_key
         self.deadline = deadline
+        self.traceparent = traceparent
         self._time: datetime | str = enqueued_at
         self._clock = clock
 

@@ -26,7 +26,7 @@ from pydantic_core import SchemaValidator, ValidationError
 from ._clock import Clock, parse_time
 from ._errors import PayloadError, Permanent, RetryLater
 from .backends.base import Backend, Delivery
-from .context import JobContext
+from .context import JobContext, current_traceparent
 from .envelope import EnvelopeError, decode, envelope_validator
 
 if TYPE_CHECKING:
@@ -82,22 +82,24 @@ class Result:
 class Task:
     """A delivery that parsed and validated: ready to run."""
 
-    __slots__ = ("delivery", "enqueued_at", "job", "job_id", "key", "payload")
+    __slots__ = ("delivery", "enqueued_at", "job", "job_id", "key", "payload", "traceparent")
 
     def __init__(self, job: Job[Any, Any], payload: Any, delivery: Delivery, job_id: str,
-                 enqueued_at: str, key: str | None) -> None:
+                 enqueued_at: str, key: str | None, traceparent: str | None = None) -> None:
         self.job = job
         self.payload = payload
         self.delivery = delivery
         self.job_id = job_id
         self.enqueued_at = enqueued_at
         self.key = key
+        self.traceparent = traceparent
 
     def context(self, clock: Clock) -> JobContext:
         """The JobContext the job receives (built only for jobs that take one)."""
         return JobContext(job_id=self.job_id, job_type=self.job.name, attempt=self.delivery.attempt,
                           max_attempts=self.job.retry.attempts, enqueued_at=self.enqueued_at,
-                          idempotency_key=self.key, deadline=self.delivery.deadline, clock=clock)
+                          idempotency_key=self.key, deadline=self.delivery.deadline, clock=clock,
+                          traceparent=self.traceparent)
 
 
 def _describe(exc: BaseException) -> str:
@@ -140,7 +142,8 @@ class Dispatcher:
             left = parse_time(not_before) - self.app.clock.now()
             if left > timedelta(0):
                 return Result(Outcome.HOP, delivery, job_type=job.name, job_id=env["id"], delay=left)
-        return Task(job, env["data"], delivery, env["id"], env["time"], env.get("cqkey"))
+        return Task(job, env["data"], delivery, env["id"], env["time"], env.get("cqkey"),
+                    env.get("traceparent"))
 
     def _prepare_slow(self, delivery: Delivery) -> Task | Result:
         try:
@@ -162,12 +165,13 @@ class Dispatcher:
             err = PayloadError.from_validation(job.name, exc, fix="fix the producer, then redrive")
             return Result(Outcome.DEAD_LETTER, delivery, job_type=env.type, job_id=env.id,
                           reason=f"poison: {err}", error=err)
-        return Task(job, payload, delivery, env.id, env.time, env.key)
+        return Task(job, payload, delivery, env.id, env.time, env.key, env.traceparent)
 
     # -- run ---------------------------------------------------------------------------
     def run(self, task: Task) -> Result:
         """Run a task here (an async job runs on the dispatcher's event loop)."""
         job = task.job
+        trace = current_traceparent.set(task.traceparent) if task.traceparent else None
         try:
             if job.takes_context:
                 value = job.func(task.payload, task.context(self.app.clock))
@@ -177,6 +181,9 @@ class Dispatcher:
                 value = self._run_coroutine(value)
         except Exception as exc:  # every job error is classified
             return self.failed(task, exc)
+        finally:
+            if trace is not None:
+                current_traceparent.reset(trace)
         return Result(_ACK, task.delivery, job.name, task.job_id, None, None, None, value)
 
     async def run_async(self, task: Task) -> Result:
@@ -185,6 +192,7 @@ class Dispatcher:
 
         job = task.job
         args = (task.payload, task.context(self.app.clock)) if job.takes_context else (task.payload,)
+        trace = current_traceparent.set(task.traceparent) if task.traceparent else None
         try:
             if job.is_async:
                 value = await job.func(*args)
@@ -192,6 +200,9 @@ class Dispatcher:
                 value = await asyncio.to_thread(job.func, *args)
         except Exception as exc:
             return self.failed(task, exc)
+        finally:
+            if trace is not None:
+                current_traceparent.reset(trace)
         return Result(_ACK, task.delivery, job.name, task.job_id, value=value)
 
     def process(self, delivery: Delivery) -> Result:

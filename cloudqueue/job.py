@@ -78,14 +78,14 @@ class Job(Generic[P, R]):
     # -- enqueueing --------------------------------------------------------------------
     def message(self, payload: P | dict[str, Any], *, delay: timedelta | None = None,
                 at: datetime | None = None, idempotency_key: str | None = None,
-                ordering_key: str | None = None) -> OutgoingMessage:
+                ordering_key: str | None = None, traceparent: str | None = None) -> OutgoingMessage:
         """Validate and serialize one job without sending it (see ``enqueue_many``)."""
         return self.app._build(self, payload, delay=delay, at=at, idempotency_key=idempotency_key,
-                               ordering_key=ordering_key)
+                               ordering_key=ordering_key, traceparent=traceparent)
 
     def enqueue(self, payload: P | dict[str, Any], *, delay: timedelta | None = None,
                 at: datetime | None = None, idempotency_key: str | None = None,
-                ordering_key: str | None = None) -> str:
+                ordering_key: str | None = None, traceparent: str | None = None) -> str:
         """Queue the job; return its job id.
 
         Args:
@@ -95,13 +95,14 @@ class Job(Generic[P, R]):
             idempotency_key: a second enqueue with the same key is dropped and returns
                 the first job's id (within the backend's dedup window).
             ordering_key: FIFO group; needs a backend with ordering.
+            traceparent: W3C trace context to carry (default: the running job's, if any).
 
         Raises:
             PayloadError: the payload does not validate, or is too large; nothing is sent.
             UnsupportedFeature: the backend cannot honour ``delay``/``ordering_key``.
         """
         msg = self.message(payload, delay=delay, at=at, idempotency_key=idempotency_key,
-                           ordering_key=ordering_key)
+                           ordering_key=ordering_key, traceparent=traceparent)
         return self.app._send([msg])[0]
 
     def enqueue_many(self, payloads: Iterable[P | dict[str, Any] | OutgoingMessage], *,

@@ -236,3 +236,32 @@ def test_registering_a_job_later_is_seen_by_the_dispatcher(cq_app: cq.App) -> No
 
     second.enqueue(2)
     assert cq_app.drain().succeeded == 1
+
+
+TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_trace_context_travels_from_job_to_job(cq_app: cq.App, cq_backend: MemoryBackend) -> None:
+    seen: list[str | None] = []
+
+    @cq_app.job
+    def second(payload: int, ctx: cq.JobContext) -> None:
+        seen.append(ctx.traceparent)
+
+    @cq_app.job
+    def first(payload: int, ctx: cq.JobContext) -> None:
+        seen.append(ctx.traceparent)
+        second.enqueue(payload + 1)  # carries the running job's trace context
+
+    first.enqueue(1, traceparent=TRACE)
+    second.enqueue(9)  # enqueued outside any job: no trace context
+    cq_app.drain()
+    assert seen == [TRACE, None, TRACE]
+
+
+def test_a_malformed_traceparent_is_refused(cq_app: cq.App) -> None:
+    @cq_app.job
+    def work(payload: int) -> None: ...
+
+    with pytest.raises(cq.ConfigurationError, match="not W3C trace context"):
+        work.enqueue(1, traceparent="abc")
