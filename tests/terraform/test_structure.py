@@ -97,10 +97,13 @@ def test_every_module_pins_terraform_and_its_provider(module: str) -> None:
 def test_the_aws_provider_constraint_accepts_the_mirrored_5_100() -> None:
     [providers] = config("aws-sqs-lambda").terraform[0]["required_providers"]
     constraint = providers["aws"]["version"]
+    mirrored = (5, 100, 0)
     for part in constraint.split(","):
-        op, version = re.fullmatch(r"\s*(>=|<)\s*([\d.]+)\s*", part).groups()  # type: ignore[union-attr]
-        wanted = tuple(int(x) for x in version.split("."))
-        assert (5, 100) >= wanted if op == ">=" else (5, 100) < wanted, constraint
+        found = re.fullmatch(r"\s*(>=|<)\s*([\d.]+)\s*", part)
+        assert found, f"unexpected constraint {constraint!r}"
+        bound = tuple(int(x) for x in found[2].split("."))
+        accepted = mirrored >= bound if found[1] == ">=" else mirrored < bound
+        assert accepted, f"{constraint!r} refuses the mirrored AWS provider 5.100.0"
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -166,8 +169,7 @@ def test_function_role_is_least_privilege_on_these_queues() -> None:
     assert statements["ConsumeQueue"]["resources"] == ["${aws_sqs_queue.this.arn}"]
     assert set(statements["SendDeadLetters"]["actions"]) == {"sqs:SendMessage", "sqs:GetQueueUrl"}
     assert statements["SendDeadLetters"]["resources"] == ["${aws_sqs_queue.dlq.arn}"]
-    dynamic = {next(iter(d["statement"]["content"][0]["sid"] for _ in [0])): d["statement"]
-               for d in doc["dynamic"]}
+    dynamic = {d["statement"]["content"][0]["sid"]: d["statement"] for d in doc["dynamic"]}
     assert set(dynamic) == {"SendToQueue", "QueueKey"}
     assert dynamic["QueueKey"]["for_each"] == "${var.kms_key_arn == null ? [] : [var.kms_key_arn]}"
     assert set(dynamic["QueueKey"]["content"][0]["actions"]) == {"kms:Decrypt", "kms:GenerateDataKey"}
