@@ -3,16 +3,21 @@
 ``job.enqueue_many`` (the SQS backend packs SendMessageBatch calls of up to ten,
 size-aware) against a naive boto3 ``send_message`` loop, and ``job.enqueue`` one at a
 time. Every row sends the same envelopes (the naive loop sends bodies built beforehand,
-so it pays no validation or serialization at all). moto's SQS slows down as a queue
-fills up, so each row sends ``--per-queue`` messages to a queue of its own, created
-beforehand and deleted afterwards: every send meets an equally shallow queue. The rows
-alternate within each round; medians of ``--runs`` rounds.
+so it pays no validation or serialization at all). The rows alternate within each
+round; medians of ``--runs`` rounds.
+
+Queue depth: for every message it receives, moto's SendMessage reads the queue's
+attributes, which counts the messages in the queue by scanning them all, so a send
+costs time in proportion to the queue's depth (real SQS has no such cost). Every row
+therefore sends ``--per-queue`` messages to each queue of its own, created beforehand
+and deleted afterwards, so every row meets the same shallow queues; ``--per-queue 10``
+(the default) is one SendMessageBatch per queue. Deeper queues shrink every ratio.
 
 The server is moto's ThreadedMotoServer on 127.0.0.1 on a free port, started here and
 stopped at the end; it shares this process (and its GIL) with the client, as in the
 test suite.
 
-    python -m bench.sqs_enqueue [--messages 500] [--per-queue 50] [--runs 5]
+    python -m bench.sqs_enqueue [--messages 500] [--per-queue 10] [--runs 5]
 """
 
 from __future__ import annotations
@@ -52,7 +57,10 @@ def free_port() -> int:
 @contextmanager
 def moto_server() -> Iterator[str]:
     """moto's SQS as a real HTTP server on a free loopback port; yields its endpoint URL."""
-    from moto.server import ThreadedMotoServer
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        raise SystemExit('bench.sqs_enqueue needs moto\'s server: pip install "moto[server]"') from None
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request
     port = free_port()
@@ -83,10 +91,9 @@ class Round:
     """One round of one row: fresh queues (one per chunk), made before the clock starts."""
 
     def __init__(self, client: Any, names: Iterator[str], chunk_count: int) -> None:
-        from cloudqueue_aws import ensure_queue
-
         self.client = client
-        self.pairs = [ensure_queue(next(names), client=client) for _ in range(chunk_count)]
+        self.urls: list[str] = [client.create_queue(QueueName=next(names))["QueueUrl"]
+                                for _ in range(chunk_count)]
 
     def apps(self) -> list[Any]:
         """An app per queue, each with the ``send_receipt`` job, its queue details looked up."""
@@ -95,8 +102,8 @@ class Round:
         import cloudqueue as cq
 
         jobs = []
-        for pair in self.pairs:
-            app = cq.App("bench", backend=SQSBackend(pair.url, client=self.client))
+        for url in self.urls:
+            app = cq.App("bench", backend=SQSBackend(url, client=self.client))
 
             @app.job
             def send_receipt(payload: Receipt) -> None:
@@ -108,16 +115,15 @@ class Round:
 
     def count(self) -> int:
         total = 0
-        for pair in self.pairs:
+        for url in self.urls:
             attrs = self.client.get_queue_attributes(
-                QueueUrl=pair.url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
             total += int(attrs["ApproximateNumberOfMessages"])
         return total
 
     def delete(self) -> None:
-        for pair in self.pairs:
-            self.client.delete_queue(QueueUrl=pair.url)
-            self.client.delete_queue(QueueUrl=pair.dead_letter_url)
+        for url in self.urls:
+            self.client.delete_queue(QueueUrl=url)
 
 
 def measure(client: Any, names: Iterator[str], row: str, items: list[Receipt],
@@ -138,8 +144,7 @@ def measure(client: Any, names: Iterator[str], row: str, items: list[Receipt],
                 for payload in part:
                     job.enqueue(payload)
         else:
-            for pair, texts in zip(queues.pairs, body_parts, strict=True):
-                url = pair.url
+            for url, texts in zip(queues.urls, body_parts, strict=True):
                 for text in texts:
                     send(QueueUrl=url, MessageBody=text)
         elapsed = time.perf_counter() - start
@@ -168,7 +173,7 @@ def envelopes(items: list[Receipt]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--messages", type=int, default=500, help="messages per row per round")
-    parser.add_argument("--per-queue", type=int, default=50, help="messages sent to each fresh queue")
+    parser.add_argument("--per-queue", type=int, default=10, help="messages sent to each fresh queue")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
     items = payloads(args.messages)
