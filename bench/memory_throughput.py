@@ -14,7 +14,9 @@ import argparse
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -25,7 +27,8 @@ class Payload(BaseModel):
     n: int
 
 
-def cloudqueue_drain(jobs: int) -> float:
+def _cloudqueue(jobs: int, consume: Callable[[Any], int]) -> float:
+    """Enqueue ``jobs`` no-op jobs one by one, then ``consume(app)``; jobs per second."""
     import cloudqueue as cq
     from cloudqueue.backends.memory import MemoryBackend
 
@@ -38,32 +41,21 @@ def cloudqueue_drain(jobs: int) -> float:
     start = time.perf_counter()
     for n in range(jobs):
         noop.enqueue(Payload(n=n))
-    report = app.drain()
+    done = consume(app)
     elapsed = time.perf_counter() - start
-    assert report.succeeded == jobs, report
+    assert done == jobs, (done, jobs)
     app.close()
     return jobs / elapsed
+
+
+def cloudqueue_drain(jobs: int) -> float:
+    return _cloudqueue(jobs, lambda app: app.drain().succeeded)
 
 
 def cloudqueue_worker(jobs: int) -> float:
-    import cloudqueue as cq
-    from cloudqueue.backends.memory import MemoryBackend
-
-    app = cq.App("bench", backend=MemoryBackend())
-
-    @app.job
-    def noop(payload: Payload) -> None:
-        pass
-
-    start = time.perf_counter()
-    for n in range(jobs):
-        noop.enqueue(Payload(n=n))
-    stats = app.worker(concurrency=8, poll_wait=timedelta(milliseconds=20),
-                       handle_signals=False).run(until_empty=True)
-    elapsed = time.perf_counter() - start
-    assert stats.succeeded == jobs, stats
-    app.close()
-    return jobs / elapsed
+    return _cloudqueue(jobs, lambda app: app.worker(
+        concurrency=8, poll_wait=timedelta(milliseconds=20), handle_signals=False,
+    ).run(until_empty=True).succeeded)
 
 
 def taskiq_inmemory(jobs: int) -> float:
