@@ -87,7 +87,7 @@ def powertools_peers(event: dict[str, Any], context: Context) -> dict[str, Calla
     from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 
     class ReceiptRecord(SqsRecordModel):
-        body: Json[ReceiptEnvelope]  # type: ignore[assignment]
+        body: Json[ReceiptEnvelope]
 
     plain = BatchProcessor(event_type=EventType.SQS)
     modelled = BatchProcessor(event_type=EventType.SQS, model=ReceiptRecord)

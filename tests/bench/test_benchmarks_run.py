@@ -1,0 +1,110 @@
+"""Each benchmark runs at a tiny size and prints its table (no timing is asserted here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import missing_component
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def needs(*modules: str) -> None:
+    """Peers come from the root pyproject's ``bench`` extra (moto from the AWS adapter's tests)."""
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            missing_component(f"benchmark peer {module!r}",
+                              'install the peers: pip install -e ".[bench]" -e "adapters/aws[test]"')
+
+
+ROW = re.compile(r"^  (?P<name>\S.*?) {2,}(?P<value>-?[\d,]+\.\d\d) {2,}(?P<ratio>-?[\d.]+|nan)x$")
+
+
+def table_rows(out: str, title: str) -> dict[str, float]:
+    """The rows of the table headed ``title``: row name -> its value."""
+    assert title in out, out
+    lines = out.split(title, 1)[1].splitlines()[2:]
+    rows: dict[str, float] = {}
+    for line in lines:
+        match = ROW.match(line)
+        if match is None:
+            break
+        rows[match["name"]] = float(match["value"].replace(",", ""))
+    return rows
+
+
+def test_cold_start_times_every_path_and_the_lambda_path_loads_no_cloud_sdk(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    needs("cloudqueue_aws", "aws_lambda_powertools", "boto3")
+    from bench import cold_start
+
+    cold_start.main(["--runs", "1", "--importtime", "3"])  # raises SystemExit on an SDK leak
+    out = capsys.readouterr().out
+    rows = table_rows(out, "Cold start, median of 1 fresh processes")
+    for name in ("pydantic BaseModel", "import cloudqueue", "cloudqueue_aws + Lambda handler",
+                 "Powertools batch + parser model", "import boto3"):
+        assert name in rows, out
+    assert "cloudqueue_aws + Lambda handler over pydantic:" in out
+    lambda_modules = out.split("cloud SDK modules loaded", 1)[1]
+    assert "cloudqueue_aws + Lambda handler  " in lambda_modules
+    assert next(line for line in lambda_modules.splitlines()
+                if line.strip().startswith("cloudqueue_aws + Lambda handler")).endswith("none")
+
+
+def test_lambda_overhead_compares_the_shim_with_the_bare_loop_and_powertools(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    needs("cloudqueue_aws", "aws_lambda_powertools")
+    from bench import lambda_overhead
+
+    lambda_overhead.main(["--records", "12", "--runs", "1"])
+    out = capsys.readouterr().out
+    rows = table_rows(out, "Lambda shim, 12-record SQS event")
+    assert set(rows) == {"json.loads + model_validate", "core dispatcher prepare + run",
+                         "cloudqueue_aws.lambda_handler", "Powertools BatchProcessor + json/validate",
+                         "Powertools BatchProcessor + SqsRecordModel"}, out
+    assert "boto3/botocore imported by cloudqueue: none" in out
+
+
+def test_sqs_enqueue_sends_every_message_through_moto_server(capsys: pytest.CaptureFixture[str]) -> None:
+    needs("cloudqueue_aws", "boto3", "moto")
+    from bench import sqs_enqueue
+
+    sqs_enqueue.main(["--messages", "12", "--per-queue", "10", "--runs", "1"])
+    out = capsys.readouterr().out
+    rows = table_rows(out, "SQS enqueue against moto server on loopback, 12 messages")
+    assert set(rows) == {"cloudqueue enqueue_many", "cloudqueue enqueue, one by one",
+                         "boto3 send_message loop"}, out
+    assert "cloudqueue enqueue_many is " in out
+
+
+def test_memory_throughput_runs_all_four_peers_at_a_tiny_size(capsys: pytest.CaptureFixture[str]) -> None:
+    needs("taskiq", "dramatiq")
+    from bench import memory_throughput
+
+    memory_throughput.main(["--jobs", "8", "--runs", "1"])
+    out = capsys.readouterr().out
+    rows = table_rows(out, "memory backend end to end, 8 no-op jobs")
+    assert set(rows) == {"cloudqueue drain", "cloudqueue worker(8)", "taskiq InMemoryBroker",
+                         "dramatiq StubBroker(8)"}, out
+
+
+def test_python_dash_m_bench_runs_the_chosen_benchmarks_with_tiny_sizes() -> None:
+    needs("cloudqueue_aws", "aws_lambda_powertools")
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "lambda"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Lambda shim, 20-record SQS event, median of 1 runs" in done.stdout
+    assert "SQS enqueue" not in done.stdout
+
+
+def test_python_dash_m_bench_refuses_an_unknown_benchmark_name() -> None:
+    done = subprocess.run([sys.executable, "-m", "bench", "--only", "lambda,colde"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "unknown benchmark(s) colde" in done.stderr
