@@ -1,0 +1,154 @@
+"""`terraform apply` of the AWS module against moto server; then the library works on what it made.
+
+The root in tests/terraform/moto_root applies the module with the event source mapping
+left out (moto would run a mapped function in docker); the library's SQS backend
+consumes in its place.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+import cloudqueue as cq
+from tests.conftest import missing_component
+
+from .conftest import Terraform
+
+MAX_RECEIVE_COUNT = 3
+
+
+class Order(BaseModel):
+    order_id: str
+
+
+@pytest.fixture(scope="module")
+def applied(terraform: Terraform, scratch: Path, moto_server: str) -> dict[str, Any]:
+    """The module applied to moto; its outputs."""
+    root = scratch / "moto_root"
+    name = f"tf-orders-{uuid.uuid4().hex[:8]}"
+    terraform.run("init", "-no-color", cwd=root)
+    terraform.run("apply", "-auto-approve", "-no-color", "-var", f"endpoint={moto_server}",
+                  "-var", f"name={name}", "-var", f"max_receive_count={MAX_RECEIVE_COUNT}",
+                  cwd=root, timeout=900)
+    outputs = json.loads(terraform.run("output", "-json", "-no-color", cwd=root).stdout)
+    values = {key: item["value"] for key, item in outputs.items()}
+    values["name"] = name
+    return values
+
+
+@pytest.fixture(scope="module")
+def sqs(moto_server: str) -> Any:
+    import boto3
+
+    return boto3.client("sqs", endpoint_url=moto_server, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture
+def app(applied: dict[str, Any], moto_server: str) -> Iterator[cq.App]:
+    try:
+        import cloudqueue_aws  # noqa: F401
+    except ImportError:
+        missing_component("cloudqueue-aws (the SQS backend)", "pip install -e adapters/aws")
+    app = cq.App("tf-apply", backend=f"{applied['cloudqueue_url']}&endpoint_url={moto_server}")
+    yield app
+    app.close()
+
+
+def dead_letter_ids(sqs: Any, dlq_url: str) -> dict[str, dict[str, Any]]:
+    """The job ids in the DLQ, each with its message (received and made visible again)."""
+    found: dict[str, dict[str, Any]] = {}
+    for _ in range(3):
+        reply = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                    VisibilityTimeout=0, MessageAttributeNames=["All"],
+                                    AttributeNames=["All"])
+        for message in reply.get("Messages", []):
+            found[json.loads(message["Body"])["id"]] = message
+    return found
+
+
+def test_cloudqueue_url_output_names_the_queue_and_region(applied: dict[str, Any]) -> None:
+    assert applied["cloudqueue_url"] == f"sqs://{applied['name']}?region=us-east-1"
+    assert applied["max_receive_count"] == MAX_RECEIVE_COUNT
+
+
+def test_applied_queue_redrives_to_the_applied_dlq_after_max_receive_count(
+        applied: dict[str, Any], sqs: Any) -> None:
+    attributes = sqs.get_queue_attributes(QueueUrl=applied["queue_url"], AttributeNames=["All"])["Attributes"]
+    redrive = json.loads(attributes["RedrivePolicy"])
+    assert redrive == {"deadLetterTargetArn": applied["dlq_arn"], "maxReceiveCount": MAX_RECEIVE_COUNT}
+    assert attributes["VisibilityTimeout"] == "6"
+    for url in (applied["queue_url"], applied["dlq_url"]):
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert attrs["SqsManagedSseEnabled"] == "true"
+        [statement] = json.loads(attrs["Policy"])["Statement"]
+        assert statement["Effect"] == "Deny"
+        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_applied_role_consumes_this_queue_and_sends_only_to_its_dlq(
+        applied: dict[str, Any], moto_server: str) -> None:
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=moto_server, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    document = iam.get_role_policy(RoleName=applied["role_name"],
+                                   PolicyName=f"cloudqueue-{applied['name']}")["PolicyDocument"]
+    if isinstance(document, str):
+        document = json.loads(document)
+    statements = {s["Sid"]: s for s in document["Statement"]}
+    assert set(statements) == {"ConsumeQueue", "SendDeadLetters", "Logs"}
+    consume_arn = applied["dlq_arn"].replace("-dlq", "")
+    assert statements["ConsumeQueue"]["Resource"] == consume_arn
+    assert "sqs:SendMessage" not in statements["ConsumeQueue"]["Action"]
+    assert statements["SendDeadLetters"]["Resource"] == applied["dlq_arn"]
+
+
+def test_a_job_that_always_fails_lands_in_the_provisioned_dlq_after_max_receive_count(
+        app: cq.App, applied: dict[str, Any], sqs: Any) -> None:
+    attempts: list[int] = []
+
+    @app.job(retry=cq.Retry(attempts=MAX_RECEIVE_COUNT, backoff=cq.Backoff.fixed(timedelta(0))))
+    def charge_card(order: Order, ctx: cq.JobContext) -> None:
+        attempts.append(ctx.attempt)
+        raise RuntimeError("the card processor is down")
+
+    job_id = charge_card.enqueue(Order(order_id="A-1"))
+    # Bounded: each drain runs what is due; a retry is due again at once (zero backoff).
+    for _ in range(4 * MAX_RECEIVE_COUNT):
+        app.drain(max_jobs=10)
+        if job_id in dead_letter_ids(sqs, applied["dlq_url"]):
+            break
+    dead = dead_letter_ids(sqs, applied["dlq_url"])
+    assert job_id in dead, f"job not in the DLQ after attempts {attempts}"
+    # At-least-once: moto may deliver a message twice, never fewer times than the count.
+    assert sorted(set(attempts)) == list(range(1, MAX_RECEIVE_COUNT + 1)), attempts
+    assert json.loads(dead[job_id]["Body"])["data"] == {"order_id": "A-1"}
+    queue = sqs.get_queue_attributes(QueueUrl=applied["queue_url"], AttributeNames=["All"])["Attributes"]
+    assert queue["ApproximateNumberOfMessages"] == queue["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def test_sqs_moves_a_message_whose_consumer_keeps_dying_to_the_provisioned_dlq(
+        app: cq.App, applied: dict[str, Any], sqs: Any) -> None:
+    @app.job(retry=cq.Retry(attempts=MAX_RECEIVE_COUNT))
+    def ship(order: Order) -> None: ...
+
+    job_id = ship.enqueue(Order(order_id="B-2"))
+    received = 0
+    deadline = time.monotonic() + 60
+    # A consumer that dies mid-job: it receives and settles nothing, max_receive_count times.
+    while job_id not in dead_letter_ids(sqs, applied["dlq_url"]):
+        assert time.monotonic() < deadline, f"not dead-lettered after {received} receives"
+        reply = sqs.receive_message(QueueUrl=applied["queue_url"], MaxNumberOfMessages=1,
+                                    WaitTimeSeconds=2, VisibilityTimeout=1)
+        received += len(reply.get("Messages", []))
+    assert received == MAX_RECEIVE_COUNT
