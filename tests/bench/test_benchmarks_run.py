@@ -108,3 +108,15 @@ def test_python_dash_m_bench_refuses_an_unknown_benchmark_name() -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert "unknown benchmark(s) colde" in done.stderr
+
+
+@pytest.mark.parametrize("target", ["memory", "worker", "lambda"])
+def test_the_profiler_prints_the_hot_path_of_each_target(target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    if target == "lambda":
+        needs("cloudqueue_aws")
+    from bench import profile
+
+    profile.main([target, "--size", "20", "--top", "3"])
+    out = capsys.readouterr().out
+    assert f"\n{target}: " in out
+    assert "Ordered by: internal time" in out
