@@ -21,7 +21,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
@@ -59,14 +58,17 @@ class BadRequest(Exception):
     """A request that is neither a Cloud Tasks task nor a Pub/Sub push message."""
 
 
-@dataclass(frozen=True)
 class ShimSettings:
     """How a shim authenticates requests and knows its deadline."""
 
-    auth: PushAuth | None
-    timeout: timedelta | None
-    dispatch_deadline: timedelta
-    push_ack_deadline: timedelta
+    __slots__ = ("auth", "dispatch_deadline", "push_ack_deadline", "timeout")
+
+    def __init__(self, *, auth: PushAuth | None, timeout: timedelta | None, dispatch_deadline: timedelta,
+                 push_ack_deadline: timedelta) -> None:
+        self.auth = auth
+        self.timeout = timeout
+        self.dispatch_deadline = dispatch_deadline
+        self.push_ack_deadline = push_ack_deadline
 
 
 def _url_options(app: App) -> tuple[str, dict[str, str]]:

@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -33,11 +32,10 @@ class AuthError(Exception):
         self.status = status
 
 
-@dataclass(frozen=True)
 class PushAuth:
-    """What a push request's OIDC token must say.
+    """What a push request's OIDC token must say (a plain class: it is built on a cold start).
 
-    Attributes:
+    Args:
         audiences: accepted ``aud`` values (the function's URL, or the audience set on the
             queue / push subscription).
         service_accounts: accepted ``email`` values (the invoker service account).
@@ -47,15 +45,21 @@ class PushAuth:
         clock_skew: leeway for ``iat`` and ``exp``.
     """
 
-    audiences: frozenset[str]
-    service_accounts: frozenset[str]
-    issuers: tuple[str, ...] = GOOGLE_ISSUERS
-    certs_url: str = GOOGLE_CERTS_URL
-    clock_skew: timedelta = timedelta(seconds=10)
-    _certs: _CertCache = field(init=False, compare=False, repr=False)
+    __slots__ = ("_certs", "audiences", "certs_url", "clock_skew", "issuers", "service_accounts")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_certs", _CertCache(self.certs_url))
+    def __init__(self, audiences: frozenset[str], service_accounts: frozenset[str], *,
+                 issuers: tuple[str, ...] = GOOGLE_ISSUERS, certs_url: str = GOOGLE_CERTS_URL,
+                 clock_skew: timedelta = timedelta(seconds=10)) -> None:
+        self.audiences = audiences
+        self.service_accounts = service_accounts
+        self.issuers = issuers
+        self.certs_url = certs_url
+        self.clock_skew = clock_skew
+        self._certs = _CertCache(certs_url)
+
+    def __repr__(self) -> str:
+        return (f"PushAuth(audiences={sorted(self.audiences)}, "
+                f"service_accounts={sorted(self.service_accounts)}, certs_url={self.certs_url!r})")
 
     @classmethod
     def of(cls, audience: str | Iterable[str], service_account: str | Iterable[str],
