@@ -37,7 +37,7 @@ class Config:
         try:
             import hcl2
         except ImportError:
-            missing_component("python-hcl2", 'pip install "python-hcl2>=7"')
+            missing_component("python-hcl2", 'pip install -r tests/terraform/requirements.txt')
         self.resources: dict[str, dict[str, Any]] = {}
         self.data: dict[str, dict[str, Any]] = {}
         self.variables: dict[str, Any] = {}
