@@ -23,6 +23,8 @@ from tests.conftest import missing_component
 
 from .conftest import Terraform
 
+pytestmark = pytest.mark.slow
+
 MAX_RECEIVE_COUNT = 3
 
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from .conftest import Terraform
+
+pytestmark = pytest.mark.slow
 
 
 def init(terraform: Terraform, root: Path) -> None:

@@ -7,7 +7,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .conftest import TERRAFORM
+
+pytestmark = pytest.mark.slow
 
 
 def scan(checkov: Path) -> dict[str, Any]:
