@@ -13,7 +13,6 @@ URL: ``memory://[name][?visibility_timeout=30&fifo=false&dedup_window=300
 
 from __future__ import annotations
 
-import difflib
 import heapq
 import itertools
 import threading
@@ -22,11 +21,12 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigurationError, PayloadError, QueueNotFound
 from .base import Backend, Capabilities, DeadLetter, Delivery, OutgoingMessage, QueueStats
+from .options import parse_bool, parse_number, parse_options, parse_seconds
 
 _DEFAULT_VISIBILITY = timedelta(seconds=30)
 _DEFAULT_DEDUP = timedelta(minutes=5)
@@ -385,40 +385,18 @@ _NAMED_LOCK = threading.Lock()
 _OPTIONS = ("visibility_timeout", "fifo", "dedup_window", "max_message_size", "max_receives")
 
 
-def _bool(name: str, text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ConfigurationError(f"memory:// option {name}={text!r} is not a boolean; use true or false")
-
-
-def _number(name: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigurationError(f"memory:// option {name}={text!r} is not a number") from None
-    if value < 0:
-        raise ConfigurationError(f"memory:// option {name} must not be negative")
-    return value
-
-
 def from_url(url: str, *, clock: Clock = SYSTEM_CLOCK) -> MemoryBackend:
     """Open ``memory://[name][?options]`` (see the module docstring)."""
     parts = urlsplit(url)
     name = (parts.netloc + parts.path).strip("/")
     options: dict[str, object] = {}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key not in _OPTIONS:
-            close = difflib.get_close_matches(key, _OPTIONS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f" (options: {', '.join(_OPTIONS)})"
-            raise ConfigurationError(f"unknown memory:// option {key!r}{hint}")
+    for key, value in parse_options("memory", parts.query, _OPTIONS).items():
         if key == "fifo":
-            options[key] = _bool(key, value)
+            options[key] = parse_bool("memory", key, value)
         elif key in ("visibility_timeout", "dedup_window"):
-            options[key] = timedelta(seconds=_number(key, value))
+            options[key] = parse_seconds("memory", key, value)
         else:
-            options[key] = int(_number(key, value))
+            options[key] = int(parse_number("memory", key, value))
     if not name:
         return MemoryBackend(clock=clock, **options)  # type: ignore[arg-type]
     with _NAMED_LOCK:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from cloudqueue import ConfigurationError
+from cloudqueue.backends.options import parse_options, parse_seconds
 
 #: URL query options of ``sqs://`` and what they configure
 OPTIONS = ("region", "endpoint_url", "visibility_timeout", "wait", "dead_letter_url")
@@ -43,13 +43,7 @@ def parse_url(url: str) -> Address:
     parts = urlsplit(url)
     if parts.scheme != "sqs":
         raise ConfigurationError(f"not an sqs:// URL: {url!r}")
-    options: dict[str, str] = {}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key not in OPTIONS:
-            close = difflib.get_close_matches(key, OPTIONS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f" (options: {', '.join(OPTIONS)})"
-            raise ConfigurationError(f"unknown sqs:// option {key!r} in {url!r}{hint}")
-        options[key] = value
+    options = parse_options("sqs", parts.query, OPTIONS)
     path = parts.path.strip("/")
     endpoint = options.get("endpoint_url") or None
     queue_url = None
@@ -70,23 +64,14 @@ def parse_url(url: str) -> Address:
     if not name:
         raise ConfigurationError(f"sqs:// URL {url!r} names no queue; write e.g. sqs://orders")
     return Address(name=name, queue_url=queue_url, region=region, endpoint_url=endpoint,
-                   visibility_timeout=_seconds(url, options, "visibility_timeout"),
-                   wait=_seconds(url, options, "wait"),
+                   visibility_timeout=_seconds(options, "visibility_timeout"),
+                   wait=_seconds(options, "wait"),
                    dead_letter_url=options.get("dead_letter_url") or None)
 
 
-def _seconds(url: str, options: dict[str, str], key: str) -> timedelta | None:
+def _seconds(options: dict[str, str], key: str) -> timedelta | None:
     text = options.get(key)
-    if text is None or text == "":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigurationError(f"sqs:// option {key} must be a number of seconds, got {text!r} "
-                                 f"in {url!r}") from None
-    if value < 0:
-        raise ConfigurationError(f"sqs:// option {key} must not be negative in {url!r}")
-    return timedelta(seconds=value)
+    return None if text is None or text == "" else parse_seconds("sqs", key, text)
 
 
 @dataclass(frozen=True, slots=True)

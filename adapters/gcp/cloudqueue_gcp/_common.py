@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
-from datetime import timedelta
 from types import ModuleType
 from typing import NoReturn
-from urllib.parse import parse_qsl
 
 from cloudqueue import (
     BackendError,
@@ -17,6 +14,10 @@ from cloudqueue import (
     QueueNotFound,
     Throttled,
 )
+from cloudqueue.backends.options import parse_bool, parse_options, parse_seconds
+
+__all__ = ["INSTALL_HINT", "parse_bool", "parse_options", "parse_seconds", "require", "sdk_errors",
+           "translate", "truncate"]
 
 INSTALL_HINT = 'pip install "cloudqueue[gcp]"'
 
@@ -38,39 +39,6 @@ def require(module: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ConfigurationError(f"{module} is not installed; {INSTALL_HINT}") from exc
-
-
-def parse_options(scheme: str, query: str, known: Iterable[str]) -> dict[str, str]:
-    """Query options of a backend URL, refusing unknown ones with a "did you mean"."""
-    names = tuple(known)
-    options: dict[str, str] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key not in names:
-            import difflib
-
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f" (options: {', '.join(names)})"
-            raise ConfigurationError(f"unknown {scheme}:// option {key!r}{hint}")
-        options[key] = value
-    return options
-
-
-def parse_bool(scheme: str, name: str, text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ConfigurationError(f"{scheme}:// option {name}={text!r} is not a boolean; use true or false")
-
-
-def parse_seconds(scheme: str, name: str, text: str) -> timedelta:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigurationError(f"{scheme}:// option {name}={text!r} is not a number of seconds") from None
-    if value < 0:
-        raise ConfigurationError(f"{scheme}:// option {name} must not be negative")
-    return timedelta(seconds=value)
 
 
 def truncate(text: str, limit: int = MAX_ATTRIBUTE) -> str:
