@@ -52,7 +52,10 @@ def test_aws_example_handler_runs_the_orders_jobs_from_an_sqs_batch() -> None:
         record["body"] = jobs.app.get_job(name).message(ORDER).body.decode()
         records.append(record)
     before = len(jobs.journal)
-    response = entry.handler({"Records": records}, LambdaContext())
+    try:
+        response = entry.handler({"Records": records}, LambdaContext())
+    finally:
+        jobs.app.dispatcher.close()  # the event loop the async job ran on
     assert response == {"batchItemFailures": []}
     ran = jobs.journal[before:]
     assert [line.split()[0] for line in ran] == ["generate_invoice", "update_analytics"]
