@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 
 def median_of(runs: int, measure: Callable[[], float]) -> float:
@@ -22,3 +22,16 @@ def print_table(title: str, unit: str, rows: Sequence[tuple[str, float]], *,
         ratio = value / base if base else float("nan")
         print(f"  {name:<{width}}  {value:>14,.2f}  {ratio:>6.2f}x")
     print(f"  ({'higher' if higher_is_better else 'lower'} is better)")
+
+
+def interleaved_medians(runs: int, measures: Mapping[str, Callable[[], float]]) -> list[tuple[str, float]]:
+    """Each measure's median of ``runs``, taking turns (one of each per round).
+
+    Taking turns spreads drift on a busy machine (other processes, CPU frequency) over
+    every row alike, where ``runs`` back-to-back calls per row would charge it to one.
+    """
+    values: dict[str, list[float]] = {name: [] for name in measures}
+    for _ in range(runs):
+        for name, measure in measures.items():
+            values[name].append(measure())
+    return [(name, statistics.median(found)) for name, found in values.items()]

@@ -24,14 +24,14 @@ import argparse
 import importlib.util
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from functools import partial
 
-from ._table import print_table
+from ._table import interleaved_medians, print_table
 
 _APP = (
     "from pydantic import BaseModel\n"
@@ -180,13 +180,10 @@ def main(argv: list[str] | None = None) -> None:
         wall(code)
     at_start = set(loaded["bare interpreter"])
     loaded = {name: [m for m in modules if m not in at_start] for name, modules in loaded.items()}
-    times: dict[str, list[float]] = {name: [] for name in progs}
-    for _ in range(args.runs):  # interleaved, so drift hits every row alike
-        for name, code in progs.items():
-            times[name].append(wall(code))
-    bare = statistics.median(times["bare interpreter"])
-    rows = [(name, (statistics.median(values) - bare) * 1000)
-            for name, values in times.items() if name != "bare interpreter"]
+    medians = dict(interleaved_medians(args.runs, {name: partial(wall, code)
+                                                   for name, code in progs.items()}))
+    bare = medians.pop("bare interpreter")
+    rows = [(name, (value - bare) * 1000) for name, value in medians.items()]
     print_table(f"Cold start, median of {args.runs} fresh processes, net of a bare interpreter "
                 f"({bare * 1000:.1f} ms)", "ms", rows, higher_is_better=False, against=FLOOR)
     found = dict(rows)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import sys
 import time
 import uuid
@@ -26,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, Json
 
-from ._table import print_table
+from ._table import interleaved_medians, print_table
 
 EVENT = Path(__file__).parent.parent / "tests" / "events" / "sqs_receipts_batch.json"
 
@@ -168,12 +167,9 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(3):  # warm up every row
         for measure in contenders.values():
             measure()
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(args.runs):  # interleaved, so drift hits every row alike
-        for name, measure in contenders.items():
-            times[name].append(measure())
+    medians = interleaved_medians(args.runs, contenders)
     per_record = 1e6 / args.records
-    rows = [(name, statistics.median(values) * per_record) for name, values in times.items()]
+    rows = [(name, value * per_record) for name, value in medians]
     print_table(f"Lambda shim, {args.records}-record SQS event, median of {args.runs} runs",
                 "us per record", rows, higher_is_better=False, against=FLOOR)
     found = dict(rows)

@@ -26,15 +26,15 @@ import argparse
 import itertools
 import logging
 import socket
-import statistics
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
 
-from ._table import print_table
+from ._table import interleaved_medians, print_table
 
 BATCHED = "cloudqueue enqueue_many"
 ONE_BY_ONE = "cloudqueue enqueue, one by one"
@@ -183,12 +183,10 @@ def main(argv: list[str] | None = None) -> None:
         client = sqs_client(endpoint)
         names = (f"bench-{n}" for n in itertools.count())
         measure(client, names, BATCHED, items[:10], bodies[:10], args.per_queue)  # warm up
-        rates: dict[str, list[float]] = {row: [] for row in rows_in_order}
-        for _ in range(args.runs):  # interleaved, so drift hits every row alike
-            for row in rows_in_order:
-                rates[row].append(measure(client, names, row, items, bodies, args.per_queue))
+        rows = interleaved_medians(args.runs, {
+            row: partial(measure, client, names, row, items, bodies, args.per_queue)
+            for row in rows_in_order})
         client.close()
-    rows = [(row, statistics.median(values)) for row, values in rates.items()]
     size = len(bodies[0].encode())
     print_table(f"SQS enqueue against moto server on loopback, {args.messages} messages of "
                 f"{size} bytes, {args.per_queue} per fresh queue (median of {args.runs})",
