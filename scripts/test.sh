@@ -11,6 +11,7 @@ packages=(-e ".[dev,bench]")
 for adapter in adapters/*/; do
   [ -f "$adapter/pyproject.toml" ] && packages+=(-e "${adapter%/}[test]")
 done
-.venv/bin/python -m pip install -q "${packages[@]}"
+# tests/terraform needs python-hcl2 (checkov gets a virtualenv of its own, made by the tests)
+.venv/bin/python -m pip install -q "${packages[@]}" -r tests/terraform/requirements.txt
 
 exec .venv/bin/python -m pytest "$@"
