@@ -1,11 +1,10 @@
 """Where cloudqueue's time goes on a benchmark's hot path: cProfile's top functions by own time.
 
     python -m bench.profile memory   # enqueue 10,000 no-op jobs, drain them
-    python -m bench.profile worker   # the same jobs through app.worker(concurrency=8)
+    python -m bench.profile worker   # the same jobs through app.worker(concurrency=8, prefetch=2)
     python -m bench.profile lambda   # the Lambda shim on the 1000-record SQS event
 
-``worker`` also counts receive calls (the worker's jobs run on pool threads, which
-cProfile does not see; its table shows the consuming thread only).
+``worker`` merges the profiles of the worker's consumer threads into one table.
 """
 
 from __future__ import annotations
@@ -51,28 +50,40 @@ def memory(jobs: int, profiler: cProfile.Profile) -> str:
             "us/job (under the profiler)")
 
 
+#: profiles of the worker's consumer threads, merged into the table by ``main``
+_thread_profiles: list[cProfile.Profile] = []
+
+
 def worker(jobs: int, profiler: cProfile.Profile) -> str:
+    from cloudqueue.worker import Worker
+
     app, noop = _memory_app()
     noop.enqueue_many([Payload(n=n) for n in range(jobs)])
-    backend = app.backend
-    receive = backend.receive
-    calls = 0
+    consume = Worker._consume
 
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        return receive(*args, **kwargs)
+    def profiled(self: Worker, *args: Any) -> None:  # each consumer thread profiles itself
+        own = cProfile.Profile()
+        _thread_profiles.append(own)
+        own.enable()
+        try:
+            consume(self, *args)
+        finally:
+            own.disable()
 
-    backend.receive = counted
-    run = app.worker(concurrency=8, poll_wait=timedelta(milliseconds=20), handle_signals=False)
-    profiler.enable()
-    start = time.perf_counter()
-    stats = run.run(until_empty=True)
-    elapsed = time.perf_counter() - start
-    profiler.disable()
+    Worker._consume = profiled  # type: ignore[method-assign]
+    try:
+        run = app.worker(concurrency=8, prefetch=2, poll_wait=timedelta(milliseconds=20),
+                         handle_signals=False)
+        profiler.enable()
+        start = time.perf_counter()
+        stats = run.run(until_empty=True)
+        elapsed = time.perf_counter() - start
+        profiler.disable()
+    finally:
+        Worker._consume = consume  # type: ignore[method-assign]
     assert stats.succeeded == jobs, stats
-    return (f"worker(8) ran {jobs} jobs in {elapsed:.2f} s ({elapsed / jobs * 1e6:.1f} us/job) with "
-            f"{calls} receive calls ({jobs / max(calls, 1):.1f} messages each)")
+    return (f"worker(8, prefetch 2) ran {jobs} jobs in {elapsed:.2f} s "
+            f"({elapsed / jobs * 1e6:.1f} us/job), all consumer threads' profiles merged")
 
 
 def lambda_shim(records: int, profiler: cProfile.Profile) -> str:
@@ -114,6 +125,8 @@ def main(argv: list[str] | None = None) -> None:
         summary = lambda_shim(args.size or 1000, profiler)
     print(f"\n{args.target}: {summary}")
     stats = pstats.Stats(profiler)
+    for own in _thread_profiles:
+        stats.add(own)
     stats.strip_dirs().sort_stats("tottime").print_stats(args.top)
 
 

@@ -1,30 +1,32 @@
 """A long-running consumer for pull backends.
 
-Sync jobs run on a thread pool, async jobs on one event loop thread; ``concurrency``
-bounds how many run at once, and the worker receives only as many messages as it has
-free slots, so nothing waits in a local buffer. On SIGTERM or SIGINT it stops
-receiving, gives back at once anything it received but had not started, and finishes
-what it started.
+``concurrency`` consumer threads each loop: receive a message, run its job, settle it.
+A thread receives only when it is free (``prefetch`` messages at a time, 1 by default),
+so nothing waits in a local buffer while the queue could give it to another consumer.
+Async jobs run on one event loop thread; the consumer that took the message waits for
+it. While jobs run, a heartbeat extends the visibility of their messages on backends
+that can. On SIGTERM or SIGINT the worker stops receiving, gives back at once anything
+it received but had not started, and finishes what it started.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._errors import ConfigurationError
 from .backends.base import Backend, Delivery
 from .dispatch import Outcome, Result, Task
 
 if TYPE_CHECKING:
+    from asyncio import AbstractEventLoop
+
     from .app import App
 
 log = logging.getLogger("cloudqueue.worker")
@@ -40,14 +42,27 @@ class WorkerStats:
     hopped: int = 0
     released: int = 0
 
+    def add(self, other: WorkerStats) -> None:
+        self.succeeded += other.succeeded
+        self.retried += other.retried
+        self.dead_lettered += other.dead_lettered
+        self.hopped += other.hopped
+        self.released += other.released
+
+
+_COUNTER = {Outcome.ACK: "succeeded", Outcome.RETRY: "retried", Outcome.DEAD_LETTER: "dead_lettered",
+            Outcome.HOP: "hopped"}
+
 
 class Worker:
     """Consume an app's backend until stopped.
 
     Args:
         app: the app whose jobs run.
-        concurrency: jobs running at once (threads for sync jobs; async jobs share a loop).
+        concurrency: jobs running at once (one consumer thread each).
         poll_wait: how long one receive call may wait for messages (long polling).
+        prefetch: messages one consumer takes per receive (more saves calls on remote
+            queues; the extra ones wait, hidden and kept alive by the heartbeat).
         heartbeat: how often to extend the visibility of running jobs, on backends
             that can (None: a third of ``visibility_timeout``).
         visibility_timeout: how long each extension hides a running job's message.
@@ -55,30 +70,34 @@ class Worker:
     """
 
     def __init__(self, app: App, *, concurrency: int = 8,
-                 poll_wait: timedelta = timedelta(seconds=1),
+                 poll_wait: timedelta = timedelta(seconds=1), prefetch: int = 1,
                  visibility_timeout: timedelta = timedelta(seconds=30),
                  heartbeat: timedelta | None = None, handle_signals: bool = True) -> None:
         if type(concurrency) is not int or concurrency < 1:
             raise ConfigurationError(f"worker concurrency must be an int >= 1, got {concurrency!r}")
+        if type(prefetch) is not int or prefetch < 1:
+            raise ConfigurationError(f"worker prefetch must be an int >= 1, got {prefetch!r}")
         self.app = app
         self.concurrency = concurrency
         self.poll_wait = poll_wait
+        self.prefetch = prefetch
         self.visibility_timeout = visibility_timeout
         self.heartbeat = heartbeat or visibility_timeout / 3
         self.handle_signals = handle_signals
         self.stats = WorkerStats()
         self._stop = threading.Event()
-        self._cond = threading.Condition()
-        self._running: dict[int, Delivery] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self._held: dict[int, Delivery] = {}  # received and not yet settled, for the heartbeat
+        self._unstarted: list[Delivery] = []  # received after stop: given back at the end
+        self._busy: list[bool] = []  # per consumer: running jobs now
+        self._until_empty = False
+        self._loop: AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
 
     # -- control -----------------------------------------------------------------------
     def stop(self) -> None:
         """Ask the worker to stop: no new receives; running jobs finish."""
         self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
 
     @property
     def stopping(self) -> bool:
@@ -95,121 +114,133 @@ class Worker:
         backend = self.app.backend
         if not backend.capabilities.pull:
             raise ConfigurationError(f"{backend!r} is push-only: run its function shim, not a worker")
+        self._until_empty = until_empty
         restore = self._install_signals() if self.handle_signals else None
-        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="cloudqueue-job")
+        per_thread = [WorkerStats() for _ in range(self.concurrency)]
+        self._busy = [False] * self.concurrency
+        consumers = [threading.Thread(target=self._consume, args=(n, backend, stats),
+                                      name=f"cloudqueue-worker-{n}", daemon=True)
+                     for n, stats in enumerate(per_thread)]
         beat = None
         if backend.capabilities.visibility:
-            beat = threading.Thread(target=self._heartbeat, name="cloudqueue-heartbeat", daemon=True)
+            beat = threading.Thread(target=self._heartbeat, args=(backend,),
+                                    name="cloudqueue-heartbeat", daemon=True)
             beat.start()
         log.info("worker for app %r on %r: concurrency %d", self.app.name, backend, self.concurrency)
         try:
-            while not self._stop.is_set():
-                free = self._wait_for_slot()
-                if free == 0:
-                    continue
-                batch = backend.receive(max_messages=min(free, 10), wait=self.poll_wait)
-                if not batch:
-                    if until_empty and not self._running and _is_empty(backend):
-                        break
-                    continue
-                for delivery in batch:
-                    if self._stop.is_set():
-                        backend.release(delivery)
-                        self.stats.released += 1
-                    else:
-                        self._start(delivery, pool)
+            for thread in consumers:
+                thread.start()
+            for thread in consumers:
+                while thread.is_alive():  # a timed join keeps the main thread free for signals
+                    thread.join(0.2)
         finally:
             self._stop.set()
-            pool.shutdown(wait=True)
+            for thread in consumers:
+                thread.join()
+            self._give_back(backend)
             self._stop_loop()
             if restore is not None:
                 restore()
             if beat is not None:
                 beat.join(timeout=5)
+            for stats in per_thread:
+                self.stats.add(stats)
             log.info("worker stopped: %s", self.stats)
         return self.stats
 
-    # -- internals -----------------------------------------------------------------------
-    def _wait_for_slot(self) -> int:
-        with self._cond:
-            while len(self._running) >= self.concurrency and not self._stop.is_set():
-                self._cond.wait(0.5)
-            return 0 if self._stop.is_set() else self.concurrency - len(self._running)
-
-    def _start(self, delivery: Delivery, pool: ThreadPoolExecutor) -> None:
+    # -- one consumer ------------------------------------------------------------------------
+    def _consume(self, slot: int, backend: Backend, stats: WorkerStats) -> None:
+        # No lock on this path: the dict and list updates below are atomic in CPython, and
+        # a lock taken per job makes the consumers queue behind each other.
         dispatcher = self.app.dispatcher
-        prepared = dispatcher.prepare(delivery)
-        if isinstance(prepared, Result):
-            self._settle(prepared)
-            return
-        key = id(delivery)
-        with self._cond:
-            self._running[key] = delivery
-        future: Future[Result] | Any
-        if prepared.job.is_async:
-            future = asyncio.run_coroutine_threadsafe(dispatcher.run_async(prepared), self._event_loop())
-        else:
-            future = pool.submit(dispatcher.run, prepared)
-        future.add_done_callback(self._done_callback(key, prepared))
-
-    def _done_callback(self, key: int, task: Task) -> Callable[[Any], None]:
-        def done(future: Any) -> None:
+        stop = self._stop
+        held, busy = self._held, self._busy
+        while not stop.is_set():
             try:
-                result = future.result()
-            except BaseException as exc:
-                log.exception("job %s crashed the runner; it comes back after its visibility "
-                              "timeout", task.job.name)
-                result = self.app.dispatcher.failed(task, exc) if isinstance(exc, Exception) else None
+                batch = backend.receive(max_messages=self.prefetch, wait=self.poll_wait)
+            except Exception:  # the queue is unreachable: wait, then try again
+                log.exception("receive failed; retrying in %s", self.poll_wait)
+                stop.wait(self.poll_wait.total_seconds())
+                continue
+            if not batch:
+                # in flight counts what another consumer received but has not yet taken up
+                if self._until_empty and self._all_idle() and _is_empty(backend):
+                    stop.set()
+                continue
+            busy[slot] = True
+            for delivery in batch:
+                held[id(delivery)] = delivery
             try:
-                if result is not None:
-                    self._settle(result)
+                for delivery in batch:
+                    if stop.is_set():
+                        # given back once every consumer has stopped polling, so no
+                        # consumer of ours takes it again (each take counts an attempt)
+                        self._unstarted.append(delivery)
+                        continue
+                    prepared = dispatcher.prepare(delivery)
+                    if isinstance(prepared, Task):
+                        prepared = self._run(prepared)
+                    self._settle(backend, prepared, stats)
+                    held.pop(id(delivery), None)
             finally:
-                with self._cond:
-                    self._running.pop(key, None)
-                    self._cond.notify_all()
-        return done
+                busy[slot] = False
 
-    def _settle(self, result: Result) -> None:
+    def _all_idle(self) -> bool:
+        return not any(self._busy)
+
+    def _run(self, task: Task) -> Result:
+        dispatcher = self.app.dispatcher
+        if not task.job.is_async:
+            return dispatcher.run(task)
+        import asyncio
+
+        future = asyncio.run_coroutine_threadsafe(dispatcher.run_async(task), self._event_loop())
         try:
-            self.app.dispatcher.settle(self.app.backend, result)
-        except Exception:
+            return future.result()
+        except Exception as exc:  # run_async classifies job errors; this is the loop failing
+            return dispatcher.failed(task, exc)
+
+    def _settle(self, backend: Backend, result: Result, stats: WorkerStats) -> None:
+        try:
+            self.app.dispatcher.settle(backend, result)
+        except Exception:  # the message returns after its visibility timeout
             log.exception("could not settle job %s (%s); the queue will deliver it again",
                           result.job_id, result.outcome.value)
             return
-        if result.outcome is Outcome.ACK:
-            self.stats.succeeded += 1
-        elif result.outcome is Outcome.RETRY:
-            self.stats.retried += 1
-        elif result.outcome is Outcome.HOP:
-            self.stats.hopped += 1
-        else:
-            self.stats.dead_lettered += 1
+        counter = _COUNTER[result.outcome]
+        setattr(stats, counter, getattr(stats, counter) + 1)
 
-    def _heartbeat(self) -> None:
-        backend = self.app.backend
+    def _give_back(self, backend: Backend) -> None:
+        for delivery in self._unstarted:
+            try:
+                backend.release(delivery)
+                self.stats.released += 1
+            except Exception:  # it comes back after its visibility timeout
+                log.warning("could not release %s", delivery.message_id, exc_info=True)
+        self._unstarted.clear()
+
+    # -- around the consumers ------------------------------------------------------------------
+    def _heartbeat(self, backend: Backend) -> None:
         while not self._stop.wait(self.heartbeat.total_seconds()):
-            with self._cond:
-                running = list(self._running.values())
-            for delivery in running:
+            for delivery in list(self._held.values()):
                 try:
                     backend.extend_visibility(delivery, self.visibility_timeout)
-                except Exception:
+                except Exception:  # best effort; the job keeps running
                     log.warning("could not extend visibility of %s", delivery.message_id,
                                 exc_info=True)
 
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="cloudqueue-async", daemon=True)
-            thread.start()
-            self._loop, self._loop_thread = loop, thread
-        return self._loop
+    def _event_loop(self) -> AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                import asyncio
+
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="cloudqueue-async", daemon=True)
+                thread.start()
+                self._loop, self._loop_thread = loop, thread
+            return self._loop
 
     def _stop_loop(self) -> None:
-        # wait for async jobs still running, then stop the loop
-        with self._cond:
-            while self._running:
-                self._cond.wait(0.5)
         if self._loop is not None and self._loop_thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop_thread.join(timeout=5)

@@ -90,7 +90,7 @@ def test_memory_throughput_runs_all_four_peers_at_a_tiny_size(capsys: pytest.Cap
     memory_throughput.main(["--jobs", "8", "--runs", "1"])
     out = capsys.readouterr().out
     rows = table_rows(out, "memory backend end to end, 8 no-op jobs")
-    assert set(rows) == {"cloudqueue drain", "cloudqueue worker(8)", "taskiq InMemoryBroker",
+    assert set(rows) == {"cloudqueue drain", "cloudqueue worker(8, prefetch 2)", "taskiq InMemoryBroker",
                          "dramatiq StubBroker(8)"}, out
 
 

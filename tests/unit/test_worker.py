@@ -123,7 +123,7 @@ def test_messages_received_after_stop_are_given_back_at_once_uncounted() -> None
         ran.append(payload.to)
 
     work.enqueue_many(_receipts(3))
-    worker = app.worker(concurrency=3, **FAST)
+    worker = app.worker(concurrency=1, prefetch=3, **FAST)
     backend.worker = worker
     stats = worker.run()
     assert ran == [] and stats.released == 3
