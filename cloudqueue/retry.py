@@ -85,5 +85,31 @@ class Retry:
         """The un-jittered waits between attempts (``attempts - 1`` of them)."""
         return [self.backoff.ceiling(n) for n in range(1, self.attempts)]
 
+    @property
+    def max_receives(self) -> int:
+        """The receive limit a queue's own redrive should have for a job with these attempts.
+
+        See ``max_receives_for``.
+        """
+        return max_receives_for(self.attempts)
+
+
+def receive_headroom(attempts: int) -> int:
+    """Receives a queue may count beyond a job's attempts without the job having run.
+
+    A queue counts every receive, also those that never start the job: a FIFO message
+    held back behind a failing one of its group, records given back near a function's
+    deadline or at a worker's shutdown, whole batches lost to a timeout. The queue's own
+    redrive (SQS ``maxReceiveCount``, Pub/Sub ``max_delivery_attempts``) must leave room
+    for them, so that it only catches messages cloudqueue never settles and a message
+    never reaches dead letters without a cloudqueue reason: ``max(attempts, 5)`` more.
+    """
+    return max(attempts, 5)
+
+
+def max_receives_for(attempts: int) -> int:
+    """``attempts + receive_headroom(attempts)``: the recommended receive limit of a queue."""
+    return attempts + receive_headroom(attempts)
+
 
 DEFAULT_RETRY = Retry()
