@@ -7,17 +7,36 @@
 
 ``cqkey``, ``cqnotbefore`` and ``traceparent`` appear only when set. The attempt number
 is never written here: it comes from the backend.
+
+Two parsers read it and accept exactly the same bodies: ``envelope_validator`` (one
+pydantic-core pass over envelope and payload, the hot path) and ``decode`` (which
+explains a refusal). The rules both follow:
+
+- JSON as pydantic-core parses it (both paths use that parser): UTF-8 only, no byte
+  order mark, no lone surrogates, nesting at most 200 deep; a repeated key keeps its
+  last value; ``NaN``/``Infinity`` are numbers (only a payload field can take them).
+- ``specversion`` is the string ``"1.0"``; ``cqv`` the JSON integer ``1`` (not ``true``,
+  not ``1.0``); ``id``, ``source``, ``type`` are non-empty strings; ``data`` is present.
+- ``time`` and ``cqnotbefore`` are RFC 3339 date-times that exist: a real calendar date
+  in years 0001-9999, hours 00-23, seconds 00-59 (no leap second), any number of
+  fractional digits, ``T``, ``t`` or a space between date and time (RFC 3339 allows it), and ``Z``/``z`` or an offset from -23:59 to +23:59.
+  On 0001-01-01 and 9999-12-31 only a zero offset is taken, so every time converts to UTC.
+- Optional attributes (``datacontenttype``, ``cqkey``, ``cqnotbefore``, ``traceparent``)
+  may be ``null``, which means absent (as the CloudEvents JSON format says); when set
+  they are strings, and ``datacontenttype`` is exactly ``"application/json"``.
+- Other attributes are ignored.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from pydantic_core import CoreSchema, SchemaValidator, to_json
+from pydantic_core import CoreSchema, SchemaValidator, from_json, to_json
 from pydantic_core import core_schema as cs
 
 from ._clock import format_time, parse_time
@@ -27,8 +46,28 @@ SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
 
 _REQUIRED_STR = ("id", "source", "type", "time")
+_OPTIONAL_STR = ("cqkey", "cqnotbefore", "traceparent")
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-_loads = json.loads
+
+# RFC 3339 date-times that exist, as one regular expression both parsers share: the fast
+# path runs it in pydantic-core (Rust, no Python call per record), ``decode`` in ``re``.
+# ASCII digits only ([0-9], never \d, which takes any script's digits).
+_MD31 = "(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+_MD30 = "(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+_FEB = "02-(?:0[1-9]|1[0-9]|2[0-8])"
+_YEAR_INNER = "(?:000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+_LEAP = "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+_DATE = (f"(?:{_YEAR_INNER}-(?:{_MD31}|{_MD30}|{_FEB})|{_LEAP}-02-29"
+         # year 1 but its first day, year 9999 but its last: those take any offset
+         f"|0001-(?:01-(?:0[2-9]|[12][0-9]|3[01])|(?:0[3578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+         f"|{_MD30}|{_FEB})"
+         f"|9999-(?:(?:0[13578]|10)-(?:0[1-9]|[12][0-9]|3[01])|{_MD30}|{_FEB}"
+         f"|12-(?:0[1-9]|[12][0-9]|30)))")
+_CLOCK = "[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]+)?"
+_OFFSET = "(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+_RFC3339 = f"(?:{_DATE}{_CLOCK}{_OFFSET}|(?:0001-01-01|9999-12-31){_CLOCK}(?:[Zz]|[+-]00:00))"
+_TIME = f"^{_RFC3339}$"
+_is_time = re.compile(_RFC3339).fullmatch
 
 
 class EnvelopeError(ValueError):
@@ -90,16 +129,18 @@ def encode(*, job_id: str, app: str, job_type: str, time: datetime, data: Any = 
 
 
 def decode(body: bytes | str) -> Envelope:
-    """Parse bytes into an ``Envelope``, strictly.
+    """Parse bytes into an ``Envelope``, strictly (the rules are in this module's docstring).
 
     Raises:
-        EnvelopeError: not JSON, not an object, a missing or mistyped attribute,
-            a foreign specversion or an envelope version newer than this library.
+        EnvelopeError: not JSON, not an object, a missing or mistyped attribute, a time
+            that does not exist, a foreign specversion or an envelope version newer than
+            this library.
     """
     try:
-        raw = _loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EnvelopeError(f"body is not JSON ({exc})") from None
+        raw = from_json(body)  # the parser the fast path uses, so both read the same JSON
+    except (ValueError, TypeError) as exc:
+        raise EnvelopeError(f"body is not JSON ({exc}); fix the producer to send a "
+                            f"UTF-8 JSON object") from None
     return from_dict(raw)
 
 
@@ -107,41 +148,50 @@ def from_dict(raw: Any) -> Envelope:
     """Validate an already-parsed envelope object."""
     if type(raw) is not dict:
         raise EnvelopeError(f"body is JSON {type(raw).__name__}, not an envelope object")
-    if raw.get("specversion") != SPECVERSION:
-        raise EnvelopeError(f"specversion is {raw.get('specversion')!r}, expected {SPECVERSION!r}")
+    job = raw.get("type")
+    where = f"job {job!r}: " if type(job) is str and job else ""
+    specversion = raw.get("specversion")
+    if type(specversion) is not str or specversion != SPECVERSION:
+        raise EnvelopeError(f"{where}specversion is {specversion!r}, expected {SPECVERSION!r}")
     version = raw.get("cqv")
-    if version != ENVELOPE_VERSION:
+    if type(version) is not int or version != ENVELOPE_VERSION:
         if type(version) is int and version > ENVELOPE_VERSION:
-            raise EnvelopeError(f"envelope version {version} is newer than this cloudqueue "
+            raise EnvelopeError(f"{where}envelope version {version} is newer than this cloudqueue "
                                 f"understands ({ENVELOPE_VERSION}); upgrade cloudqueue")
-        raise EnvelopeError(f"cqv is {version!r}, expected {ENVELOPE_VERSION}")
+        raise EnvelopeError(f"{where}cqv is {version!r}, expected the JSON integer {ENVELOPE_VERSION}")
     for name in _REQUIRED_STR:
         value = raw.get(name)
         if type(value) is not str or not value:
-            raise EnvelopeError(f"attribute {name!r} must be a non-empty string, got {value!r}")
+            raise EnvelopeError(f"{where}attribute {name!r} must be a non-empty string, got {value!r}")
     if "data" not in raw:
-        raise EnvelopeError("attribute 'data' is missing")
-    content_type = raw.get("datacontenttype", CONTENT_TYPE)
-    if content_type != CONTENT_TYPE:
-        raise EnvelopeError(f"datacontenttype is {content_type!r}, expected {CONTENT_TYPE!r}")
-    key = raw.get("cqkey")
-    not_before = raw.get("cqnotbefore")
-    traceparent = raw.get("traceparent")
-    for name, value in (("cqkey", key), ("cqnotbefore", not_before), ("traceparent", traceparent)):
+        raise EnvelopeError(f"{where}attribute 'data' is missing")
+    content_type = raw.get("datacontenttype")
+    if content_type is not None and (type(content_type) is not str or content_type != CONTENT_TYPE):
+        raise EnvelopeError(f"{where}datacontenttype is {content_type!r}, expected {CONTENT_TYPE!r} "
+                            f"(or leave it out)")
+    for name in _OPTIONAL_STR:
+        value = raw.get(name)
         if value is not None and type(value) is not str:
-            raise EnvelopeError(f"attribute {name!r} must be a string, got {value!r}")
+            raise EnvelopeError(f"{where}attribute {name!r} must be a string or absent, got {value!r}")
+    key, not_before, traceparent = raw.get("cqkey"), raw.get("cqnotbefore"), raw.get("traceparent")
     for name, value in (("time", raw["time"]), ("cqnotbefore", not_before)):
-        if value is not None:
-            try:
-                parse_time(value)
-            except ValueError:
-                raise EnvelopeError(f"attribute {name!r} is not an RFC 3339 time: {value!r}") from None
+        if value is not None and not _real_time(value):
+            raise EnvelopeError(f"{where}attribute {name!r} is not an RFC 3339 time that exists: "
+                                f"{value!r}; expected e.g. '2030-01-02T03:04:05.000000Z' (a real "
+                                f"date in years 0001-9999, hours 00-23, an offset within 23:59)")
     return Envelope(id=raw["id"], source=raw["source"], type=raw["type"], time=raw["time"],
                     data=raw["data"], key=key, not_before=not_before, traceparent=traceparent)
 
 
-
-_TIME = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$"
+def _real_time(text: str) -> bool:
+    """The shared RFC 3339 rule, checked against what ``parse_time`` makes of it too."""
+    if _is_time(text) is None:
+        return False
+    try:
+        parse_time(text)
+    except (ValueError, OverflowError):
+        return False
+    return True
 
 
 def envelope_validator(jobs: dict[str, CoreSchema]) -> SchemaValidator:
@@ -149,11 +199,15 @@ def envelope_validator(jobs: dict[str, CoreSchema]) -> SchemaValidator:
 
     It parses the JSON and checks the envelope and the payload together in
     pydantic-core, returning a dict whose ``data`` is the validated payload. It accepts
-    nothing ``decode`` would refuse; callers use ``decode`` to explain a refusal.
+    exactly the envelopes ``decode`` accepts (whose payload validates); callers use
+    ``decode`` to explain a refusal. An optional attribute sent as ``null`` comes back
+    as ``None``, so read them with ``.get``.
     """
     text = cs.str_schema(min_length=1, strict=True)
     moment = cs.str_schema(pattern=_TIME, strict=True)
-    optional_text = cs.typed_dict_field(cs.str_schema(strict=True), required=False)
+
+    def optional(schema: CoreSchema) -> cs.TypedDictField:
+        return cs.typed_dict_field(cs.nullable_schema(schema), required=False)
 
     def shape(name: str, payload: CoreSchema) -> CoreSchema:
         return cs.typed_dict_schema({
@@ -161,11 +215,12 @@ def envelope_validator(jobs: dict[str, CoreSchema]) -> SchemaValidator:
             "id": cs.typed_dict_field(text), "source": cs.typed_dict_field(text),
             "type": cs.typed_dict_field(cs.literal_schema([name])),
             "time": cs.typed_dict_field(moment),
-            "datacontenttype": cs.typed_dict_field(cs.literal_schema([CONTENT_TYPE]), required=False),
+            "datacontenttype": optional(cs.literal_schema([CONTENT_TYPE])),
             "data": cs.typed_dict_field(payload),
             "cqv": cs.typed_dict_field(cs.int_schema(strict=True, ge=ENVELOPE_VERSION, le=ENVELOPE_VERSION)),
-            "cqkey": optional_text, "traceparent": optional_text,
-            "cqnotbefore": cs.typed_dict_field(moment, required=False),
+            "cqkey": optional(cs.str_schema(strict=True)),
+            "traceparent": optional(cs.str_schema(strict=True)),
+            "cqnotbefore": optional(moment),
         })
 
     shapes = {name: shape(name, payload) for name, payload in jobs.items()}
