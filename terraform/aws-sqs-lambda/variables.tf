@@ -38,7 +38,7 @@ variable "redrive_allow_policy" {
 }
 
 variable "function_name" {
-  description = "Name of the Lambda function that consumes the queue (it need not exist yet: the function can take this module's role_arn)."
+  description = "Name (or ARN) of the Lambda function that consumes the queue. Pass the function resource's attribute (aws_lambda_function.x.function_name), not a string, so Terraform creates the function before the event source mapping."
   type        = string
 }
 

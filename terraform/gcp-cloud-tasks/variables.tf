@@ -29,7 +29,7 @@ variable "target_url" {
 }
 
 variable "target_service" {
-  description = "Name of the Cloud Run service behind target_url (a 2nd-gen Cloud Function's service has the function's name). The invoker may invoke this service only."
+  description = "Name of the Cloud Run service behind target_url (a 2nd-gen Cloud Function's service has the function's name). The invoker may invoke this service only. Pass the service's or function's attribute (google_cloudfunctions2_function.x.name), not a string, so Terraform grants the role only once the service exists."
   type        = string
 }
 

@@ -36,7 +36,7 @@ variable "push_service_account_id" {
 }
 
 variable "target_service" {
-  description = "Name of the Cloud Run service behind push_endpoint; the push account gets run.invoker on it alone. null: grant nothing (e.g. a public endpoint that checks the token itself)."
+  description = "Name of the Cloud Run service behind push_endpoint; the push account gets run.invoker on it alone. null: grant nothing (e.g. a public endpoint that checks the token itself). Pass the service's or function's attribute (google_cloudfunctions2_function.x.name), not a string, so Terraform grants the role only once the service exists."
   type        = string
   default     = null
 }

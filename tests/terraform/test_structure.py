@@ -327,3 +327,16 @@ def test_examples_give_the_function_the_backend_url(example: str) -> None:
     [(_, function)] = functions.items()
     assert f"module.{name}." in json.dumps(function)
     assert ("lambda_environment" if example == "aws" else "function_environment") in json.dumps(function)
+
+
+# -- first apply: resources referenced, not named --------------------------------------------
+
+def test_aws_example_hands_the_function_resource_to_the_mapping() -> None:
+    [module] = config("examples/aws").modules.values()
+    assert module["function_name"] == "${aws_lambda_function.worker.function_name}"
+
+
+@pytest.mark.parametrize("example", ["gcp-cloud-tasks", "gcp-pubsub"])
+def test_gcp_examples_grant_run_invoker_on_the_function_resource_not_on_a_name(example: str) -> None:
+    [module] = config(f"examples/{example}").modules.values()
+    assert module["target_service"] == "${google_cloudfunctions2_function.worker.name}"

@@ -35,7 +35,9 @@ module "orders_queue" {
   fifo              = var.fifo
   max_receive_count = var.max_receive_count
 
-  function_name              = local.function_name
+  # The function's attribute, not a string: Terraform then creates the function before
+  # the event source mapping, which Lambda refuses for a function that does not exist yet.
+  function_name              = aws_lambda_function.worker.function_name
   function_timeout_seconds   = local.function_timeout
   visibility_timeout_seconds = 6 * local.function_timeout
 

@@ -46,11 +46,13 @@ resource "google_service_account" "web" {
 module "orders_queue" {
   source = "../../gcp-cloud-tasks"
 
-  project        = var.project
-  location       = var.region
-  name           = "orders"
-  target_url     = local.function_url
-  target_service = local.function_name
+  project    = var.project
+  location   = var.region
+  name       = "orders"
+  target_url = local.function_url
+  # The function's attribute, not a string: Terraform grants run.invoker on its
+  # Cloud Run service only once the function (and so the service) exists.
+  target_service = google_cloudfunctions2_function.worker.name
 
   max_attempts        = var.max_attempts
   min_backoff_seconds = var.min_backoff_seconds

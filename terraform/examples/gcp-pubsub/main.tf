@@ -46,10 +46,12 @@ resource "google_service_account" "web" {
 module "orders_topic" {
   source = "../../gcp-pubsub"
 
-  project        = var.project
-  name           = "orders"
-  push_endpoint  = local.function_url
-  target_service = local.function_name
+  project       = var.project
+  name          = "orders"
+  push_endpoint = local.function_url
+  # The function's attribute, not a string: Terraform grants run.invoker on its
+  # Cloud Run service only once the function (and so the service) exists.
+  target_service = google_cloudfunctions2_function.worker.name
   location       = var.region
 
   max_delivery_attempts   = var.max_delivery_attempts
