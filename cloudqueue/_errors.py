@@ -9,7 +9,8 @@
      │    ├── QueueNotFound
      │    ├── PermissionDenied
      │    ├── Throttled
-     │    └── BackendUnavailable
+     │    ├── BackendUnavailable
+     │    └── EnqueueError       enqueue_many: not every message reached the queue; says which did
      └── (job control, raised by job code, not errors of the library)
           Permanent              fail now: no retry, straight to dead letters
           RetryLater             retry after a given delay
@@ -23,7 +24,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
     from pydantic import ValidationError
+
+    from .backends.base import OutgoingMessage
 
 
 class CloudQueueError(Exception):
@@ -92,6 +97,73 @@ class Throttled(BackendError):
 
 class BackendUnavailable(BackendError):
     """The service could not be reached or failed on its side."""
+
+
+class EnqueueError(BackendError):
+    """Not every message of one ``enqueue_many`` reached the queue; this says which did.
+
+    Attributes:
+        job_ids: the id of every item given, in input order (what the call would have
+            returned), so ids can be matched to payloads.
+        sent: the job ids that reached the queue, in input order.
+        not_sent: the job ids that did not, or may not have, in input order.
+        errors: job id -> why, for every id in ``not_sent``: the exception, e.g. a
+            ``BackendError`` with the service's code and message for a refused entry.
+        unknown: the ids of ``not_sent`` whose outcome is unknown: their request went
+            out and no answer came back (connection cut, timeout, a 5xx), so they may
+            be in the queue. Their error says "unknown: may have been sent".
+        not_sent_messages: the messages of ``not_sent``, in the same order; pass them to
+            ``job.enqueue_many`` to send exactly those again, with the same job ids.
+
+    The rule: an id is in ``sent`` only when the service confirmed it (the call
+    returned, or the service listed the entry as successful); everything else is in
+    ``not_sent``. Of those, an id whose call failed with ``BackendUnavailable`` or an
+    error that is not a cloudqueue error (see ``outcome_unknown``) is also in
+    ``unknown``; any other cloudqueue error (QueueNotFound, PermissionDenied, Throttled,
+    a refused entry, a check before sending) means the service did not take it, and an
+    id that was never attempted (sending stopped after a failure) was not sent either.
+    Ids are listed once each (a repeated idempotency key gives one id).
+
+    Sending ``not_sent`` again is safe: nothing in ``sent`` goes twice. An ``unknown``
+    one may already be queued, so sending it again may queue a second copy unless it
+    carries an idempotency key on a backend that deduplicates (consumers see
+    at-least-once delivery anyway). ``__cause__`` is the first underlying error.
+    """
+
+    def __init__(self, message: str | None = None, *, sent: Sequence[str], not_sent: Sequence[str],
+                 errors: Mapping[str, Exception], unknown: Iterable[str] = (),
+                 job_ids: Sequence[str] | None = None,
+                 not_sent_messages: Sequence[OutgoingMessage] = ()) -> None:
+        self.sent: list[str] = list(sent)
+        self.not_sent: list[str] = list(not_sent)
+        self.errors: dict[str, Exception] = dict(errors)
+        self.unknown: list[str] = [job_id for job_id in unknown]
+        self.job_ids: list[str] = list(job_ids) if job_ids is not None else self.sent + self.not_sent
+        self.not_sent_messages: list[OutgoingMessage] = list(not_sent_messages)
+        super().__init__(message or self._describe())
+
+    def _describe(self) -> str:
+        sent, missing, unknown = len(self.sent), len(self.not_sent), len(self.unknown)
+        first = next(iter(self.errors.values()), None)
+        text = (f"{sent} of {sent + missing} jobs reached the queue and {missing} did not"
+                + (f" (first error: {first})" if first is not None else ""))
+        text += ("; sending the not_sent ones again is safe, e.g. job.enqueue_many("
+                 "error.not_sent_messages) (same job ids), or give jobs idempotency keys")
+        if unknown:
+            text += (f"; {unknown} of them are unknown: may have been sent (the request went out "
+                     "and no answer came back), so a second send may queue them twice unless "
+                     "they carry idempotency keys")
+        return text
+
+    @staticmethod
+    def outcome_unknown(exc: BaseException) -> bool:
+        """Whether a failed send call may still have queued its messages.
+
+        ``BackendUnavailable`` (no answer, a cut connection, a timeout, a 5xx) and any
+        error that is not a cloudqueue error may have; any other cloudqueue error is the
+        service's (or cloudqueue's own) refusal, so nothing was queued.
+        """
+        return isinstance(exc, BackendUnavailable) or not isinstance(exc, CloudQueueError)
 
 
 class Permanent(Exception):

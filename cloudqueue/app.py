@@ -234,12 +234,10 @@ class App:
                                max_attempts=job.retry.attempts)
 
     def _send(self, messages: Sequence[OutgoingMessage]) -> list[str]:
-        backend = self.backend
-        step = max(backend.capabilities.max_batch, 1)
-        ids: list[str] = []
-        for start in range(0, len(messages), step):
-            ids.extend(backend.send(messages[start:start + step]))
-        return ids
+        # chunks of max_batch, several at once; EnqueueError says what reached the queue
+        from ._sending import send_all
+
+        return send_all(self.backend, messages)
 
     # -- consuming ---------------------------------------------------------------------
     def drain(self, *, fail_fast: bool = False, follow_delays: bool = False,

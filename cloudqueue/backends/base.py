@@ -135,6 +135,9 @@ class Backend(ABC):
     scheme: str = ""
     #: the clock deliveries and delays are measured with
     clock: Clock = SYSTEM_CLOCK
+    #: how many ``send`` calls of one ``enqueue_many`` may run at once (1: one after another;
+    #: a backend whose send is an in-process call gains nothing from more)
+    send_concurrency: int = 8
 
     @property
     @abstractmethod

@@ -19,14 +19,14 @@ def test_all_names_exist_and_cover_the_contract() -> None:
     contract = {"App", "Job", "Retry", "Backoff", "Permanent", "RetryLater", "JobContext",
                 "CloudQueueError", "ConfigurationError", "UnknownJobError", "PayloadError",
                 "BackendError", "QueueNotFound", "PermissionDenied", "Throttled",
-                "BackendUnavailable", "UnsupportedFeature"}
+                "BackendUnavailable", "UnsupportedFeature", "EnqueueError"}
     assert contract <= set(cq.__all__)
     public = {n for n in vars(cq) if not n.startswith("_") and n[0].isupper()}
     assert public <= set(cq.__all__), public - set(cq.__all__)
 
 
 def test_every_error_is_a_cloudqueue_error_in_its_place() -> None:
-    for name in ("QueueNotFound", "PermissionDenied", "Throttled", "BackendUnavailable"):
+    for name in ("QueueNotFound", "PermissionDenied", "Throttled", "BackendUnavailable", "EnqueueError"):
         assert issubclass(getattr(cq, name), cq.BackendError)
     for name in ("ConfigurationError", "PayloadError", "BackendError", "UnsupportedFeature"):
         assert issubclass(getattr(cq, name), cq.CloudQueueError)

@@ -15,17 +15,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from cloudqueue import (
     BackendError,
     BackendUnavailable,
     ConfigurationError,
+    EnqueueError,
     PermissionDenied,
     QueueNotFound,
     Throttled,
 )
+
+if TYPE_CHECKING:
+    from cloudqueue import OutgoingMessage
 
 NOT_FOUND = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 DENIED = frozenset({"AccessDenied", "AccessDeniedException", "KmsAccessDenied", "InvalidClientTokenId",
@@ -42,17 +47,29 @@ _SETUP_ERRORS = frozenset({"NoCredentialsError", "PartialCredentialsError", "NoR
 RETRYABLE_ENTRY_CODES = THROTTLED | UNAVAILABLE
 
 
-class BatchSendError(BackendError):
-    """Some messages of a batch were refused; ``failed`` maps each job id to code and message.
+class BatchSendError(EnqueueError):
+    """SQS did not take every message of one ``send``: entries refused inside a
+    SendMessageBatch, or a later SendMessageBatch of the same send failing.
 
-    ``sent`` lists the job ids that did reach the queue (send is safe to retry: FIFO
-    queues deduplicate, and a job id is the same on a second try).
+    An ``EnqueueError`` (``sent``, ``not_sent``, ``errors``, ``unknown``), so
+    ``enqueue_many`` folds it into its account of the whole call. ``failed`` maps each
+    refused entry's job id to the service's code and message. ``sent`` lists the job ids
+    that did reach the queue; sending the rest again is safe (FIFO queues deduplicate,
+    and a job id is the same on a second try).
     """
 
-    def __init__(self, message: str, *, sent: list[str], failed: dict[str, tuple[str, str]]) -> None:
-        super().__init__(message)
-        self.sent = sent
-        self.failed = failed
+    def __init__(self, message: str | None = None, *, sent: Sequence[str],
+                 failed: Mapping[str, tuple[str, str]], not_sent: Sequence[str] | None = None,
+                 errors: Mapping[str, Exception] | None = None, unknown: Iterable[str] = (),
+                 job_ids: Sequence[str] | None = None,
+                 not_sent_messages: Sequence[OutgoingMessage] = ()) -> None:
+        self.failed: dict[str, tuple[str, str]] = dict(failed)
+        refused: dict[str, Exception] = {
+            job_id: BackendError(f"SQS refused the message: {code} {text}".rstrip())
+            for job_id, (code, text) in self.failed.items()}
+        super().__init__(message, sent=sent, not_sent=list(self.failed) if not_sent is None else not_sent,
+                         errors={**refused, **(errors or {})}, unknown=unknown, job_ids=job_ids,
+                         not_sent_messages=not_sent_messages)
 
 
 def error_code(exc: BaseException) -> str:

@@ -180,6 +180,8 @@ class SQSBackend(Backend):
 
     # -- producing -------------------------------------------------------------------------
     def send(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+        from cloudqueue import BackendError, BackendUnavailable, EnqueueError
+
         limit = self.capabilities.max_message_size
         entries: list[SendMessageBatchRequestEntryTypeDef] = []
         sizes: list[int] = []
@@ -216,22 +218,66 @@ class SQSBackend(Backend):
             ids.append(out.job_id)
             entries.append(entry)
             sizes.append(size)
-        failed: dict[str, tuple[str, str]] = {}
+        failed: dict[str, tuple[str, str]] = {}  # refused for good: job id -> code, message
+        errors: dict[str, Exception] = {}  # every job id not sent -> why
+        unknown: list[str] = []  # the call carrying it failed: it may be in the queue
+        cause: Exception | None = None  # the first SendMessageBatch that failed as a whole
+        answered = False  # some SendMessageBatch of this send went through
         for batch in _pack(entries, sizes, limit):
-            for index, code, text in self._send_batch(batch):
-                failed[ids[owners[index]]] = (code, text)
+            owned = {int(entry["Id"]): ids[owners[int(entry["Id"])]] for entry in batch}
+            if cause is not None:  # the endpoint is in trouble: start no more calls
+                for job_id in owned.values():
+                    errors[job_id] = BackendError(f"not sent: an earlier SendMessageBatch to "
+                                                  f"{self.name!r} failed ({cause})")
+                continue
+            try:
+                refused, cut, cut_error = self._send_batch(batch)
+            except Exception as exc:
+                cause, cut, cut_error, refused = exc, list(owned), exc, []
+            else:
+                answered = True
+            for index, code, text in refused:
+                failed[owned[index]] = (code, text)
+            if cut_error is not None:
+                cause = cause or cut_error
+                maybe = EnqueueError.outcome_unknown(cut_error)
+                for index in cut:
+                    job_id = owned[index]
+                    if maybe:
+                        unknown.append(job_id)
+                        errors[job_id] = BackendUnavailable(
+                            f"unknown: may have been sent (SendMessageBatch to {self.name!r} got "
+                            f"no answer: {cut_error})")
+                    else:
+                        errors[job_id] = cut_error
+        if cause is not None and not answered:
+            raise cause  # nothing of this send got through: the call's own error
         if not self.fifo:
             expires = now + self.dedup_window.total_seconds()
             with self._lock:
                 for out in messages:
-                    if out.idempotency_key is not None and out.job_id not in failed:
+                    if out.idempotency_key is not None and out.job_id not in failed \
+                            and out.job_id not in errors:
                         self._sent_keys.setdefault(out.idempotency_key, (out.job_id, expires))
                 self._sent_keys = {k: v for k, v in self._sent_keys.items() if v[1] > now}
-        if failed:
-            detail = "; ".join(f"{job}: {code} {text}" for job, (code, text) in failed.items())
-            raise BatchSendError(f"SQS refused {len(failed)} of {len(messages)} messages for queue "
-                                 f"{self.name!r}: {detail}",
-                                 sent=[i for i in ids if i not in failed], failed=failed)
+        if failed or errors:
+            missing = {job_id: None for job_id in ids if job_id in failed or job_id in errors}
+            sent = [job_id for job_id in ids if job_id not in missing]
+            if cause is None:
+                detail = "; ".join(f"{job}: {code} {text}" for job, (code, text) in failed.items())
+                text = (f"SQS refused {len(failed)} of {len(messages)} messages for queue "
+                        f"{self.name!r}: {detail}")
+            else:
+                text = (f"SQS queue {self.name!r}: {len(sent)} of {len(messages)} messages reached "
+                        f"the queue, {len(missing)} did not ({len(unknown)} of them unknown: may "
+                        f"have been sent): {cause}")
+            error = BatchSendError(
+                text, sent=sent, failed=failed, not_sent=list(missing), errors=errors,
+                unknown=unknown, job_ids=ids,
+                not_sent_messages=[out for out in messages if out.job_id in missing])
+            if cause is not None:
+                raise error from cause
+            raise error
         return ids
 
     def _check_attempts(self, out: OutgoingMessage) -> None:
@@ -244,12 +290,28 @@ class SQSBackend(Backend):
                     "after %d receives: raise maxReceiveCount to at least %d", out.job_type,
                     out.max_attempts, self.name, receives, out.max_attempts)
 
-    def _send_batch(self, batch: list[SendMessageBatchRequestEntryTypeDef]) -> list[tuple[int, str, str]]:
-        """Send one SendMessageBatch, again for entries that failed retryably; return the rest."""
-        pending, final = batch, []
+    def _send_batch(self, batch: list[SendMessageBatchRequestEntryTypeDef],
+                    ) -> tuple[list[tuple[int, str, str]], list[int], Exception | None]:
+        """Send one SendMessageBatch, again for entries that failed retryably.
+
+        Returns the entries refused for good (index, code, message), and, when a repeat
+        call failed, the indexes it carried with its error (the first call's entries that
+        SQS took are in the queue either way).
+
+        Raises:
+            BackendError: the first call failed (translated); nothing of the batch was taken
+                unless the error leaves that unknown (``EnqueueError.outcome_unknown``).
+        """
+        pending = batch
+        final: list[tuple[int, str, str]] = []
         for attempt in range(_ENTRY_TRIES):
-            with translated(f"SendMessageBatch({self.name})"):
-                response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=pending)
+            try:
+                with translated(f"SendMessageBatch({self.name})"):
+                    response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=pending)
+            except Exception as exc:
+                if attempt == 0:
+                    raise
+                return final, [int(entry["Id"]) for entry in pending], exc
             by_id = {entry["Id"]: entry for entry in pending}
             again: list[SendMessageBatchRequestEntryTypeDef] = []
             for error in response.get("Failed") or []:
@@ -263,7 +325,7 @@ class SQSBackend(Backend):
                 break
             pending = again
             time.sleep(0.05 * 2 ** attempt)  # the service asked to slow down or failed on its side
-        return final
+        return final, [], None
 
     # -- consuming -------------------------------------------------------------------------
     def receive(self, max_messages: int = 10, wait: timedelta = timedelta(0)) -> list[Delivery]:

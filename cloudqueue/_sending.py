@@ -1,0 +1,213 @@
+"""Sending many messages: chunks of the backend's batch size, several at once, and an
+exact account (``EnqueueError``) when not every message reached the queue.
+
+- A repeated idempotency key within one call is sent once; every item carrying it gets
+  the id the backend returned for the first.
+- Chunks go out ``backend.send_concurrency`` at a time from a pool that lives for the
+  call; one chunk, a concurrency of 1, or messages with an ordering key (whose order
+  across chunks must hold) go one after another in the calling thread.
+- After a chunk fails as a whole (no answer, or the service refused the call), no new
+  chunk is started; chunks already under way finish and are counted. A chunk in which
+  the service refused single entries does not stop the others, unless ordering keys
+  are involved (then any failure stops, so a group never skips ahead of a gap).
+- The returned ids keep the input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ._errors import BackendError, BackendUnavailable, EnqueueError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from .backends.base import Backend, OutgoingMessage
+
+__all__ = ["send_all"]
+
+
+def send_all(backend: Backend, messages: Sequence[OutgoingMessage]) -> list[str]:
+    """Send ``messages`` through ``backend`` in chunks; return their ids in input order.
+
+    A single message is sent as it is, and its error (if any) is the backend's own.
+
+    Raises:
+        EnqueueError: with two or more messages, when not all of them reached the queue
+            (see its docstring for what counts as sent, not sent and unknown).
+    """
+    if len(messages) <= 1:
+        return backend.send(messages) if messages else []
+    firsts: list[OutgoingMessage] = []  # each idempotency key once, in input order
+    alias: list[int] = []  # input position -> index into ``firsts``
+    by_key: dict[str, int] = {}
+    for out in messages:
+        key = out.idempotency_key
+        if key is not None and key in by_key:
+            alias.append(by_key[key])
+            continue
+        if key is not None:
+            by_key[key] = len(firsts)
+        alias.append(len(firsts))
+        firsts.append(out)
+    step = max(backend.capabilities.max_batch, 1)
+    chunks = [firsts[start:start + step] for start in range(0, len(firsts), step)]
+    ordered = any(out.ordering_key is not None for out in firsts)
+    run = _Run(chunks, ordered=ordered)
+    threads = 1 if ordered else min(max(backend.send_concurrency, 1), len(chunks))
+    if threads == 1:
+        run.one_by_one(backend)
+    else:
+        run.concurrently(backend, threads)
+    if run.complete():
+        return [run.ids[index] for index in alias]
+    raise run.error(messages, alias)
+
+
+class _Run:
+    """The chunks of one call and what became of each."""
+
+    def __init__(self, chunks: list[list[OutgoingMessage]], *, ordered: bool) -> None:
+        self.chunks = chunks
+        self.ordered = ordered
+        self.ids: dict[int, str] = {}  # index into the call's unique messages -> id returned
+        self.results: dict[int, list[str] | Exception] = {}  # chunk -> ids or the error
+        self.failures: list[Exception] = []  # in the order they happened
+        self.stopped = False
+
+    def one_by_one(self, backend: Backend) -> None:
+        for number, chunk in enumerate(self.chunks):
+            if self.stopped:
+                return
+            try:
+                self.record(number, backend.send(chunk))
+            except Exception as exc:
+                self.record(number, exc)
+
+    def concurrently(self, backend: Backend, threads: int) -> None:
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+        pending: dict[Future[list[str]], int] = {}
+        upcoming = iter(range(len(self.chunks)))
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cloudqueue-send") as pool:
+            while True:
+                while not self.stopped and len(pending) < threads:
+                    number = next(upcoming, None)
+                    if number is None:
+                        break
+                    pending[pool.submit(backend.send, self.chunks[number])] = number
+                if not pending:
+                    return
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    number = pending.pop(future)
+                    exc = future.exception()
+                    if exc is None:
+                        self.record(number, future.result())
+                    elif isinstance(exc, Exception):
+                        self.record(number, exc)
+                    else:  # KeyboardInterrupt or SystemExit in a sending thread
+                        raise exc
+
+    def record(self, number: int, outcome: list[str] | Exception) -> None:
+        self.results[number] = outcome
+        if isinstance(outcome, Exception):
+            self.failures.append(outcome)
+            if self.ordered or _stops(outcome):
+                self.stopped = True
+            return
+        base = self._base(number)
+        for offset, job_id in enumerate(outcome):
+            self.ids[base + offset] = job_id
+
+    def _base(self, number: int) -> int:
+        return sum(len(chunk) for chunk in self.chunks[:number])
+
+    def complete(self) -> bool:
+        return not self.failures and len(self.results) == len(self.chunks)
+
+    def error(self, messages: Sequence[OutgoingMessage], alias: list[int]) -> EnqueueError:
+        """The ``EnqueueError`` for this call, ``__cause__`` set to the first failure."""
+        first = self.failures[0] if self.failures else None
+        confirmed: set[int] = set()
+        errors: dict[int, Exception] = {}
+        unknown: set[int] = set()
+        for number, chunk in enumerate(self.chunks):
+            base = self._base(number)
+            outcome = self.results.get(number)
+            for offset, out in enumerate(chunk):
+                index = base + offset
+                if isinstance(outcome, list):
+                    confirmed.add(index)
+                elif outcome is None:
+                    errors[index] = BackendError(
+                        "not sent: sending stopped after an earlier chunk failed "
+                        f"({_short(first)})")
+                elif isinstance(outcome, EnqueueError):
+                    # the backend's own account of the chunk; its job_ids line up with the
+                    # chunk when it gives them all (a repeated key may map to an earlier id)
+                    aligned = len(outcome.job_ids) == len(chunk)
+                    job_id = outcome.job_ids[offset] if aligned else out.job_id
+                    if job_id in outcome.sent:
+                        self.ids[index] = job_id
+                        confirmed.add(index)
+                    elif job_id in outcome.unknown:
+                        unknown.add(index)
+                        errors[index] = outcome.errors.get(job_id) or _unknown(outcome)
+                    elif job_id in outcome.not_sent:
+                        errors[index] = outcome.errors.get(job_id) or outcome
+                    else:  # the backend did not account for it: assume nothing
+                        unknown.add(index)
+                        errors[index] = _unknown(outcome)
+                elif EnqueueError.outcome_unknown(outcome):
+                    unknown.add(index)
+                    errors[index] = _unknown(outcome)
+                else:
+                    errors[index] = outcome
+        sent: list[str] = []
+        not_sent: list[str] = []
+        by_id: dict[str, Exception] = {}
+        unknown_ids: list[str] = []
+        not_sent_messages: list[OutgoingMessage] = []
+        job_ids: list[str] = []
+        seen: set[int] = set()
+        for position, index in enumerate(alias):
+            out = messages[position]
+            job_id = self.ids.get(index, out.job_id)
+            job_ids.append(job_id)
+            if index in seen:
+                continue
+            seen.add(index)
+            if index in confirmed:
+                sent.append(job_id)
+                continue
+            not_sent.append(job_id)
+            not_sent_messages.append(out)
+            by_id[job_id] = errors[index]
+            if index in unknown:
+                unknown_ids.append(job_id)
+        error = EnqueueError(sent=sent, not_sent=not_sent, errors=by_id, unknown=unknown_ids,
+                             job_ids=job_ids, not_sent_messages=not_sent_messages)
+        error.__cause__ = first
+        return error
+
+
+def _stops(exc: Exception) -> bool:
+    """A failure that says the endpoint is in trouble (not just a refused entry) stops sending."""
+    if isinstance(exc, EnqueueError):
+        return bool(exc.unknown) or exc.__cause__ is not None
+    return True
+
+
+def _unknown(exc: Exception) -> Exception:
+    """The error for a message whose call may or may not have queued it."""
+    kind = BackendUnavailable if isinstance(exc, BackendUnavailable) else BackendError
+    wrapped = kind(f"unknown: may have been sent ({_short(exc)})")
+    wrapped.__cause__ = exc
+    return wrapped
+
+
+def _short(exc: BaseException | None, limit: int = 300) -> str:
+    text = f"{type(exc).__name__}: {exc}" if exc is not None else "no error"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
