@@ -8,6 +8,7 @@ registered jobs, so they are written once, in Python:
                               -> max_delivery_attempts  (gcp-pubsub)
     Backoff initial / maximum -> min/max backoff        (gcp-cloud-tasks, gcp-pubsub)
     any job's ordering_key    -> fifo / enable_message_ordering
+    a standard SQS queue      -> allow_send_to_queue    (delays over 15 minutes hop)
 
 No cloud SDK is imported here.
 """
@@ -34,8 +35,9 @@ MODULES = ("aws-sqs-lambda", "gcp-cloud-tasks", "gcp-pubsub")
 PUBSUB_MIN_DELIVERY_ATTEMPTS = 5
 PUBSUB_MAX_DELIVERY_ATTEMPTS = 100
 PUBSUB_MAX_BACKOFF = timedelta(seconds=600)
-#: SQS's bound on maxReceiveCount.
+#: SQS's bound on maxReceiveCount, and its longest per-message delay (longer ones hop).
 SQS_MAX_RECEIVE_COUNT = 1000
+SQS_MAX_DELAY = timedelta(minutes=15)
 
 
 def render_tfvars(app: App, module: str) -> str:
@@ -119,7 +121,14 @@ def _aws(jobs: list[Job[Any, Any]]) -> tuple[list[str], dict[str, object]]:
     ordered = _ordered(jobs)
     if ordered:
         comments.append(f"# fifo: {', '.join(ordered)} use an ordering_key (SQS MessageGroupId).")
-    return comments, {"max_receive_count": count, "fifo": bool(ordered)}
+        comments.append("# allow_send_to_queue = false: a FIFO queue takes no per-message delay, so "
+                        "nothing hops; set it true if jobs enqueue follow-up jobs on this queue.")
+    else:
+        comments.append(f"# allow_send_to_queue: any job on a standard queue can be enqueued with a "
+                        f"delay over {_seconds(SQS_MAX_DELAY) // 60} minutes, which hops through the "
+                        "queue: the function must be able to send to it.")
+    return comments, {"max_receive_count": count, "fifo": bool(ordered),
+                      "allow_send_to_queue": not ordered}
 
 
 def _cloud_tasks(jobs: list[Job[Any, Any]]) -> tuple[list[str], dict[str, object]]:

@@ -43,10 +43,11 @@ data "aws_iam_policy_document" "consumer" {
   }
 
   dynamic "statement" {
-    for_each = var.allow_send_to_queue ? [1] : []
+    for_each = local.allow_send_to_queue ? [1] : []
 
     content {
-      sid       = "SendToQueue"
+      sid = "SendToQueue"
+      # Delays over 15 minutes hop: the shim sends the message back to this queue.
       actions   = ["sqs:SendMessage"]
       resources = [aws_sqs_queue.this.arn]
     }

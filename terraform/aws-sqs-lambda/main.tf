@@ -22,7 +22,9 @@ locals {
   # SSE-SQS unless a customer-managed key is given: messages are never stored in clear.
   sqs_managed_sse = var.kms_key_arn == null ? true : null
   kms_reuse       = var.kms_key_arn == null ? null : var.kms_data_key_reuse_period_seconds
-  log_group_arn   = "arn:${data.aws_partition.current.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:/aws/lambda/${var.function_name}"
+  # Delays over 15 minutes hop through the queue itself (standard queues only).
+  allow_send_to_queue = var.allow_send_to_queue == null ? !var.fifo : var.allow_send_to_queue
+  log_group_arn       = "arn:${data.aws_partition.current.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:/aws/lambda/${var.function_name}"
 }
 
 resource "aws_sqs_queue" "dlq" {

@@ -64,3 +64,8 @@ output "visibility_timeout_seconds" {
   description = "The queue's visibility timeout."
   value       = var.visibility_timeout_seconds
 }
+
+output "allow_send_to_queue" {
+  description = "Whether the function's role may send to its own queue (delays over 15 minutes hop through it)."
+  value       = local.allow_send_to_queue
+}

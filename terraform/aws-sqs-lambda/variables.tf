@@ -176,9 +176,9 @@ variable "role_name" {
 }
 
 variable "allow_send_to_queue" {
-  description = "Also let the function send to its own queue: for jobs that enqueue follow-up jobs there, and for delays longer than SQS's 15 minutes, which hop through the queue."
+  description = "Let the function send to its own queue. A job enqueued with a delay over SQS's 15 minutes hops: the shim sends it back to this queue until it is due, and without this grant the send fails and the job never runs. null (default): true for a standard queue (any job there can be delayed that long), false for FIFO (no per-message delay, nothing hops; set true when jobs enqueue follow-up jobs on it). `cloudqueue terraform-vars` prints it."
   type        = bool
-  default     = false
+  default     = null
 }
 
 variable "tags" {

@@ -97,7 +97,7 @@ def test_applied_queue_redrives_to_the_applied_dlq_after_max_receive_count(
         assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_applied_role_consumes_this_queue_and_sends_only_to_its_dlq(
+def test_applied_role_consumes_this_queue_and_sends_to_its_dlq_and_to_itself_for_hops(
         applied: dict[str, Any], moto_server: str) -> None:
     import boto3
 
@@ -108,11 +108,15 @@ def test_applied_role_consumes_this_queue_and_sends_only_to_its_dlq(
     if isinstance(document, str):
         document = json.loads(document)
     statements = {s["Sid"]: s for s in document["Statement"]}
-    assert set(statements) == {"ConsumeQueue", "SendDeadLetters", "Logs"}
+    assert set(statements) == {"ConsumeQueue", "SendDeadLetters", "SendToQueue", "Logs"}
     consume_arn = applied["dlq_arn"].replace("-dlq", "")
     assert statements["ConsumeQueue"]["Resource"] == consume_arn
     assert "sqs:SendMessage" not in statements["ConsumeQueue"]["Action"]
     assert statements["SendDeadLetters"]["Resource"] == applied["dlq_arn"]
+    assert "sqs:SendMessage" in statements["SendDeadLetters"]["Action"]
+    # A standard queue's jobs can be delayed over 15 minutes: they hop through the queue.
+    assert statements["SendToQueue"]["Resource"] == consume_arn
+    assert statements["SendToQueue"]["Action"] in ("sqs:SendMessage", ["sqs:SendMessage"])
 
 
 def test_a_job_that_always_fails_lands_in_the_provisioned_dlq_after_max_receive_count(

@@ -43,8 +43,20 @@ def make_app(*retries: cq.Retry, ordering: bool = False) -> cq.App:
 
 def test_max_receive_count_is_the_jobs_attempts() -> None:
     text = render_tfvars(make_app(cq.Retry(attempts=4)), "aws-sqs-lambda")
-    assert tfvars(text) == {"max_receive_count": "4", "fifo": "false"}
+    assert tfvars(text) == {"max_receive_count": "4", "fifo": "false", "allow_send_to_queue": "true"}
     assert "differ" not in text
+
+
+def test_a_standard_queue_lets_the_function_send_to_it_because_long_delays_hop() -> None:
+    text = render_tfvars(make_app(cq.Retry()), "aws-sqs-lambda")
+    assert tfvars(text)["allow_send_to_queue"] == "true"
+    assert "delay over 15 minutes, which hops through the queue" in comments(text)
+
+
+def test_a_fifo_queue_has_nothing_that_hops() -> None:
+    text = render_tfvars(make_app(cq.Retry(), ordering=True), "aws-sqs-lambda")
+    assert tfvars(text)["allow_send_to_queue"] == "false"
+    assert "takes no per-message delay, so nothing hops" in comments(text)
 
 
 def test_differing_attempts_take_the_largest_and_say_so() -> None:

@@ -205,3 +205,54 @@ run "existing_role_needs_a_name" {
 
   expect_failures = [aws_iam_role_policy.consumer]
 }
+
+run "standard_queue_lets_the_function_send_to_it_for_long_delays" {
+  command = plan
+
+  assert {
+    condition     = output.allow_send_to_queue == true
+    error_message = "a standard queue's jobs can be delayed over 15 minutes: the function must be able to send to its queue"
+  }
+
+  assert {
+    condition     = contains([for s in data.aws_iam_policy_document.consumer.statement : s.sid], "SendToQueue")
+    error_message = "the role must carry the SendToQueue statement"
+  }
+
+  assert {
+    condition     = one([for s in data.aws_iam_policy_document.consumer.statement : s.resources if s.sid == "SendToQueue"]) == toset([aws_sqs_queue.this.arn])
+    error_message = "SendToQueue names this queue only"
+  }
+
+  assert {
+    condition     = one([for s in data.aws_iam_policy_document.consumer.statement : s.resources if s.sid == "SendDeadLetters"]) == toset([aws_sqs_queue.dlq.arn])
+    error_message = "the shim's dead-letter sends need sqs:SendMessage on the DLQ"
+  }
+}
+
+run "fifo_queue_does_not_send_to_itself_unless_asked" {
+  command = plan
+
+  variables {
+    fifo = true
+  }
+
+  assert {
+    condition     = output.allow_send_to_queue == false && !contains([for s in data.aws_iam_policy_document.consumer.statement : s.sid], "SendToQueue")
+    error_message = "FIFO queues take no per-message delay: nothing hops"
+  }
+}
+
+run "fifo_queue_sends_to_itself_when_asked" {
+  command = plan
+
+  variables {
+    fifo                = true
+    allow_send_to_queue = true
+  }
+
+  assert {
+    condition     = contains([for s in data.aws_iam_policy_document.consumer.statement : s.sid], "SendToQueue")
+    error_message = "allow_send_to_queue = true adds SendToQueue"
+  }
+}

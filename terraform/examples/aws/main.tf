@@ -34,6 +34,8 @@ module "orders_queue" {
   name              = "orders"
   fifo              = var.fifo
   max_receive_count = var.max_receive_count
+  # Delays over 15 minutes hop through the queue: the function sends them back to it.
+  allow_send_to_queue = var.allow_send_to_queue
 
   # The function's attribute, not a string: Terraform then creates the function before
   # the event source mapping, which Lambda refuses for a function that does not exist yet.

@@ -3,5 +3,8 @@
 # update_analytics (5 attempts).
 # The jobs' attempts differ (3, 5): max_receive_count takes the largest (5).
 # A job with fewer attempts is dead-lettered by the library after its own count.
-max_receive_count = 5
-fifo              = false
+# allow_send_to_queue: any job on a standard queue can be enqueued with a delay over 15
+# minutes, which hops through the queue: the function must be able to send to it.
+max_receive_count   = 5
+fifo                = false
+allow_send_to_queue = true

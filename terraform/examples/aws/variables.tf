@@ -21,3 +21,8 @@ variable "fifo" {
   description = "FIFO queue: true when a job has an ordering_key."
   type        = bool
 }
+
+variable "allow_send_to_queue" {
+  description = "The function may send to its own queue: delays over 15 minutes hop through it (true for a standard queue)."
+  type        = bool
+}
