@@ -51,7 +51,10 @@ def send_all(backend: Backend, messages: Sequence[OutgoingMessage]) -> list[str]
             by_key[key] = len(firsts)
         alias.append(len(firsts))
         firsts.append(out)
-    step = max(backend.capabilities.max_batch, 1)
+    try:
+        step = max(backend.capabilities.max_batch, 1)
+    except Exception as exc:  # nothing went out yet
+        raise _nothing_sent(messages, exc) from exc
     chunks = [firsts[start:start + step] for start in range(0, len(firsts), step)]
     ordered = any(out.ordering_key is not None for out in firsts)
     run = _Run(chunks, ordered=ordered)
@@ -191,6 +194,14 @@ class _Run:
                              job_ids=job_ids, not_sent_messages=not_sent_messages)
         error.__cause__ = first
         return error
+
+
+def _nothing_sent(messages: Sequence[OutgoingMessage], exc: Exception) -> EnqueueError:
+    """The error for a call that failed before sending anything."""
+    order = list({out.job_id: out for out in messages}.values())
+    return EnqueueError(sent=[], not_sent=[out.job_id for out in order],
+                        errors={out.job_id: exc for out in order},
+                        job_ids=[out.job_id for out in messages], not_sent_messages=order)
 
 
 def _stops(exc: Exception) -> bool:
