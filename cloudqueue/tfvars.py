@@ -3,9 +3,9 @@
 The values that must agree between the library and the queue are derived from the
 registered jobs, so they are written once, in Python:
 
-    cq.Retry(attempts=N)      -> max_receive_count      (aws-sqs-lambda)
-                              -> max_attempts           (gcp-cloud-tasks)
-                              -> max_delivery_attempts  (gcp-pubsub)
+    cq.Retry(attempts=N)      -> max_receive_count      (aws-sqs-lambda: N plus headroom)
+                              -> max_attempts           (gcp-cloud-tasks: N)
+                              -> max_delivery_attempts  (gcp-pubsub: N plus headroom)
     Backoff initial / maximum -> min/max backoff        (gcp-cloud-tasks, gcp-pubsub)
     any job's ordering_key    -> fifo / enable_message_ordering
     a standard SQS queue      -> allow_send_to_queue    (delays over 15 minutes hop)
@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError
+from .retry import max_receives_for
 
 if TYPE_CHECKING:
     from .app import App
@@ -86,7 +87,7 @@ def _max_attempts(jobs: list[Job[Any, Any]], variable: str) -> tuple[int, list[s
         return most, []
     return most, [
         f"# The jobs' attempts differ ({', '.join(str(n) for n in sorted(counts))}): {variable} "
-        f"takes the largest ({most}).",
+        f"follows the largest ({most}).",
         "# A job with fewer attempts is dead-lettered by the library after its own count.",
     ]
 
@@ -113,11 +114,27 @@ def _ordered(jobs: list[Job[Any, Any]]) -> list[str]:
     return [job.name for job in jobs if job.ordering_key is not None]
 
 
+def _with_headroom(attempts: int, variable: str, ceiling: int, service: str) -> tuple[int, list[str]]:
+    """The queue's own receive limit for jobs of ``attempts``: ``max_receives_for``, capped."""
+    limit = max_receives_for(attempts)
+    comments = [f"# {variable} = {attempts} attempts + {limit - attempts} headroom "
+                "(cloudqueue.retry.max_receives_for): receives that never start a job count too, "
+                "so the queue's own redrive only catches messages no consumer ever settles."]
+    if limit > ceiling:
+        comments.append(f"# {service} allows at most {ceiling}: {variable} is capped there, "
+                        f"leaving {ceiling - attempts} receive(s) of headroom.")
+        limit = ceiling
+    return limit, comments
+
+
 def _aws(jobs: list[Job[Any, Any]]) -> tuple[list[str], dict[str, object]]:
-    count, comments = _max_attempts(jobs, "max_receive_count")
-    if count > SQS_MAX_RECEIVE_COUNT:
+    attempts, comments = _max_attempts(jobs, "max_receive_count")
+    if attempts > SQS_MAX_RECEIVE_COUNT:
         raise ConfigurationError(
-            f"a job has {count} attempts; SQS's maxReceiveCount is at most {SQS_MAX_RECEIVE_COUNT}")
+            f"a job has {attempts} attempts; SQS's maxReceiveCount is at most {SQS_MAX_RECEIVE_COUNT}: "
+            f"lower that job's cq.Retry(attempts=...)")
+    count, more = _with_headroom(attempts, "max_receive_count", SQS_MAX_RECEIVE_COUNT, "SQS")
+    comments += more
     ordered = _ordered(jobs)
     if ordered:
         comments.append(f"# fifo: {', '.join(ordered)} use an ordering_key (SQS MessageGroupId).")
@@ -155,16 +172,16 @@ def _cloud_tasks(jobs: list[Job[Any, Any]]) -> tuple[list[str], dict[str, object
 
 
 def _pubsub(jobs: list[Job[Any, Any]]) -> tuple[list[str], dict[str, object]]:
-    count, comments = _max_attempts(jobs, "max_delivery_attempts")
-    if count > PUBSUB_MAX_DELIVERY_ATTEMPTS:
+    attempts, comments = _max_attempts(jobs, "max_delivery_attempts")
+    if attempts > PUBSUB_MAX_DELIVERY_ATTEMPTS:
         raise ConfigurationError(
-            f"a job has {count} attempts; Pub/Sub's max_delivery_attempts is at most "
-            f"{PUBSUB_MAX_DELIVERY_ATTEMPTS}")
-    if count < PUBSUB_MIN_DELIVERY_ATTEMPTS:
-        comments.append(
-            f"# Pub/Sub needs max_delivery_attempts >= {PUBSUB_MIN_DELIVERY_ATTEMPTS}; the jobs have "
-            f"{count}, so the library dead-letters them itself after {count}.")
-        count = PUBSUB_MIN_DELIVERY_ATTEMPTS
+            f"a job has {attempts} attempts; Pub/Sub's max_delivery_attempts is at most "
+            f"{PUBSUB_MAX_DELIVERY_ATTEMPTS}: lower that job's cq.Retry(attempts=...)")
+    count, more = _with_headroom(attempts, "max_delivery_attempts", PUBSUB_MAX_DELIVERY_ATTEMPTS,
+                                 "Pub/Sub")
+    comments += more
+    # max_receives_for never goes below 6, Pub/Sub's minimum is 5: kept for a rule change.
+    count = max(count, PUBSUB_MIN_DELIVERY_ATTEMPTS)
     initial, maximum, more = _backoff_bounds(
         jobs, PUBSUB_MAX_BACKOFF, ("minimum_backoff_seconds", "maximum_backoff_seconds"))
     comments += more

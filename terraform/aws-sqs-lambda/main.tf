@@ -1,8 +1,10 @@
 # An SQS queue (standard or FIFO) with its dead-letter queue, laid out the way
 # cloudqueue's SQS backend and Lambda shim expect it:
-#   - SQS moves a message to the DLQ after max_receive_count deliveries: the
-#     library reads the attempt from ApproximateReceiveCount, so max_receive_count
-#     is the jobs' cq.Retry(attempts=N);
+#   - SQS moves a message to the DLQ after max_receive_count receives. The library
+#     reads the attempt from ApproximateReceiveCount and dead-letters a job after its
+#     own cq.Retry(attempts=N), with the reason; max_receive_count keeps headroom
+#     above that (attempts + max(attempts, 5)) because receives that never start a job
+#     count too, so SQS's own redrive only catches messages nothing ever settles;
 #   - the shim sends poison messages and cq.Permanent failures to the DLQ itself,
 #     finding it from the source queue's RedrivePolicy;
 #   - the event source mapping reports partial batch failures, so only the failed

@@ -56,7 +56,7 @@ output "lambda_environment" {
 }
 
 output "max_receive_count" {
-  description = "Deliveries before dead letters; equals the jobs' cq.Retry(attempts=N)."
+  description = "Receives before SQS moves a message to dead letters (the jobs' attempts plus headroom)."
   value       = var.max_receive_count
 }
 

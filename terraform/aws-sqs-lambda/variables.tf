@@ -21,9 +21,10 @@ variable "content_based_deduplication" {
 }
 
 variable "max_receive_count" {
-  description = "Deliveries before SQS moves a message to the dead-letter queue. The jobs' cq.Retry(attempts=N), the largest when they differ (the first try counts)."
+  description = "Receives before SQS itself moves a message to the dead-letter queue. Keep headroom over the jobs' largest cq.Retry(attempts=N): receives that never start a job count too (FIFO hold-backs, records given back near the function's deadline, batches lost to a timeout), and the library dead-letters a job after its own attempts, with the reason. The rule is attempts + max(attempts, 5) (cloudqueue.retry.max_receives_for); the default 8 is that of the default 3 attempts. `cloudqueue terraform-vars` prints it."
   type        = number
-  default     = 3
+  default     = 8
+  nullable    = false
 
   validation {
     condition     = var.max_receive_count >= 1 && var.max_receive_count <= 1000 && floor(var.max_receive_count) == var.max_receive_count
@@ -88,6 +89,11 @@ variable "dlq_message_retention_seconds" {
   validation {
     condition     = var.dlq_message_retention_seconds >= 60 && var.dlq_message_retention_seconds <= 1209600
     error_message = "dlq_message_retention_seconds must be 60-1209600 (14 days)."
+  }
+
+  validation {
+    condition     = var.dlq_message_retention_seconds >= var.message_retention_seconds
+    error_message = "dlq_message_retention_seconds must be at least message_retention_seconds: a message keeps its original enqueue time when SQS moves it, so a shorter DLQ retention deletes dead letters early (or at once)."
   }
 }
 

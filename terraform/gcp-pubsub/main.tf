@@ -2,8 +2,9 @@
 # backend and push shim expect it:
 #   - pushes go to an https endpoint with an OIDC token the shim verifies;
 #   - the subscription's retry_policy carries the jobs' backoff, and its
-#     dead_letter_policy moves a message after max_delivery_attempts, which the shim
-#     reads as deliveryAttempt: it is the jobs' cq.Retry(attempts=N);
+#     dead_letter_policy moves a message after max_delivery_attempts (the shim reads the
+#     attempt from deliveryAttempt and dead-letters a job after its own attempts; the
+#     policy keeps headroom above them for deliveries that never start a job);
 #   - the shim publishes poison messages and cq.Permanent failures to the dead-letter
 #     topic itself; a subscription on that topic keeps every dead letter;
 #   - the Pub/Sub service agent may publish dead letters and acknowledge the originals.

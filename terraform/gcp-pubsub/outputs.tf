@@ -34,7 +34,7 @@ output "audience" {
 }
 
 output "max_delivery_attempts" {
-  description = "Deliveries before dead letters; equals the jobs' cq.Retry(attempts=N)."
+  description = "Deliveries before Pub/Sub dead-letters a message (the jobs' attempts plus headroom)."
   value       = var.max_delivery_attempts
 }
 

@@ -48,13 +48,14 @@ variable "location" {
 }
 
 variable "max_delivery_attempts" {
-  description = "Deliveries before Pub/Sub forwards a message to the dead-letter topic (5-100). The jobs' cq.Retry(attempts=N), the largest when they differ."
+  description = "Deliveries before Pub/Sub forwards a message to the dead-letter topic (5-100). Keep headroom over the jobs' largest cq.Retry(attempts=N): deliveries that never start a job count too, and the library dead-letters a job after its own attempts, with the reason. The rule is attempts + max(attempts, 5), at most 100 (cloudqueue.retry.max_receives_for); the default 8 is that of the default 3 attempts. `cloudqueue terraform-vars` prints it."
   type        = number
-  default     = 5
+  default     = 8
+  nullable    = false
 
   validation {
     condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100 && floor(var.max_delivery_attempts) == var.max_delivery_attempts
-    error_message = "max_delivery_attempts must be a whole number from 5 to 100 (Pub/Sub's range); jobs on Pub/Sub need cq.Retry(attempts >= 5)."
+    error_message = "max_delivery_attempts must be a whole number from 5 to 100 (Pub/Sub's range)."
   }
 }
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 import cloudqueue as cq
 from cloudqueue.cli import cli
+from cloudqueue.retry import max_receives_for
 from cloudqueue.tfvars import MODULES, render_tfvars
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,10 +42,37 @@ def make_app(*retries: cq.Retry, ordering: bool = False) -> cq.App:
     return app
 
 
-def test_max_receive_count_is_the_jobs_attempts() -> None:
+def test_max_receive_count_keeps_headroom_over_the_jobs_attempts() -> None:
     text = render_tfvars(make_app(cq.Retry(attempts=4)), "aws-sqs-lambda")
-    assert tfvars(text) == {"max_receive_count": "4", "fifo": "false", "allow_send_to_queue": "true"}
+    # 4 attempts + max(4, 5): receives that never start a job must not exhaust the count
+    assert tfvars(text) == {"max_receive_count": "9", "fifo": "false", "allow_send_to_queue": "true"}
+    assert "max_receive_count = 4 attempts + 5 headroom" in comments(text)
     assert "differ" not in text
+
+
+@pytest.mark.parametrize("attempts", [1, 2, 3, 5, 6, 10, 37, 100, 500])
+def test_the_receive_limits_printed_follow_the_core_rule(attempts: int) -> None:
+    app = make_app(cq.Retry(attempts=attempts))
+    expected = cq.Retry(attempts=attempts).max_receives
+    assert expected == max_receives_for(attempts)
+    assert tfvars(render_tfvars(app, "aws-sqs-lambda"))["max_receive_count"] == str(expected)
+    if attempts <= 100:  # Pub/Sub's limit
+        pubsub = tfvars(render_tfvars(app, "gcp-pubsub"))["max_delivery_attempts"]
+        assert pubsub == str(min(expected, 100))
+
+
+def test_the_receive_limit_is_capped_at_the_service_maximum_with_a_note() -> None:
+    text = render_tfvars(make_app(cq.Retry(attempts=700)), "aws-sqs-lambda")
+    assert tfvars(text)["max_receive_count"] == "1000"
+    assert "SQS allows at most 1000: max_receive_count is capped there" in comments(text)
+    text = render_tfvars(make_app(cq.Retry(attempts=60)), "gcp-pubsub")
+    assert tfvars(text)["max_delivery_attempts"] == "100"
+    assert "leaving 40 receive(s) of headroom" in comments(text)
+
+
+def test_more_attempts_than_sqs_counts_is_a_configuration_error_naming_the_fix() -> None:
+    with pytest.raises(cq.ConfigurationError, match=r"at most 1000: lower that job's cq.Retry"):
+        render_tfvars(make_app(cq.Retry(attempts=1001)), "aws-sqs-lambda")
 
 
 def test_a_standard_queue_lets_the_function_send_to_it_because_long_delays_hop() -> None:
@@ -61,8 +89,8 @@ def test_a_fifo_queue_has_nothing_that_hops() -> None:
 
 def test_differing_attempts_take_the_largest_and_say_so() -> None:
     text = render_tfvars(make_app(cq.Retry(attempts=3), cq.Retry(attempts=7)), "aws-sqs-lambda")
-    assert tfvars(text)["max_receive_count"] == "7"
-    assert "The jobs' attempts differ (3, 7): max_receive_count takes the largest (7)." in comments(text)
+    assert tfvars(text)["max_receive_count"] == "14"
+    assert "The jobs' attempts differ (3, 7): max_receive_count follows the largest (7)." in comments(text)
 
 
 def test_an_ordering_key_asks_for_a_fifo_queue() -> None:
@@ -87,10 +115,16 @@ def test_a_fixed_backoff_never_doubles_on_cloud_tasks() -> None:
     assert values["max_doublings"] == "0"
 
 
-def test_pubsub_attempts_are_raised_to_its_minimum_of_five_with_a_note() -> None:
-    text = render_tfvars(make_app(cq.Retry(attempts=3)), "gcp-pubsub")
-    assert tfvars(text)["max_delivery_attempts"] == "5"
-    assert "the library dead-letters them itself after 3" in comments(text)
+def test_pubsub_delivery_attempts_keep_headroom_and_stay_within_pubsubs_minimum() -> None:
+    text = render_tfvars(make_app(cq.Retry(attempts=1)), "gcp-pubsub")
+    assert int(tfvars(text)["max_delivery_attempts"]) == 6  # Pub/Sub needs at least 5
+    assert "max_delivery_attempts = 1 attempts + 5 headroom" in comments(text)
+
+
+def test_cloud_tasks_max_attempts_is_the_jobs_attempts_exactly() -> None:
+    # Cloud Tasks has no dead-letter queue: its max_attempts only drops tasks, and the shim
+    # writes the dead letter on the job's own last attempt.
+    assert tfvars(render_tfvars(make_app(cq.Retry(attempts=4)), "gcp-cloud-tasks"))["max_attempts"] == "4"
 
 
 def test_pubsub_backoff_is_capped_at_ten_minutes() -> None:

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from cloudqueue import ConfigurationError
+from cloudqueue.retry import DEFAULT_RETRY
 
 from ._client import make_client
 from ._errors import error_code, translated
@@ -39,10 +40,11 @@ class QueuePair:
 
 
 def ensure_queue(name: str, *, client: SQSClient | None = None, region: str | None = None,
-                 endpoint_url: str | None = None, max_receive_count: int = 5,
+                 endpoint_url: str | None = None, max_receive_count: int | None = None,
                  visibility_timeout: timedelta = timedelta(seconds=30),
                  dead_letter_name: str | None = None,
-                 retention: timedelta = timedelta(days=14)) -> QueuePair:
+                 retention: timedelta = timedelta(days=14),
+                 dead_letter_retention: timedelta | None = None) -> QueuePair:
     """Create (or update) a queue and its dead-letter queue; safe to call again.
 
     The queue gets a RedrivePolicy (``maxReceiveCount``) naming the dead-letter queue,
@@ -52,15 +54,29 @@ def ensure_queue(name: str, *, client: SQSClient | None = None, region: str | No
     Args:
         name: the queue's name (``orders`` or ``orders.fifo``).
         client: a boto3 SQS client (default: one from ``region`` and ``endpoint_url``).
-        max_receive_count: receives before SQS itself moves a message to dead letters;
-            keep it at least the largest ``Retry.attempts`` of the jobs on this queue.
+        max_receive_count: receives before SQS itself moves a message to dead letters.
+            Default: ``cq.Retry().max_receives`` (8), the headroom rule for the default
+            attempts; for other jobs pass ``job.retry.max_receives`` of the one with the
+            most attempts, as ``cloudqueue terraform-vars`` and the Terraform module do.
         dead_letter_name: default ``<name>-dlq`` (``<name>-dlq.fifo`` for FIFO).
+        retention: how long the queue keeps a message.
+        dead_letter_retention: how long the dead-letter queue keeps one (default: the
+            same as ``retention``); never shorter, since a message keeps its original
+            enqueue time when it moves.
 
     Raises:
-        ConfigurationError: a bad name or count. BackendError: the service refused.
+        ConfigurationError: a bad name, count or retention. BackendError: the service refused.
     """
+    if max_receive_count is None:
+        max_receive_count = DEFAULT_RETRY.max_receives
     if not name or max_receive_count < 1:
         raise ConfigurationError("ensure_queue needs a queue name and max_receive_count >= 1")
+    dead_letter_retention = retention if dead_letter_retention is None else dead_letter_retention
+    if dead_letter_retention < retention:
+        raise ConfigurationError(
+            f"ensure_queue({name!r}): dead_letter_retention ({dead_letter_retention}) is shorter than "
+            f"retention ({retention}); a dead letter keeps its original enqueue time, so SQS would "
+            "delete it early. Give the dead-letter queue at least the queue's retention.")
     sqs = client if client is not None else make_client(region, endpoint_url)
     fifo = name.endswith(".fifo")
     base = name[: -len(".fifo")] if fifo else name
@@ -68,16 +84,17 @@ def ensure_queue(name: str, *, client: SQSClient | None = None, region: str | No
     if fifo != dlq_name.endswith(".fifo"):
         raise ConfigurationError(f"the dead-letter queue of {name!r} must be "
                                  f"{'a FIFO' if fifo else 'a standard'} queue, got {dlq_name!r}")
-    common = {"MessageRetentionPeriod": str(int(retention.total_seconds()))}
+    common: dict[str, str] = {}
     if fifo:
         common["FifoQueue"] = "true"
-    dlq_url = _create(sqs, dlq_name, dict(common))
+    dlq_url = _create(sqs, dlq_name, {
+        **common, "MessageRetentionPeriod": str(int(dead_letter_retention.total_seconds()))})
     dlq_arn = _arn(sqs, dlq_url)
     queue_arn = dlq_arn.rsplit(":", 1)[0] + ":" + name  # same account and region
     with translated(f"SetQueueAttributes({dlq_name})"):
         sqs.set_queue_attributes(QueueUrl=dlq_url, Attributes={"RedriveAllowPolicy": json.dumps(
             {"redrivePermission": "byQueue", "sourceQueueArns": [queue_arn]})})
-    attributes = dict(common)
+    attributes = {**common, "MessageRetentionPeriod": str(int(retention.total_seconds()))}
     attributes["VisibilityTimeout"] = str(int(visibility_timeout.total_seconds()))
     attributes["RedrivePolicy"] = json.dumps(
         {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count})

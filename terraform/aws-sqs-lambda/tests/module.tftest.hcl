@@ -51,7 +51,7 @@ run "standard_queue_has_dlq_after_max_receive_count" {
 
   assert {
     condition     = jsondecode(aws_sqs_queue.this.redrive_policy).maxReceiveCount == 5
-    error_message = "maxReceiveCount must be the jobs' attempts"
+    error_message = "maxReceiveCount must be the given max_receive_count"
   }
 
   assert {
@@ -255,4 +255,29 @@ run "fifo_queue_sends_to_itself_when_asked" {
     condition     = contains([for s in data.aws_iam_policy_document.consumer.statement : s.sid], "SendToQueue")
     error_message = "allow_send_to_queue = true adds SendToQueue"
   }
+}
+
+run "default_max_receive_count_keeps_headroom_over_the_default_attempts" {
+  command = plan
+
+  variables {
+    max_receive_count = null
+  }
+
+  # cloudqueue.retry.max_receives_for(3) = 3 + max(3, 5)
+  assert {
+    condition     = jsondecode(aws_sqs_queue.this.redrive_policy).maxReceiveCount == 8
+    error_message = "the default must be the headroom rule for the default 3 attempts"
+  }
+}
+
+run "dlq_retention_shorter_than_the_queue_is_rejected" {
+  command = plan
+
+  variables {
+    message_retention_seconds     = 1209600
+    dlq_message_retention_seconds = 345600
+  }
+
+  expect_failures = [var.dlq_message_retention_seconds]
 }
