@@ -58,6 +58,11 @@ resource "google_cloud_run_v2_service_iam_member" "invoker" {
   name     = var.target_service
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.invoker.email}"
+
+  lifecycle {
+    # A replaced invoker account has a new unique id: the old grant names the deleted one.
+    replace_triggered_by = [google_service_account.invoker.id]
+  }
 }
 
 resource "google_cloud_tasks_queue_iam_member" "enqueuer" {
@@ -68,6 +73,11 @@ resource "google_cloud_tasks_queue_iam_member" "enqueuer" {
   name     = google_cloud_tasks_queue.this.name
   role     = "roles/cloudtasks.enqueuer"
   member   = each.value
+
+  lifecycle {
+    # A replaced queue starts with no grants, under the same name: grant again.
+    replace_triggered_by = [google_cloud_tasks_queue.this.id]
+  }
 }
 
 # Creating a task with an OIDC token for the invoker needs iam.serviceAccounts.actAs on it.
@@ -77,6 +87,11 @@ resource "google_service_account_iam_member" "enqueuer_acts_as_invoker" {
   service_account_id = google_service_account.invoker.name
   role               = "roles/iam.serviceAccountUser"
   member             = each.value
+
+  lifecycle {
+    # A replaced account starts with no grants, under the same email: grant again.
+    replace_triggered_by = [google_service_account.invoker.id]
+  }
 }
 
 resource "google_pubsub_topic" "dead_letters" {
@@ -108,4 +123,9 @@ resource "google_pubsub_topic_iam_member" "function_writes_dead_letters" {
   topic   = google_pubsub_topic.dead_letters.name
   role    = "roles/pubsub.publisher"
   member  = "serviceAccount:${var.function_service_account}"
+
+  lifecycle {
+    # A replaced topic starts with no grants, under the same name: grant again.
+    replace_triggered_by = [google_pubsub_topic.dead_letters.id]
+  }
 }

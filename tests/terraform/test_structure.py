@@ -340,3 +340,30 @@ def test_aws_example_hands_the_function_resource_to_the_mapping() -> None:
 def test_gcp_examples_grant_run_invoker_on_the_function_resource_not_on_a_name(example: str) -> None:
     [module] = config(f"examples/{example}").modules.values()
     assert module["target_service"] == "${google_cloudfunctions2_function.worker.name}"
+
+
+# -- grants follow the resources they are on ---------------------------------------------------
+
+def _module_references(body: Any, cfg: Config) -> set[str]:
+    """The module's own resources (``type.name``) a block's arguments refer to."""
+    text = json.dumps({k: v for k, v in body.items() if k not in ("lifecycle", "count", "for_each")})
+    found = set(re.findall(r"\b(google_\w+)\.(\w+)\.", text))
+    return {f"{t}.{n}" for t, n in found if n in cfg.resources.get(t, {})}
+
+
+@pytest.mark.parametrize("module", ["gcp-cloud-tasks", "gcp-pubsub"])
+def test_every_grant_on_a_module_resource_is_made_again_when_that_resource_is_replaced(module: str) -> None:
+    # A replaced topic, subscription, queue or account comes back under the same name with
+    # no grants (an account also with a new unique id): without replace_triggered_by
+    # Terraform sees no change in the grant and the permission is gone unnoticed.
+    cfg = config(module)
+    grants = {f"{t}.{n}": body for t, named in cfg.resources.items() if t.endswith("_iam_member")
+              for n, body in named.items()}
+    assert grants
+    for name, body in grants.items():
+        targets = _module_references(body, cfg)
+        if not targets:
+            continue  # on something outside the module (a KMS key)
+        [lifecycle] = body.get("lifecycle", [{}])
+        triggers = set(lifecycle.get("replace_triggered_by", []))
+        assert triggers == {f"${{{t}.id}}" for t in targets}, f"{module}: {name} ({targets})"
