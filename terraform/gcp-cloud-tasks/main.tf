@@ -1,6 +1,8 @@
 # A Cloud Tasks queue laid out the way cloudqueue's Cloud Tasks backend expects it:
 #   - tasks are HTTP requests to target_url with an OIDC token minted for a dedicated
-#     invoker account, which may invoke the target service and nothing else;
+#     invoker account, which may invoke the target service and nothing else; the queue
+#     pins both (http_target: uri_override enforced ALWAYS, oidc_token), so a task that
+#     names another URL or audience is sent to target_url with the module's token anyway;
 #   - the queue's retry_config carries the jobs' retry policy (Cloud Tasks has no
 #     per-task retry), and max_attempts is the jobs' cq.Retry(attempts=N);
 #   - Cloud Tasks has no dead-letter queue: on the last attempt the shim publishes the
@@ -10,6 +12,9 @@ locals {
   invoker_account_id     = coalesce(var.invoker_account_id, substr("${var.name}-invoker", 0, 30))
   audience               = coalesce(var.audience, var.target_url)
   dead_letter_topic_name = coalesce(var.dead_letter_topic_name, "${var.name}-dead-letters")
+  # target_url in parts, for the queue's uri_override (host, port, path and query may
+  # each be pinned; a part the URL lacks is null).
+  target = regex("^https://(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>[0-9]+))?(?P<path>/[^?#]*)?(?:[?](?P<query>[^#]*))?$", var.target_url)
 }
 
 locals {
@@ -26,6 +31,37 @@ resource "google_cloud_tasks_queue" "this" {
   project  = var.project
   location = var.location
   name     = var.name
+
+  # Every task of this queue goes to target_url with a token for the invoker, whatever
+  # the task itself says: whoever may enqueue cannot point invoker-signed requests at
+  # another URL or audience.
+  http_target {
+    http_method = "POST"
+
+    uri_override {
+      scheme                    = "HTTPS"
+      host                      = local.target.host
+      port                      = local.target.port
+      uri_override_enforce_mode = "ALWAYS"
+
+      path_override {
+        path = coalesce(local.target.path, "/")
+      }
+
+      dynamic "query_override" {
+        for_each = local.target.query == null ? [] : [local.target.query]
+
+        content {
+          query_params = query_override.value
+        }
+      }
+    }
+
+    oidc_token {
+      service_account_email = google_service_account.invoker.email
+      audience              = local.audience
+    }
+  }
 
   rate_limits {
     max_dispatches_per_second = var.max_dispatches_per_second

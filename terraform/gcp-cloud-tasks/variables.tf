@@ -23,8 +23,8 @@ variable "target_url" {
   type        = string
 
   validation {
-    condition     = startswith(var.target_url, "https://")
-    error_message = "target_url must be an https:// URL: tasks carry an OIDC token."
+    condition     = can(regex("^https://(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>[0-9]+))?(?P<path>/[^?#]*)?(?:[?](?P<query>[^#]*))?$", var.target_url))
+    error_message = "target_url must be an https:// URL (tasks carry an OIDC token) without user info or a fragment: https://HOST[:PORT][/PATH][?QUERY]."
   }
 }
 

@@ -14,8 +14,9 @@ terraform {
 
   required_providers {
     google = {
-      source  = "hashicorp/google"
-      version = ">= 5.0, < 8.0"
+      source = "hashicorp/google"
+      # 6.1: google_cloud_tasks_queue's http_target (the queue pins URL and token).
+      version = ">= 6.1, < 8.0"
     }
   }
 }
