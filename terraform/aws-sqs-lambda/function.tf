@@ -54,13 +54,13 @@ data "aws_iam_policy_document" "consumer" {
   }
 
   dynamic "statement" {
-    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+    for_each = length(local.kms_key_arns) == 0 ? [] : [local.kms_key_arns]
 
     content {
       sid = "QueueKey"
-      # Decrypt to receive; GenerateDataKey to send dead letters to the encrypted DLQ.
+      # Decrypt to receive; GenerateDataKey to send (hops, dead letters) to encrypted queues.
       actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
-      resources = [statement.value]
+      resources = statement.value
     }
   }
 
@@ -89,10 +89,33 @@ resource "aws_lambda_event_source_mapping" "this" {
 
   event_source_arn                   = aws_sqs_queue.this.arn
   function_name                      = var.function_name
+  enabled                            = var.mapping_enabled
   batch_size                         = var.batch_size
   maximum_batching_window_in_seconds = var.maximum_batching_window_in_seconds
   # The shim answers with batchItemFailures: only failed records come back.
   function_response_types = ["ReportBatchItemFailures"]
+
+  dynamic "filter_criteria" {
+    for_each = length(var.filter_criteria) == 0 ? [] : [var.filter_criteria]
+
+    content {
+      dynamic "filter" {
+        for_each = filter_criteria.value
+
+        content {
+          pattern = filter.value
+        }
+      }
+    }
+  }
+
+  dynamic "metrics_config" {
+    for_each = length(var.metrics_config) == 0 ? [] : [var.metrics_config]
+
+    content {
+      metrics = metrics_config.value
+    }
+  }
 
   dynamic "scaling_config" {
     for_each = var.maximum_concurrency == null ? [] : [var.maximum_concurrency]

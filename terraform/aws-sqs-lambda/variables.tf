@@ -41,6 +41,11 @@ variable "redrive_allow_policy" {
 variable "function_name" {
   description = "Name (or ARN) of the Lambda function that consumes the queue. Pass the function resource's attribute (aws_lambda_function.x.function_name), not a string, so Terraform creates the function before the event source mapping."
   type        = string
+
+  validation {
+    condition     = can(regex("^([A-Za-z0-9_-]{1,64}|arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9$_-]{1,128})?)$", var.function_name))
+    error_message = "function_name must be a Lambda function name (1-64 letters, digits, '-' or '_') or its ARN."
+  }
 }
 
 variable "function_timeout_seconds" {
@@ -81,6 +86,17 @@ variable "message_retention_seconds" {
   }
 }
 
+variable "dlq_name" {
+  description = "Name of the dead-letter queue (the module appends \".fifo\" for FIFO). Default: \"<name>-dlq\"."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.dlq_name == null || can(regex("^[A-Za-z0-9_-]{1,75}$", coalesce(var.dlq_name, "x")))
+    error_message = "dlq_name: 1-75 letters, digits, '-' or '_' (SQS allows 80 characters, \".fifo\" included)."
+  }
+}
+
 variable "dlq_message_retention_seconds" {
   description = "How long the dead-letter queue keeps a message (default and maximum: 14 days). SQS keeps a message's original enqueue time when it moves, so keep this longer than message_retention_seconds."
   type        = number
@@ -94,6 +110,93 @@ variable "dlq_message_retention_seconds" {
   validation {
     condition     = var.dlq_message_retention_seconds >= var.message_retention_seconds
     error_message = "dlq_message_retention_seconds must be at least message_retention_seconds: a message keeps its original enqueue time when SQS moves it, so a shorter DLQ retention deletes dead letters early (or at once)."
+  }
+}
+
+variable "dlq_visibility_timeout_seconds" {
+  description = "The dead-letter queue's visibility timeout: how long `cloudqueue dead-letters list` and a redrive hide a dead letter they received. null: SQS's default (30 s)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.dlq_visibility_timeout_seconds == null || (coalesce(var.dlq_visibility_timeout_seconds, 0) >= 0 && coalesce(var.dlq_visibility_timeout_seconds, 0) <= 43200)
+    error_message = "dlq_visibility_timeout_seconds must be 0-43200 (12 hours), or null."
+  }
+}
+
+variable "dlq_receive_wait_time_seconds" {
+  description = "Long polling on the dead-letter queue (0-20). null: SQS's default (0)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.dlq_receive_wait_time_seconds == null || (coalesce(var.dlq_receive_wait_time_seconds, 0) >= 0 && coalesce(var.dlq_receive_wait_time_seconds, 0) <= 20)
+    error_message = "dlq_receive_wait_time_seconds must be 0-20, or null."
+  }
+}
+
+variable "dlq_kms_key_arn" {
+  description = "Customer-managed KMS key for the dead-letter queue. null: the queue's (kms_key_arn), or SSE-SQS when that is null too. The function's role may use both keys."
+  type        = string
+  default     = null
+}
+
+variable "dlq_tags" {
+  description = "Tags for the dead-letter queue, merged over tags."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+}
+
+variable "queue_policy_statements" {
+  description = "More statements for the queue's policy, keyed by Sid, merged after the module's own (which denies every request without TLS): e.g. let an SNS topic or an EventBridge rule send jobs (a service principal with an aws:SourceArn condition), or another account. Each applies to this queue only."
+  type = map(object({
+    effect  = optional(string, "Allow")
+    actions = list(string)
+    principals = list(object({
+      type        = string
+      identifiers = list(string)
+    }))
+    conditions = optional(list(object({
+      test     = string
+      variable = string
+      values   = list(string)
+    })), [])
+  }))
+  default  = {}
+  nullable = false
+
+  validation {
+    condition = alltrue([for sid, s in var.queue_policy_statements :
+      can(regex("^[A-Za-z0-9]+$", sid)) && sid != "DenyInsecureTransport" && contains(["Allow", "Deny"], s.effect) &&
+    length(s.actions) > 0 && alltrue([for a in s.actions : startswith(a, "sqs:")])])
+    error_message = "queue_policy_statements: each key is the statement's Sid (letters and digits, not DenyInsecureTransport), effect is Allow or Deny, and actions are sqs:* actions."
+  }
+}
+
+variable "dlq_queue_policy_statements" {
+  description = "More statements for the dead-letter queue's policy, as queue_policy_statements (e.g. an operator role that inspects dead letters from another account)."
+  type = map(object({
+    effect  = optional(string, "Allow")
+    actions = list(string)
+    principals = list(object({
+      type        = string
+      identifiers = list(string)
+    }))
+    conditions = optional(list(object({
+      test     = string
+      variable = string
+      values   = list(string)
+    })), [])
+  }))
+  default  = {}
+  nullable = false
+
+  validation {
+    condition = alltrue([for sid, s in var.dlq_queue_policy_statements :
+      can(regex("^[A-Za-z0-9]+$", sid)) && sid != "DenyInsecureTransport" && contains(["Allow", "Deny"], s.effect) &&
+    length(s.actions) > 0 && alltrue([for a in s.actions : startswith(a, "sqs:")])])
+    error_message = "dlq_queue_policy_statements: each key is the statement's Sid (letters and digits, not DenyInsecureTransport), effect is Allow or Deny, and actions are sqs:* actions."
   }
 }
 
@@ -158,6 +261,37 @@ variable "maximum_batching_window_in_seconds" {
   }
 }
 
+variable "mapping_enabled" {
+  description = "Whether the event source mapping polls the queue. false pauses consumption; messages wait in the queue (and keep their retention clock)."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "filter_criteria" {
+  description = "Event filter patterns (JSON strings) for the event source mapping. Careful: Lambda DELETES an SQS message that matches no pattern, without running it and without a dead letter; filter only what no job needs."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = length(var.filter_criteria) <= 10 && alltrue([for f in var.filter_criteria : can(jsondecode(f))])
+    error_message = "filter_criteria: at most 10 patterns, each a JSON object (e.g. jsonencode({ body = { type = [\"send_receipt\"] } }))."
+  }
+}
+
+variable "metrics_config" {
+  description = "Event source mapping metrics to publish to CloudWatch (\"EventCount\"; they are billed). []: none."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for m in var.metrics_config : m == "EventCount"])
+    error_message = "metrics_config: the only metric is \"EventCount\"."
+  }
+}
+
 variable "maximum_concurrency" {
   description = "Most concurrent function instances the event source mapping starts (2-1000). null: no limit beyond the function's."
   type        = number
@@ -176,9 +310,14 @@ variable "create_role" {
 }
 
 variable "role_name" {
-  description = "Name of the function's execution role (created, or existing when create_role = false). Default: \"<name>-consumer\"."
+  description = "Name of the function's execution role (created, or existing when create_role = false). Default: \"<name>-consumer\". IAM allows 64 characters: a long name needs a shorter role_name."
   type        = string
   default     = null
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9+=,.@_-]{1,64}$", coalesce(var.role_name, "${var.name}-consumer")))
+    error_message = "The role name (role_name, default \"<name>-consumer\") must be 1-64 letters, digits or +=,.@_- (IAM's limit): give a shorter role_name."
+  }
 }
 
 variable "allow_send_to_queue" {

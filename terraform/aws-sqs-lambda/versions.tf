@@ -4,8 +4,9 @@ terraform {
 
   required_providers {
     aws = {
-      source  = "hashicorp/aws"
-      version = ">= 5.30, < 7.0"
+      source = "hashicorp/aws"
+      # 5.83: metrics_config on the event source mapping.
+      version = ">= 5.83, < 7.0"
     }
   }
 }

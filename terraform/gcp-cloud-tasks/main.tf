@@ -9,7 +9,8 @@
 #     message to a Pub/Sub topic and answers 2xx. A subscription keeps the dead letters.
 
 locals {
-  invoker_account_id     = coalesce(var.invoker_account_id, substr("${var.name}-invoker", 0, 30))
+  # A service account id is 6-30 of [a-z0-9-], starting with a letter, not ending in "-".
+  invoker_account_id     = coalesce(var.invoker_account_id, replace(substr(lower("${var.name}-invoker"), 0, 30), "/-+$/", ""))
   audience               = coalesce(var.audience, var.target_url)
   dead_letter_topic_name = coalesce(var.dead_letter_topic_name, "${var.name}-dead-letters")
   # target_url in parts, for the queue's uri_override (host, port, path and query may

@@ -9,12 +9,12 @@ variable "location" {
 }
 
 variable "name" {
-  description = "Queue name."
+  description = "Queue name: 1-100 letters, digits or hyphens, starting with a letter (the dead-letter topic \"<name>-dead-letters\" and the invoker account are named after it)."
   type        = string
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9-]{1,100}$", var.name))
-    error_message = "name: 1-100 letters, digits or hyphens."
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9-]{0,99}$", var.name))
+    error_message = "name: 1-100 letters, digits or hyphens, starting with a letter (Cloud Tasks' queue ids; the dead-letter topic named after it must start with a letter)."
   }
 }
 
@@ -74,9 +74,20 @@ variable "max_doublings" {
 }
 
 variable "max_retry_duration_seconds" {
-  description = "Give up retrying after this long (0: no limit, max_attempts alone decides)."
+  description = "Keep retrying at least this long (0: max_attempts alone decides). Cloud Tasks stops only once both max_attempts and this are reached, so with max_attempts >= 1 it never cuts the shim's last attempt short. With max_attempts = -1 it would be the only limit and could end a task before the attempt that writes its dead letter: refused."
   type        = number
   default     = 0
+  nullable    = false
+
+  validation {
+    condition     = var.max_retry_duration_seconds >= 0
+    error_message = "max_retry_duration_seconds must be >= 0."
+  }
+
+  validation {
+    condition     = var.max_retry_duration_seconds == 0 || var.max_attempts >= 1
+    error_message = "max_retry_duration_seconds with max_attempts = -1 is the only limit on retries and can drop a task before the shim's last attempt writes its dead letter: set max_attempts to the jobs' attempts (cloudqueue terraform-vars), or max_retry_duration_seconds = 0."
+  }
 }
 
 variable "max_dispatches_per_second" {
@@ -103,9 +114,14 @@ variable "logging_sampling_ratio" {
 }
 
 variable "invoker_account_id" {
-  description = "Account id of the invoker service account the tasks' OIDC tokens are minted for. Default: \"<name>-invoker\" cut to 30 characters."
+  description = "Account id of the invoker service account the tasks' OIDC tokens are minted for (6-30 lowercase letters, digits or hyphens, starting with a letter). Default: \"<name>-invoker\" in lowercase, cut to 30 characters."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.invoker_account_id == null || can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", coalesce(var.invoker_account_id, "unset")))
+    error_message = "invoker_account_id must be 6-30 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen (IAM's service account ids)."
+  }
 }
 
 variable "enqueuers" {
@@ -121,9 +137,14 @@ variable "function_service_account" {
 }
 
 variable "dead_letter_topic_name" {
-  description = "Pub/Sub topic the shim writes dead letters to. Default: \"<name>-dead-letters\"."
+  description = "Pub/Sub topic the shim writes dead letters to (and its keeping subscription). Default: \"<name>-dead-letters\"."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.dead_letter_topic_name == null || (can(regex("^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$", coalesce(var.dead_letter_topic_name, "unset"))) && !startswith(lower(coalesce(var.dead_letter_topic_name, "unset")), "goog"))
+    error_message = "dead_letter_topic_name must be a Pub/Sub name: 3-255 letters, digits or ._~+%-, starting with a letter, not with \"goog\"."
+  }
 }
 
 variable "dead_letter_retention_seconds" {

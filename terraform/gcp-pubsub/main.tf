@@ -14,8 +14,9 @@ data "google_project" "this" {
 }
 
 locals {
-  pubsub_agent      = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
-  push_account_id   = coalesce(var.push_service_account_id, substr("${var.name}-push", 0, 30))
+  pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  # A service account id is 6-30 of [a-z0-9-], starting with a letter, not ending in "-".
+  push_account_id   = coalesce(var.push_service_account_id, replace(substr(replace(lower("${var.name}-push"), "/[^a-z0-9-]/", "-"), 0, 30), "/-+$/", ""))
   audience          = coalesce(var.audience, var.push_endpoint)
   subscription_name = "${var.name}-push"
   dead_letter_name  = "${var.name}-dead-letters"

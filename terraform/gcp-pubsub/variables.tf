@@ -8,8 +8,8 @@ variable "name" {
   type        = string
 
   validation {
-    condition     = can(regex("^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$", var.name))
-    error_message = "name must be a valid Pub/Sub topic name (3-255 characters, starting with a letter)."
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9._~+%-]{2,241}$", var.name)) && !startswith(lower(var.name), "goog")
+    error_message = "name must be a Pub/Sub name that still fits with \"-dead-letters\" appended: 3-242 letters, digits or ._~+%-, starting with a letter, not with \"goog\"."
   }
 }
 
@@ -30,9 +30,14 @@ variable "audience" {
 }
 
 variable "push_service_account_id" {
-  description = "Account id of the service account the pushes' OIDC tokens are minted for. Default: \"<name>-push\" cut to 30 characters."
+  description = "Account id of the service account the pushes' OIDC tokens are minted for (6-30 lowercase letters, digits or hyphens, starting with a letter). Default: \"<name>-push\" in lowercase, other characters as hyphens, cut to 30 characters."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.push_service_account_id == null || can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", coalesce(var.push_service_account_id, "unset")))
+    error_message = "push_service_account_id must be 6-30 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen (IAM's service account ids)."
+  }
 }
 
 variable "target_service" {
@@ -104,9 +109,14 @@ variable "message_retention_seconds" {
 }
 
 variable "dead_letter_retention_seconds" {
-  description = "How long the dead-letter subscription keeps a dead letter (600-604800)."
+  description = "How long the dead-letter subscription keeps a dead letter (600-604800); at least message_retention_seconds."
   type        = number
   default     = 604800
+
+  validation {
+    condition     = var.dead_letter_retention_seconds >= var.message_retention_seconds
+    error_message = "dead_letter_retention_seconds must be at least message_retention_seconds: dead letters must outlive the messages they come from."
+  }
 }
 
 variable "enable_message_ordering" {

@@ -140,15 +140,18 @@ def test_dlq_admits_only_its_source_queue() -> None:
 def test_both_queues_are_encrypted_with_sqs_keys_or_the_given_kms_key() -> None:
     cfg = config("aws-sqs-lambda")
     assert cfg.locals["sqs_managed_sse"] == "${var.kms_key_arn == null ? true : null}"
-    for name in ("this", "dlq"):
-        queue = cfg.resource("aws_sqs_queue", name)
-        assert queue["sqs_managed_sse_enabled"] == "${local.sqs_managed_sse}"
-        assert queue["kms_master_key_id"] == "${var.kms_key_arn}"
+    assert cfg.locals["dlq_sqs_managed_sse"] == "${local.dlq_kms_key_arn == null ? true : null}"
+    queue = cfg.resource("aws_sqs_queue", "this")
+    assert queue["sqs_managed_sse_enabled"] == "${local.sqs_managed_sse}"
+    assert queue["kms_master_key_id"] == "${var.kms_key_arn}"
+    dlq = cfg.resource("aws_sqs_queue", "dlq")
+    assert dlq["sqs_managed_sse_enabled"] == "${local.dlq_sqs_managed_sse}"
+    assert dlq["kms_master_key_id"] == "${local.dlq_kms_key_arn}"
 
 
 def test_both_queue_policies_deny_requests_without_tls() -> None:
     cfg = config("aws-sqs-lambda")
-    doc = cfg.data["aws_iam_policy_document"]["deny_insecure_transport"]
+    doc = cfg.data["aws_iam_policy_document"]["queue_policy"]
     assert set(doc["for_each"]) == {"queue", "dlq"}
     [statement] = doc["statement"]
     assert statement["effect"] == "Deny" and statement["actions"] == ["sqs:*"]
@@ -157,7 +160,11 @@ def test_both_queue_policies_deny_requests_without_tls() -> None:
         ("Bool", "aws:SecureTransport", ["false"])
     for name in ("queue", "dlq"):
         policy = cfg.resource("aws_sqs_queue_policy", name)
-        assert f'deny_insecure_transport["{name}"]' in policy["policy"]
+        assert f'queue_policy["{name}"]' in policy["policy"]
+
+
+def cfg_locals() -> dict[str, Any]:
+    return config("aws-sqs-lambda").locals
 
 
 def test_function_role_is_least_privilege_on_these_queues() -> None:
@@ -171,7 +178,8 @@ def test_function_role_is_least_privilege_on_these_queues() -> None:
     assert statements["SendDeadLetters"]["resources"] == ["${aws_sqs_queue.dlq.arn}"]
     dynamic = {d["statement"]["content"][0]["sid"]: d["statement"] for d in doc["dynamic"]}
     assert set(dynamic) == {"SendToQueue", "QueueKey"}
-    assert dynamic["QueueKey"]["for_each"] == "${var.kms_key_arn == null ? [] : [var.kms_key_arn]}"
+    assert dynamic["QueueKey"]["for_each"] == "${length(local.kms_key_arns) == 0 ? [] : [local.kms_key_arns]}"
+    assert cfg_locals()["kms_key_arns"] == "${distinct(compact([var.kms_key_arn, local.dlq_kms_key_arn]))}"
     assert set(dynamic["QueueKey"]["content"][0]["actions"]) == {"kms:Decrypt", "kms:GenerateDataKey"}
     every_action = [a for s in doc["statement"] for a in s["actions"]]
     assert not [a for a in every_action if a.endswith("*")], every_action
@@ -182,8 +190,10 @@ def test_event_source_mapping_reports_partial_batch_failures() -> None:
     assert mapping["function_response_types"] == ["ReportBatchItemFailures"]
     assert mapping["batch_size"] == "${var.batch_size}"
     assert mapping["maximum_batching_window_in_seconds"] == "${var.maximum_batching_window_in_seconds}"
-    [scaling] = mapping["dynamic"]
-    assert scaling["scaling_config"]["content"][0]["maximum_concurrency"] == "${scaling_config.value}"
+    dynamic = {name: block for d in mapping["dynamic"] for name, block in d.items()}
+    assert dynamic["scaling_config"]["content"][0]["maximum_concurrency"] == "${scaling_config.value}"
+    assert set(dynamic) == {"scaling_config", "filter_criteria", "metrics_config"}
+    assert mapping["enabled"] == "${var.mapping_enabled}"
 
 
 def test_visibility_timeout_must_be_six_function_timeouts() -> None:

@@ -281,3 +281,155 @@ run "dlq_retention_shorter_than_the_queue_is_rejected" {
 
   expect_failures = [var.dlq_message_retention_seconds]
 }
+
+run "extra_queue_policy_statements_are_merged_after_the_tls_rule" {
+  command = plan
+
+  variables {
+    queue_policy_statements = {
+      AllowOrdersTopic = {
+        actions    = ["sqs:SendMessage"]
+        principals = [{ type = "Service", identifiers = ["sns.amazonaws.com"] }]
+        conditions = [{ test = "ArnEquals", variable = "aws:SourceArn", values = ["arn:aws:sns:eu-west-1:123456789012:orders"] }]
+      }
+    }
+    dlq_queue_policy_statements = {
+      OpsReadsDeadLetters = {
+        actions    = ["sqs:ReceiveMessage", "sqs:GetQueueAttributes"]
+        principals = [{ type = "AWS", identifiers = ["arn:aws:iam::210987654321:role/ops"] }]
+      }
+    }
+  }
+
+  assert {
+    condition     = [for s in data.aws_iam_policy_document.queue_policy["queue"].statement : s.sid] == ["DenyInsecureTransport", "AllowOrdersTopic"]
+    error_message = "the queue policy keeps the TLS rule and adds the caller's statement"
+  }
+
+  assert {
+    condition     = one([for s in data.aws_iam_policy_document.queue_policy["queue"].statement : s.effect if s.sid == "AllowOrdersTopic"]) == "Allow"
+    error_message = "statements default to Allow"
+  }
+
+  assert {
+    condition     = [for s in data.aws_iam_policy_document.queue_policy["dlq"].statement : s.sid] == ["DenyInsecureTransport", "OpsReadsDeadLetters"]
+    error_message = "the DLQ takes its own statements"
+  }
+}
+
+run "queue_policy_statements_must_be_sqs_actions" {
+  command = plan
+
+  variables {
+    queue_policy_statements = {
+      Everything = {
+        actions    = ["s3:GetObject"]
+        principals = [{ type = "AWS", identifiers = ["*"] }]
+      }
+    }
+  }
+
+  expect_failures = [var.queue_policy_statements]
+}
+
+run "dead_letter_queue_has_settings_of_its_own" {
+  command = plan
+
+  variables {
+    fifo                           = true
+    dlq_name                       = "orders-dead"
+    dlq_visibility_timeout_seconds = 60
+    dlq_receive_wait_time_seconds  = 5
+    dlq_kms_key_arn                = "arn:aws:kms:eu-west-1:123456789012:key/dlq"
+    dlq_tags                       = { retention = "long" }
+    tags                           = { app = "orders" }
+  }
+
+  assert {
+    condition     = aws_sqs_queue.dlq.name == "orders-dead.fifo" && aws_sqs_queue.dlq.visibility_timeout_seconds == 60 && aws_sqs_queue.dlq.receive_wait_time_seconds == 5
+    error_message = "DLQ name (FIFO suffix appended), visibility and long polling"
+  }
+
+  assert {
+    condition     = aws_sqs_queue.dlq.kms_master_key_id == var.dlq_kms_key_arn && aws_sqs_queue.this.sqs_managed_sse_enabled == true
+    error_message = "the DLQ's own key; the queue keeps SSE-SQS"
+  }
+
+  assert {
+    condition     = aws_sqs_queue.dlq.tags == tomap({ app = "orders", retention = "long" })
+    error_message = "dlq_tags merge over tags"
+  }
+
+  assert {
+    condition     = one([for s in data.aws_iam_policy_document.consumer.statement : s.resources if s.sid == "QueueKey"]) == toset([var.dlq_kms_key_arn])
+    error_message = "the role may use the DLQ's key to send dead letters"
+  }
+}
+
+run "mapping_can_be_paused_filtered_and_measured" {
+  command = plan
+
+  variables {
+    mapping_enabled = false
+    filter_criteria = [jsonencode({ body = { type = ["send_receipt"] } })]
+    metrics_config  = ["EventCount"]
+  }
+
+  assert {
+    condition     = aws_lambda_event_source_mapping.this[0].enabled == false
+    error_message = "enabled"
+  }
+
+  assert {
+    condition     = [for f in aws_lambda_event_source_mapping.this[0].filter_criteria[0].filter : f.pattern] == [jsonencode({ body = { type = ["send_receipt"] } })]
+    error_message = "filter criteria"
+  }
+
+  assert {
+    condition     = aws_lambda_event_source_mapping.this[0].metrics_config[0].metrics == toset(["EventCount"])
+    error_message = "metrics config"
+  }
+}
+
+run "a_filter_that_is_not_json_is_rejected" {
+  command = plan
+
+  variables {
+    filter_criteria = ["type = send_receipt"]
+  }
+
+  expect_failures = [var.filter_criteria]
+}
+
+run "a_role_name_over_iams_64_characters_fails_at_plan" {
+  command = plan
+
+  variables {
+    name = "orders-for-the-eu-west-region-of-the-shop-with-a-long-name-x"
+  }
+
+  expect_failures = [var.role_name]
+}
+
+run "a_function_name_lambda_would_refuse_fails_at_plan" {
+  command = plan
+
+  variables {
+    function_name = "orders worker"
+  }
+
+  expect_failures = [var.function_name]
+}
+
+run "a_function_arn_is_accepted" {
+  command = plan
+
+  variables {
+    function_name = "arn:aws:lambda:eu-west-1:123456789012:function:orders-worker:live"
+  }
+
+  assert {
+    condition     = aws_lambda_event_source_mapping.this[0].function_name == var.function_name
+    error_message = "the mapping takes the ARN"
+  }
+}
