@@ -40,3 +40,8 @@ def test_checkov_passes_every_module_and_example_with_only_documented_skips(chec
     for skipped in report["results"]["skipped_checks"]:
         reason = (skipped.get("check_result") or {}).get("suppress_comment", "")
         assert len(reason) > 20, f"skip of {skipped['check_id']} on {skipped['resource']} gives no reason"
+    # Bucket access logging is skipped only on the log sink itself; the source buckets log.
+    logging_skips = {s["resource"] for s in report["results"]["skipped_checks"] if s["check_id"] == "CKV_GCP_62"}
+    assert logging_skips == {"google_storage_bucket.source_logs"}, logging_skips
+    logging_passes = {c["resource"] for c in report["results"]["passed_checks"] if c["check_id"] == "CKV_GCP_62"}
+    assert "google_storage_bucket.source" in logging_passes, logging_passes

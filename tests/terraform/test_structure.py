@@ -377,3 +377,17 @@ def test_every_grant_on_a_module_resource_is_made_again_when_that_resource_is_re
         [lifecycle] = body.get("lifecycle", [{}])
         triggers = set(lifecycle.get("replace_triggered_by", []))
         assert triggers == {f"${{{t}.id}}" for t in targets}, f"{module}: {name} ({targets})"
+
+
+@pytest.mark.parametrize("example", ["gcp-cloud-tasks", "gcp-pubsub"])
+def test_the_source_bucket_keeps_access_logs_in_a_bucket_cloud_storage_may_write(example: str) -> None:
+    # GCS data-access audit logs are off by default: "audited by Cloud Audit Logs" is not
+    # true unless the project turns them on, so the bucket logs its own access.
+    cfg = config(f"examples/{example}")
+    source = cfg.resource("google_storage_bucket", "source")
+    assert source["logging"] == [{"log_bucket": "${google_storage_bucket.source_logs.name}"}]
+    writer = cfg.resource("google_storage_bucket_iam_member", "source_logs_writer")
+    assert (writer["role"], writer["member"]) == ("roles/storage.objectCreator",
+                                                 "group:cloud-storage-analytics@google.com")
+    text = (TERRAFORM / "examples" / example / "main.tf").read_text()
+    assert "Cloud Audit Logs" not in text
