@@ -19,8 +19,9 @@ explains a refusal). The rules both follow:
   not ``1.0``); ``id``, ``source``, ``type`` are non-empty strings; ``data`` is present.
 - ``time`` and ``cqnotbefore`` are RFC 3339 date-times that exist: a real calendar date
   in years 0001-9999, hours 00-23, seconds 00-59 (no leap second), any number of
-  fractional digits, ``T``, ``t`` or a space between date and time (RFC 3339 allows it), and ``Z``/``z`` or an offset from -23:59 to +23:59.
-  On 0001-01-01 and 9999-12-31 only a zero offset is taken, so every time converts to UTC.
+  fractional digits, ``T``, ``t`` or a space between date and time (RFC 3339 allows
+  it), and ``Z``/``z`` or an offset from -23:59 to +23:59. On 0001-01-01 and 9999-12-31
+  only a zero offset is taken, so every time converts to UTC.
 - Optional attributes (``datacontenttype``, ``cqkey``, ``cqnotbefore``, ``traceparent``)
   may be ``null``, which means absent (as the CloudEvents JSON format says); when set
   they are strings, and ``datacontenttype`` is exactly ``"application/json"``.

@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timezone
 
 import pytest
+from pydantic_core import ValidationError, core_schema
 
 from cloudqueue import envelope
 from cloudqueue.envelope import EnvelopeError, decode
@@ -80,3 +81,112 @@ def test_unknown_extension_attributes_are_tolerated() -> None:
 def test_naive_datetimes_are_refused() -> None:
     with pytest.raises(ValueError, match="naive"):
         envelope.encode(job_id="j", app="a", job_type="t", time=datetime(2030, 1, 1), data=1)
+
+
+# -- the fast and the slow parser agree (DESIGN.md 4b); the property test explores, these pin
+FAST = envelope.envelope_validator({"send": core_schema.any_schema()})
+
+
+def _fast_accepts(body: bytes | str) -> bool:
+    try:
+        FAST.validate_json(body)
+    except ValidationError:
+        return False
+    return True
+
+
+def _decode_accepts(body: bytes | str) -> bool:
+    try:
+        decode(body)
+    except EnvelopeError:
+        return False
+    return True
+
+
+def _with(name: str, raw_value: str) -> bytes:
+    """The valid body with one attribute's JSON text replaced (or added)."""
+    raw = json.loads(_body())
+    raw[name] = "@@"
+    return json.dumps(raw).replace('"@@"', raw_value).encode()
+
+
+GOOD = _body()
+DEEP = b'{"specversion":"1.0","id":"j","source":"s","type":"send","time":"2030-01-01T00:00:00Z","cqv":1,"data":'
+
+
+@pytest.mark.parametrize(("body", "accepted"), [
+    (GOOD, True),
+    (_with("time", '"2030-13-45T00:00:00Z"'), False),  # used to pass the fast path, then crash
+    (_with("cqnotbefore", '"2030-13-45T00:00:00Z"'), False),
+    (_with("time", '"2030-02-29T00:00:00Z"'), False),
+    (_with("time", '"2028-02-29T00:00:00Z"'), True),
+    (_with("time", '"1900-02-29T00:00:00Z"'), False),
+    (_with("time", '"2000-02-29T00:00:00Z"'), True),
+    (_with("time", '"2030-04-31T00:00:00Z"'), False),
+    (_with("time", '"2030-01-02T24:00:00Z"'), False),
+    (_with("time", '"2030-06-30T23:59:60Z"'), False),  # a leap second: datetime cannot hold it
+    (_with("time", '"2030-01-02T03:04:05+24:00"'), False),
+    (_with("time", '"2030-01-02T03:04:05-23:59"'), True),
+    (_with("time", '"2030-01-02T03:04:05+01:60"'), False),
+    (_with("time", '"2030-01-02T03:04:05-00:00"'), True),
+    (_with("time", '"2030-01-02t03:04:05z"'), True),
+    (_with("time", '"2030-01-02 03:04:05Z"'), True),
+    (_with("time", '"2030-01-02T03:04:05.1Z"'), True),
+    (_with("time", '"2030-01-02T03:04:05.123456789Z"'), True),
+    (_with("time", '"2030-01-02T03:04:05.Z"'), False),
+    (_with("time", '"2030-01-02T03:04:05,5Z"'), False),
+    (_with("time", '"20300102T030405Z"'), False),  # ISO 8601 basic format, not RFC 3339
+    (_with("time", '"2030-01-02T03:04Z"'), False),
+    (_with("time", '"2030-01-02T03:04:05+0100"'), False),
+    (_with("time", '"2030-01-02T03:04:05"'), False),  # no offset
+    (_with("time", '"\\u0662\\u0660\\u0663\\u0660-01-02T03:04:05Z"'), False),  # Arabic-Indic digits
+    (_with("time", '"0001-01-01T00:00:00Z"'), True),
+    (_with("time", '"0001-01-01T00:30:00+01:00"'), False),  # before year 1 in UTC
+    (_with("time", '"9999-12-31T23:59:59.999999Z"'), True),
+    (_with("time", '"9999-12-31T23:00:00-01:00"'), False),  # after 9999 in UTC
+    (_with("time", '"0000-01-01T00:00:00Z"'), False),
+    (_with("cqv", "true"), False),  # true == 1 in Python; the rule is the JSON integer 1
+    (_with("cqv", "1.0"), False),
+    (_with("cqv", "1e0"), False),
+    (_with("cqv", "1" + "0" * 40), False),
+    (_with("cqkey", "null"), True),  # null means absent (CloudEvents JSON format)
+    (_with("cqnotbefore", "null"), True),
+    (_with("traceparent", "null"), True),
+    (_with("datacontenttype", "null"), True),
+    (_with("cqkey", "5"), False),
+    (_with("traceparent", "true"), False),
+    (_with("datacontenttype", '"application/json; charset=utf-8"'), False),
+    (_with("datacontenttype", '"Application/JSON"'), False),
+    (_with("specversion", "1.0"), False),
+    (_with("id", "null"), False),
+    (_with("extension", "NaN"), True),
+    (GOOD[:-1] + b',"time":"2030-13-45T00:00:00Z"}', False),  # a repeated key: the last one counts
+    (b'{"time":"2030-13-45T00:00:00Z",' + GOOD[1:], True),
+    (b"\xef\xbb\xbf" + GOOD, False),  # a byte order mark
+    (GOOD.decode().encode("utf-16"), False),
+    (_with("cqkey", '"\\ud800"'), False),  # a lone surrogate
+    (GOOD[:-1] + b',"x":"\xed\xa0\x80"}', False),  # the same, as (invalid) UTF-8 bytes
+    (GOOD.decode(), True),
+    (DEEP + b"[" * 199 + b"]" * 199 + b"}", True),
+    (DEEP + b"[" * 250 + b"]" * 250 + b"}", False),
+    (DEEP + b"[" * 5000 + b"]" * 5000 + b"}", False),  # json.loads raised RecursionError here
+])
+def test_fast_and_slow_parsers_agree(body: bytes | str, accepted: bool) -> None:
+    assert (_fast_accepts(body), _decode_accepts(body)) == (accepted, accepted)
+
+
+def test_a_refusal_names_the_job_the_attribute_and_the_rule() -> None:
+    with pytest.raises(EnvelopeError) as caught:
+        decode(_with("cqnotbefore", '"2030-13-45T00:00:00Z"'))
+    message = str(caught.value)
+    assert "job 'send'" in message and "'cqnotbefore'" in message and "2030-13-45" in message
+    assert "RFC 3339" in message and "e.g." in message
+
+
+def test_null_optional_attributes_decode_as_absent() -> None:
+    raw = json.loads(_body())
+    raw.update(cqkey=None, cqnotbefore=None, traceparent=None, datacontenttype=None)
+    env = decode(json.dumps(raw))
+    assert (env.key, env.not_before, env.traceparent) == (None, None, None)
+    fast = FAST.validate_json(json.dumps(raw))
+    assert (fast.get("cqkey"), fast.get("cqnotbefore"), fast.get("traceparent")) == (None, None, None)
