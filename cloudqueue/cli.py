@@ -220,3 +220,26 @@ def terraform_vars(app_spec: str, module: str) -> None:
 def main() -> None:
     """Console entry point."""
     cli(prog_name="cloudqueue")
+
+
+@cli.command()
+@click.argument("app_spec", metavar="MODULE:APP")
+@click.option("--heartbeat", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Seconds between a worker's visibility extensions (Pub/Sub pull: ack deadline check).")
+@click.option("--function-timeout", type=click.FloatRange(min=0, min_open=True),
+              envvar="CLOUDQUEUE_FUNCTION_TIMEOUT",
+              help="The push function's timeout in seconds (Pub/Sub push: ack deadline check).")
+@click.option("--explain", is_flag=True, help="Say under each finding what goes wrong meanwhile.")
+@click.pass_context
+def doctor(ctx: click.Context, app_spec: str, heartbeat: float, function_timeout: float | None,
+           explain: bool) -> None:
+    """Compare what is deployed for the app's queues with its jobs; exit 1 on any error."""
+    from .doctor import DoctorSettings, diagnose
+
+    settings = DoctorSettings(
+        heartbeat=timedelta(seconds=heartbeat),
+        function_timeout=None if function_timeout is None else timedelta(seconds=function_timeout))
+    report = diagnose(load_app(app_spec), settings)
+    click.echo(report.render(explain=explain))
+    if not report.ok:
+        ctx.exit(1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .app import App
     from .job import Job
 
-__all__ = ["MODULES", "render_tfvars"]
+__all__ = ["MODULES", "module_values", "render_tfvars"]
 
 MODULES = ("aws-sqs-lambda", "gcp-cloud-tasks", "gcp-pubsub")
 
@@ -68,6 +68,22 @@ def render_tfvars(app: App, module: str) -> str:
     comments, values = render(jobs)
     lines = [wrapped for line in [*header, *comments] for wrapped in _wrap(line)]
     return "\n".join([*lines, *_assignments(values)]) + "\n"
+
+
+def module_values(jobs: Sequence[Job[Any, Any]], module: str) -> dict[str, object]:
+    """The values ``render_tfvars`` prints for ``module``, for these jobs (``cloudqueue doctor``
+    compares what is deployed with them).
+
+    Raises:
+        ConfigurationError: as ``render_tfvars``.
+    """
+    render = _RENDERERS.get(module)
+    if render is None:
+        raise ConfigurationError(
+            f"unknown Terraform module {module!r}; choose one of: {', '.join(MODULES)}")
+    if not jobs:
+        raise ConfigurationError("no jobs to derive Terraform values from")
+    return render(sorted(jobs, key=lambda job: job.name))[1]
 
 
 def _wrap(comment: str) -> list[str]:

@@ -49,7 +49,7 @@ variable "function_name" {
 }
 
 variable "function_timeout_seconds" {
-  description = "The consuming function's timeout; the visibility timeout must be at least six times this."
+  description = "The consuming function's timeout; the visibility timeout must be at least six times this, plus the batching window."
   type        = number
   default     = 30
 
@@ -60,7 +60,7 @@ variable "function_timeout_seconds" {
 }
 
 variable "visibility_timeout_seconds" {
-  description = "How long a received message stays hidden. AWS asks for at least 6x the function timeout, so a batch that is retried inside the event source mapping does not come back while still running."
+  description = "How long a received message stays hidden. AWS asks for at least 6x the function timeout, so a batch that is retried inside the event source mapping does not come back while still running; the batching window counts too, since records are hidden while it gathers them."
   type        = number
   default     = 180
 
@@ -70,8 +70,8 @@ variable "visibility_timeout_seconds" {
   }
 
   validation {
-    condition     = var.visibility_timeout_seconds >= 6 * var.function_timeout_seconds
-    error_message = "visibility_timeout_seconds must be at least 6 x function_timeout_seconds."
+    condition     = var.visibility_timeout_seconds >= 6 * var.function_timeout_seconds + var.maximum_batching_window_in_seconds
+    error_message = "visibility_timeout_seconds must be at least 6 x function_timeout_seconds + maximum_batching_window_in_seconds."
   }
 }
 

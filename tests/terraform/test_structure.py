@@ -199,7 +199,8 @@ def test_event_source_mapping_reports_partial_batch_failures() -> None:
 def test_visibility_timeout_must_be_six_function_timeouts() -> None:
     variable = config("aws-sqs-lambda").variables["visibility_timeout_seconds"]
     conditions = [v["condition"] for v in variable["validation"]]
-    assert "${var.visibility_timeout_seconds >= 6 * var.function_timeout_seconds}" in conditions
+    assert ("${var.visibility_timeout_seconds >= 6 * var.function_timeout_seconds"
+            " + var.maximum_batching_window_in_seconds}") in conditions
 
 
 def test_aws_outputs_include_urls_arns_and_the_function_environment() -> None:

@@ -137,6 +137,7 @@ run "event_source_mapping_reports_batch_item_failures" {
     batch_size                         = 100
     maximum_batching_window_in_seconds = 5
     maximum_concurrency                = 20
+    visibility_timeout_seconds         = 185
   }
 
   assert {
@@ -432,4 +433,16 @@ run "a_function_arn_is_accepted" {
     condition     = aws_lambda_event_source_mapping.this[0].function_name == var.function_name
     error_message = "the mapping takes the ARN"
   }
+}
+
+run "visibility_timeout_must_cover_the_batching_window_too" {
+  command = plan
+
+  variables {
+    function_timeout_seconds           = 30
+    visibility_timeout_seconds         = 180
+    maximum_batching_window_in_seconds = 5
+  }
+
+  expect_failures = [var.visibility_timeout_seconds]
 }

@@ -26,6 +26,7 @@ provider "aws" {
 locals {
   function_name    = "orders-worker"
   function_timeout = 30
+  batching_window  = 1
 }
 
 module "orders_queue" {
@@ -39,12 +40,13 @@ module "orders_queue" {
 
   # The function's attribute, not a string: Terraform then creates the function before
   # the event source mapping, which Lambda refuses for a function that does not exist yet.
-  function_name              = aws_lambda_function.worker.function_name
-  function_timeout_seconds   = local.function_timeout
-  visibility_timeout_seconds = 6 * local.function_timeout
+  function_name            = aws_lambda_function.worker.function_name
+  function_timeout_seconds = local.function_timeout
+  # Records are hidden while the batching window gathers them: it counts too.
+  visibility_timeout_seconds = 6 * local.function_timeout + local.batching_window
 
   batch_size                         = 10
-  maximum_batching_window_in_seconds = 1
+  maximum_batching_window_in_seconds = local.batching_window
   maximum_concurrency                = 10
 
   tags = { app = "orders" }
