@@ -15,12 +15,15 @@ from ._errors import (
     BackendUnavailable,
     CloudQueueError,
     ConfigurationError,
+    Defer,
     EnqueueError,
     PayloadError,
     Permanent,
     PermissionDenied,
     QueueNotFound,
     RetryLater,
+    Skip,
+    StaleDelivery,
     Throttled,
     UnknownJobError,
     UnsupportedFeature,
@@ -28,8 +31,9 @@ from ._errors import (
 from .app import App, DrainReport
 from .backends.base import Backend, Capabilities, DeadLetter, Delivery, OutgoingMessage, QueueStats
 from .context import JobContext
-from .dispatch import Outcome, Result
+from .dispatch import Result, Task
 from .job import Job
+from .lifecycle import Middleware, Outcome, Reason, ReasonKind
 from .retry import Backoff, Retry
 
 __version__ = "0.1.0"
@@ -44,11 +48,13 @@ __all__ = [
     "CloudQueueError",
     "ConfigurationError",
     "DeadLetter",
+    "Defer",
     "Delivery",
     "DrainReport",
     "EnqueueError",
     "Job",
     "JobContext",
+    "Middleware",
     "Outcome",
     "OutgoingMessage",
     "PayloadError",
@@ -56,9 +62,14 @@ __all__ = [
     "PermissionDenied",
     "QueueNotFound",
     "QueueStats",
+    "Reason",
+    "ReasonKind",
     "Result",
     "Retry",
     "RetryLater",
+    "Skip",
+    "StaleDelivery",
+    "Task",
     "Throttled",
     "UnknownJobError",
     "UnsupportedFeature",

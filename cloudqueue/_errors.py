@@ -10,10 +10,13 @@
      │    ├── PermissionDenied
      │    ├── Throttled
      │    ├── BackendUnavailable
-     │    └── EnqueueError       enqueue_many: not every message reached the queue; says which did
-     └── (job control, raised by job code, not errors of the library)
+     │    ├── EnqueueError       enqueue_many: not every message reached the queue; says which did
+     │    └── StaleDelivery      the message is no longer this consumer's to settle
+     └── (job control, raised by job code or middleware, not errors of the library)
           Permanent              fail now: no retry, straight to dead letters
-          RetryLater             retry after a given delay
+          RetryLater             retry after a given delay (counts as an attempt)
+          Skip                   middleware: acknowledge without running the job
+          Defer                  middleware: give the message back for later, no attempt spent
 
 Adapters translate their SDK's errors at one boundary: ``raise QueueNotFound(...) from exc``.
 """
@@ -99,6 +102,11 @@ class BackendUnavailable(BackendError):
     """The service could not be reached or failed on its side."""
 
 
+class StaleDelivery(BackendError):
+    """A settle came too late: the message's visibility ran out, so the queue may have given
+    it to another consumer; nothing was changed, and the queue delivers it again."""
+
+
 class EnqueueError(BackendError):
     """Not every message of one ``enqueue_many`` reached the queue; this says which did.
 
@@ -182,6 +190,29 @@ class RetryLater(Exception):
             raise TypeError(f"RetryLater needs a datetime.timedelta, got {type(delay).__name__}")
         if delay < timedelta(0):
             raise ValueError("RetryLater delay must not be negative")
+        super().__init__(reason)
+        self.delay = delay
+        self.reason = reason
+
+
+class Skip(Exception):
+    """Raise from a middleware's ``run`` to acknowledge the message without running the job
+    (e.g. an idempotency store that has seen it complete)."""
+
+    def __init__(self, reason: str = "skipped") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Defer(Exception):
+    """Raise from a middleware's ``run`` to give the message back for ``delay`` without running
+    the job; no attempt is spent where the queue can tell (see ``Backend.defer``)."""
+
+    def __init__(self, delay: timedelta, reason: str = "deferred") -> None:
+        if not isinstance(delay, timedelta):
+            raise TypeError(f"Defer needs a datetime.timedelta, got {type(delay).__name__}")
+        if delay < timedelta(0):
+            raise ValueError("Defer delay must not be negative")
         super().__init__(reason)
         self.delay = delay
         self.reason = reason

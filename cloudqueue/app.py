@@ -10,12 +10,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import envelope
-from ._clock import Clock
 from ._errors import CloudQueueError, ConfigurationError, PayloadError, UnknownJobError, UnsupportedFeature
 from .backends.base import Backend, OutgoingMessage
+from .clock import Clock
 from .context import current_traceparent
 from .dispatch import Dispatcher, Outcome, Result
 from .job import Job, OrderingKey, inspect_job_function
+from .lifecycle import EVENTS, Middleware, overrides
 from .retry import DEFAULT_RETRY, Retry
 
 if TYPE_CHECKING:
@@ -33,18 +34,25 @@ class DrainReport:
     retried: int = 0
     dead_lettered: int = 0
     hopped: int = 0
+    skipped: int = 0
+    deferred: int = 0
     results: list[Result] = field(default_factory=list, repr=False)
 
     def add(self, result: Result) -> None:
         self.results.append(result)
-        if result.outcome is Outcome.ACK:
+        outcome = result.outcome
+        if outcome is Outcome.ACK:
             self.succeeded += 1
-        elif result.outcome is Outcome.RETRY:
+        elif outcome is Outcome.RETRY:
             self.retried += 1
-        elif result.outcome is Outcome.HOP:
+        elif outcome is Outcome.HOP:
             self.hopped += 1
-        else:
+        elif outcome is Outcome.DEAD_LETTER:
             self.dead_lettered += 1
+        elif outcome is Outcome.SKIP:
+            self.skipped += 1
+        else:
+            self.deferred += 1
 
     @property
     def processed(self) -> int:
@@ -61,10 +69,12 @@ class App:
             opened on first use, so defining an app costs no SDK import.
         retry: the default retry policy of this app's jobs.
         clock: the clock for enqueue times and delays (default: the backend's).
+        middleware: ``cq.Middleware`` instances, outermost first (see ``cloudqueue.lifecycle``).
     """
 
     def __init__(self, name: str, backend: str | Backend | None = None, *,
-                 retry: Retry | None = None, clock: Clock | None = None) -> None:
+                 retry: Retry | None = None, clock: Clock | None = None,
+                 middleware: Sequence[Middleware] = ()) -> None:
         if not name or not isinstance(name, str):
             raise ConfigurationError("cq.App needs a non-empty name, e.g. cq.App('shop')")
         if retry is not None and not isinstance(retry, Retry):
@@ -78,7 +88,15 @@ class App:
         self._backend: Backend | None = backend if isinstance(backend, Backend) else None
         self._clock = clock
         self._jobs: dict[str, Job[Any, Any]] = {}
+        for item in middleware:
+            if not isinstance(item, Middleware):
+                raise ConfigurationError(
+                    f"App middleware must be cq.Middleware instances, got {item!r}; "
+                    "subclass cq.Middleware and pass an instance, e.g. middleware=[Timing()]")
+        self._middleware: tuple[Middleware, ...] = tuple(middleware)
+        self._listeners: dict[str, list[Callable[[Result], Any]]] = {}
         self.dispatcher = Dispatcher(self)
+        self.dispatcher.hooks_changed()
 
     # -- wiring ------------------------------------------------------------------------
     @property
@@ -106,6 +124,51 @@ class App:
     @property
     def jobs(self) -> Mapping[str, Job[Any, Any]]:
         return self._jobs
+
+    # -- middleware and events -----------------------------------------------------------
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        return self._middleware
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Add a middleware, innermost of those already there."""
+        if not isinstance(middleware, Middleware):
+            raise ConfigurationError(f"add_middleware needs a cq.Middleware instance, got {middleware!r}")
+        self._middleware = (*self._middleware, middleware)
+        self.dispatcher.hooks_changed()
+
+    def on(self, event: str, callback: Callable[[Result], Any]) -> Callable[[Result], Any]:
+        """Call ``callback(result)`` on ``event``: completed, failed, retrying, dead_lettered
+        or stalled (``cloudqueue.lifecycle.EVENTS`` says when each fires).
+
+        A callback runs on the consumer's thread after the outcome was applied; one that
+        raises is logged and ignored. Returns ``callback``.
+        """
+        if event not in EVENTS:
+            import difflib
+
+            close = difflib.get_close_matches(event, EVENTS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigurationError(f"unknown event {event!r}{hint} (events: {', '.join(EVENTS)})")
+        if not callable(callback):
+            raise ConfigurationError(f"app.on({event!r}, ...) needs a function, got {callback!r}")
+        self._listeners.setdefault(event, []).append(callback)
+        self.dispatcher.hooks_changed()
+        return callback
+
+    @property
+    def has_listeners(self) -> bool:
+        return bool(self._listeners)
+
+    def emit(self, event: str, result: Result) -> None:
+        """Call the callbacks of ``event`` (each in a try/except that logs)."""
+        for callback in self._listeners.get(event, ()):
+            try:
+                callback(result)
+            except Exception:
+                import logging
+
+                logging.getLogger("cloudqueue").exception("an app.on(%r) callback raised; ignored", event)
 
     # -- registering -------------------------------------------------------------------
     @overload
@@ -233,6 +296,33 @@ class App:
                                idempotency_key=idempotency_key, ordering_key=ordering_key,
                                max_attempts=job.retry.attempts)
 
+    def _enqueue(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+        """Send through the middleware's ``enqueue`` hooks (outermost first)."""
+        hooks = overrides(self._middleware, "enqueue") if self._middleware else ()
+        if not hooks:
+            return self._send(messages)
+        sent: list[list[str]] = []
+
+        def innermost(final: Sequence[OutgoingMessage]) -> list[str]:
+            ids = self._send(final)
+            sent.append(ids)
+            return ids
+
+        call: Callable[[Sequence[OutgoingMessage]], list[str]] = innermost
+        for hook in reversed(hooks):
+            call = _bind_enqueue(hook, call)
+        try:
+            ids = call(messages)
+        except Exception:
+            if not sent:
+                raise  # nothing was sent: the caller sees the error and may try again
+            import logging
+
+            logging.getLogger("cloudqueue").exception(
+                "a middleware raised after the messages were sent; returning their ids")
+            return sent[0]
+        return sent[0] if sent else ids
+
     def _send(self, messages: Sequence[OutgoingMessage]) -> list[str]:
         # chunks of max_batch, several at once; EnqueueError says what reached the queue
         from ._sending import send_all
@@ -266,10 +356,12 @@ class App:
                 result = dispatcher.process(delivery)
                 dispatcher.settle(backend, result)
                 report.add(result)
+                if result.interrupted:  # Ctrl-C in a job: give the rest back, then stop
+                    dispatcher.give_back(backend, batch[index + 1:])
+                    raise KeyboardInterrupt
                 if fail_fast and result.outcome in (Outcome.RETRY, Outcome.DEAD_LETTER):
-                    for rest in batch[index + 1:]:
-                        backend.release(rest)
-                    raise result.error or CloudQueueError(result.reason or "job failed")
+                    dispatcher.give_back(backend, batch[index + 1:])
+                    raise result.error or CloudQueueError(str(result.reason or "job failed"))
         return report
 
     def _sleep_until_next(self, backend: Backend) -> bool:
@@ -299,6 +391,13 @@ class App:
 
     def __repr__(self) -> str:
         return f"<App {self.name} jobs={len(self._jobs)} backend={self._backend_spec!r}>"
+
+
+def _bind_enqueue(hook: Callable[..., list[str]], call_next: Callable[[Sequence[OutgoingMessage]], list[str]],
+                  ) -> Callable[[Sequence[OutgoingMessage]], list[str]]:
+    def call(messages: Sequence[OutgoingMessage]) -> list[str]:
+        return hook(messages, call_next)
+    return call
 
 
 def _wait(job: str, now: datetime, delay: timedelta | None, at: datetime | None) -> timedelta:

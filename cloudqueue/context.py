@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 
-from ._clock import SYSTEM_CLOCK, Clock, parse_time
+from .clock import SYSTEM_CLOCK, Clock, parse_time
 
 #: the W3C trace context of the job running in this context; enqueues made while it runs
 #: carry it on, so a trace follows the work from job to job

@@ -1,33 +1,39 @@
-"""One dispatcher for every worker and function shim: a delivery becomes a ``Result``.
+"""One dispatcher for every consumer: it alone decides a delivery's outcome and applies it.
 
     delivery ──prepare──> poison? ──────────────> DEAD_LETTER (at once, with the reason)
                      └──> not due yet (hop)? ───> HOP (send on with the time left)
-                     └──> Task ──run──> ok ─────> ACK
-                                    └─> Permanent > DEAD_LETTER
-                                    └─> error ──> RETRY after backoff, or DEAD_LETTER
-                                                  when the attempts are spent
+                     └──> Task ──middleware(run)──> ok ──────> ACK
+                                                └─> Permanent > DEAD_LETTER
+                                                └─> error ──> RETRY after backoff, or DEAD_LETTER
+                                                              when the attempts are spent
+                                                └─> Skip / Defer (middleware) > SKIP / DEFER
+                                                └─> KeyboardInterrupt ──> RELEASE (and stop)
 
-``prepare`` and ``run`` never touch the backend; ``settle`` applies a result to it.
-Function shims use the results directly (e.g. to build a partial batch response).
+``prepare`` and ``run`` never touch the backend and never raise; ``settle`` applies a
+result to the backend the delivery came from, logs it and tells the observers. The
+worker, ``App.drain`` and the function shims (through ``lifecycle.Batch``) all go
+through these three steps.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import SchemaValidator, ValidationError
 
-from ._clock import Clock, parse_time
-from ._errors import PayloadError, Permanent, RetryLater
+from ._errors import Defer, PayloadError, Permanent, RetryLater, Skip, StaleDelivery
 from .backends.base import Backend, Delivery
+from .clock import Clock, parse_time
 from .context import JobContext, current_traceparent
 from .envelope import EnvelopeError, decode, envelope_validator
+from .lifecycle import Outcome, Reason, ReasonKind, overrides
 
 if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
@@ -35,19 +41,13 @@ if TYPE_CHECKING:
     from .app import App
     from .job import Job
 
+__all__ = ["Dispatcher", "Outcome", "Result", "Task"]
+
 log = logging.getLogger("cloudqueue")
 
-
-class Outcome(enum.Enum):
-    """What becomes of a delivery."""
-
-    ACK = "ack"
-    RETRY = "retry"
-    DEAD_LETTER = "dead_letter"
-    HOP = "hop"
-
-
 _ACK = Outcome.ACK
+#: runs a coroutine to completion and returns its value (the worker's runs it on its loop)
+CoroutineRunner = Callable[[Coroutine[Any, Any, Any]], Any]
 
 
 @dataclass(slots=True)
@@ -55,13 +55,17 @@ class Result:
     """The fate of one delivery.
 
     Attributes:
-        outcome: ack, retry (after ``delay``), dead letter (with ``reason``) or hop.
+        outcome: what becomes of the message (``Outcome``).
         delivery: the delivery this is about.
         job_type / job_id: from the envelope, when it could be read.
-        delay: for RETRY and HOP.
-        reason: for DEAD_LETTER (and RETRY: the error, for logs).
-        error: the job's exception, if it raised one.
+        delay: for RETRY, HOP and DEFER.
+        reason: why, as a kind and a text (None for a plain success).
+        error: the exception the job (or a middleware) raised, if any.
         value: the job's return value on success.
+        duration: seconds the job ran (measured when something observes settles).
+        applied: False when the backend could not apply the outcome (the queue delivers
+            the message again).
+        interrupted: the job was stopped by KeyboardInterrupt: the consumer stops too.
     """
 
     outcome: Outcome
@@ -69,14 +73,16 @@ class Result:
     job_type: str | None = None
     job_id: str | None = None
     delay: timedelta | None = None
-    reason: str | None = None
+    reason: Reason | None = None
     error: BaseException | None = None
     value: Any = None
+    duration: float | None = None
+    applied: bool = True
+    interrupted: bool = False
 
     @property
     def poison(self) -> bool:
-        return self.outcome is Outcome.DEAD_LETTER and bool(self.reason) and \
-            str(self.reason).startswith("poison:")
+        return self.reason is not None and self.reason.kind is ReasonKind.POISON
 
 
 class Task:
@@ -94,6 +100,10 @@ class Task:
         self.key = key
         self.traceparent = traceparent
 
+    @property
+    def attempt(self) -> int:
+        return self.delivery.attempt
+
     def context(self, clock: Clock) -> JobContext:
         """The JobContext the job receives (built only for jobs that take one)."""
         return JobContext(job_id=self.job_id, job_type=self.job.name, attempt=self.delivery.attempt,
@@ -101,24 +111,43 @@ class Task:
                           idempotency_key=self.key, deadline=self.delivery.deadline, clock=clock,
                           traceparent=self.traceparent)
 
+    def __repr__(self) -> str:
+        return f"<Task {self.job.name} {self.job_id} attempt {self.delivery.attempt}>"
+
 
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _poison(delivery: Delivery, text: str, **fields: Any) -> Result:
+    return Result(Outcome.DEAD_LETTER, delivery, reason=Reason(ReasonKind.POISON, text), **fields)
+
+
 class Dispatcher:
-    """Turns deliveries into results for one app's jobs."""
+    """Turns deliveries into results for one app's jobs, and applies them."""
 
     def __init__(self, app: App) -> None:
         self.app = app
         self._loop: AbstractEventLoop | None = None
         self._loop_lock = threading.Lock()
         self._fast: SchemaValidator | None = None
+        self._run_hooks: tuple[Callable[..., Any], ...] = ()
+        self._settled_hooks: tuple[Callable[[Result], None], ...] = ()
+        #: something watches settles (middleware or ``app.on``): successes are settled and
+        #: timed one by one, not skipped by the shims' fast path
+        self.observed = False
 
     def jobs_changed(self) -> None:
         """Forget the parser built for the old set of jobs."""
         self._fast = None
+
+    def hooks_changed(self) -> None:
+        """Re-read the app's middleware and event callbacks."""
+        middleware = self.app.middleware
+        self._run_hooks = tuple(overrides(middleware, "run"))
+        self._settled_hooks = tuple(overrides(middleware, "settled"))
+        self.observed = bool(self._settled_hooks) or self.app.has_listeners
 
     # -- parse -------------------------------------------------------------------------
     def prepare(self, delivery: Delivery) -> Task | Result:
@@ -134,14 +163,14 @@ class Dispatcher:
                 {name: job.codec.core_schema for name, job in self.app.jobs.items()})
         try:
             env = fast.validate_json(delivery.body)
-        except ValidationError:
+            job = self.app.jobs[env["type"]]
+            not_before = env.get("cqnotbefore")
+            if not_before is not None:
+                left = parse_time(not_before) - self.app.clock.now()
+                if left > timedelta(0):
+                    return Result(Outcome.HOP, delivery, job_type=job.name, job_id=env["id"], delay=left)
+        except (ValidationError, ValueError, KeyError, TypeError):
             return self._prepare_slow(delivery)
-        job = self.app.jobs[env["type"]]
-        not_before = env.get("cqnotbefore")
-        if not_before is not None:
-            left = parse_time(not_before) - self.app.clock.now()
-            if left > timedelta(0):
-                return Result(Outcome.HOP, delivery, job_type=job.name, job_id=env["id"], delay=left)
         return Task(job, env["data"], delivery, env["id"], env["time"], env.get("cqkey"),
                     env.get("traceparent"))
 
@@ -149,81 +178,134 @@ class Dispatcher:
         try:
             env = decode(delivery.body)
         except EnvelopeError as exc:
-            return Result(Outcome.DEAD_LETTER, delivery, reason=f"poison: not a cloudqueue envelope: {exc}")
+            return _poison(delivery, f"not a cloudqueue envelope: {exc}")
+        except Exception as exc:  # whatever else cannot be read is poison too, never a crash
+            return _poison(delivery, f"cannot be read: {_describe(exc)}", error=exc)
         job = self.app.jobs.get(env.type)
         if job is None:
-            return Result(Outcome.DEAD_LETTER, delivery, job_type=env.type, job_id=env.id,
-                          reason=f"poison: unknown job type {env.type!r} "
-                                 f"(app {self.app.name!r} has {sorted(self.app.jobs)})")
-        if env.not_before is not None:
-            left = env.not_before_at - self.app.clock.now()  # type: ignore[operator]
-            if left > timedelta(0):
-                return Result(Outcome.HOP, delivery, job_type=env.type, job_id=env.id, delay=left)
-        try:
+            return _poison(delivery, f"unknown job type {env.type!r} "
+                                     f"(app {self.app.name!r} has {sorted(self.app.jobs)})",
+                           job_type=env.type, job_id=env.id)
+        try:  # poison goes at once, also when it is not due yet
             payload = job.codec.validate(env.data)
         except ValidationError as exc:
             err = PayloadError.from_validation(job.name, exc, fix="fix the producer, then redrive")
-            return Result(Outcome.DEAD_LETTER, delivery, job_type=env.type, job_id=env.id,
-                          reason=f"poison: {err}", error=err)
+            return _poison(delivery, str(err), job_type=env.type, job_id=env.id, error=err)
+        except Exception as exc:  # a validator that raises something else is still the payload's fault
+            return _poison(delivery, f"payload for job {job.name!r} cannot be validated: {_describe(exc)}",
+                           job_type=env.type, job_id=env.id, error=exc)
+        try:
+            not_before = env.not_before_at
+        except ValueError as exc:
+            return _poison(delivery, f"not a cloudqueue envelope: cqnotbefore: {exc}",
+                           job_type=env.type, job_id=env.id)
+        if not_before is not None:
+            left = not_before - self.app.clock.now()
+            if left > timedelta(0):
+                return Result(Outcome.HOP, delivery, job_type=env.type, job_id=env.id, delay=left)
         return Task(job, payload, delivery, env.id, env.time, env.key, env.traceparent)
 
     # -- run ---------------------------------------------------------------------------
-    def run(self, task: Task) -> Result:
-        """Run a task here (an async job runs on the dispatcher's event loop)."""
+    def run(self, task: Task, runner: CoroutineRunner | None = None) -> Result:
+        """Run a task here, through the app's middleware; never raises.
+
+        Args:
+            runner: runs an async job's coroutine (default: the dispatcher's own loop).
+        """
+        if self._run_hooks:
+            return self._run_wrapped(task, runner)
+        return self._call(task, runner)
+
+    def _call(self, task: Task, runner: CoroutineRunner | None) -> Result:
         job = task.job
         trace = current_traceparent.set(task.traceparent) if task.traceparent else None
+        started = time.perf_counter() if self.observed else None
         try:
             if job.takes_context:
                 value = job.func(task.payload, task.context(self.app.clock))
             else:
                 value = job.func(task.payload)
             if job.is_async:
-                value = self._run_coroutine(value)
-        except Exception as exc:  # every job error is classified
-            return self.failed(task, exc)
+                value = (runner or self._run_coroutine)(value)
+        except BaseException as exc:  # every job error is classified; none escapes
+            result = self.failed(task, exc)
+        else:
+            result = Result(_ACK, task.delivery, job.name, task.job_id, None, None, None, value)
         finally:
             if trace is not None:
                 current_traceparent.reset(trace)
-        return Result(_ACK, task.delivery, job.name, task.job_id, None, None, None, value)
+        if started is not None:
+            result.duration = time.perf_counter() - started
+        return result
+
+    def _run_wrapped(self, task: Task, runner: CoroutineRunner | None) -> Result:
+        ran: list[Result] = []
+
+        def innermost() -> Any:
+            result = self._call(task, runner)
+            ran.append(result)
+            if result.outcome is _ACK:
+                return result.value
+            assert result.error is not None
+            raise result.error
+
+        call: Callable[[], Any] = innermost
+        for hook in reversed(self._run_hooks):
+            call = partial(hook, task, call)
+        try:
+            call()
+        except BaseException as exc:
+            if ran:  # the job ran: what it did decides, whatever a middleware made of it
+                if exc is not ran[0].error:
+                    log.warning("job %s %s: a middleware raised after the job ran (%s); the job's "
+                                "own outcome stands", task.job.name, task.job_id, _describe(exc),
+                                exc_info=exc)
+                return ran[0]
+            return self.failed(task, exc, before_run=True)
+        if ran:
+            return ran[0]
+        from ._errors import ConfigurationError
+
+        log.error("job %s %s: a middleware returned without calling call_next; raise cq.Skip to "
+                  "skip a job", task.job.name, task.job_id)
+        return self.failed(task, ConfigurationError(
+            "a middleware returned without running the job (raise cq.Skip to skip it)"), before_run=True)
 
     async def run_async(self, task: Task) -> Result:
-        """Run a task on the running event loop (a sync job runs in a thread)."""
+        """Run a task from a running event loop, on a thread (the same path as ``run``)."""
         import asyncio
 
-        job = task.job
-        args = (task.payload, task.context(self.app.clock)) if job.takes_context else (task.payload,)
-        trace = current_traceparent.set(task.traceparent) if task.traceparent else None
-        try:
-            if job.is_async:
-                value = await job.func(*args)
-            else:
-                value = await asyncio.to_thread(job.func, *args)
-        except Exception as exc:
-            return self.failed(task, exc)
-        finally:
-            if trace is not None:
-                current_traceparent.reset(trace)
-        return Result(_ACK, task.delivery, job.name, task.job_id, value=value)
+        return await asyncio.to_thread(self.run, task)
 
     def process(self, delivery: Delivery) -> Result:
         """prepare + run."""
         prepared = self.prepare(delivery)
         return self.run(prepared) if isinstance(prepared, Task) else prepared
 
-    def failed(self, task: Task, exc: Exception) -> Result:
-        """Classify a job's exception into retry or dead letter."""
-        job = task.job
-        attempt, attempts = task.delivery.attempt, job.retry.attempts
-        base = Result(Outcome.DEAD_LETTER, task.delivery, job.name, task.job_id, error=exc)
+    def failed(self, task: Task, exc: BaseException, *, before_run: bool = False) -> Result:
+        """Classify an exception from a job (or from a middleware before it ran)."""
+        job, delivery = task.job, task.delivery
+        if isinstance(exc, Skip):
+            return Result(Outcome.SKIP, delivery, job.name, task.job_id,
+                          reason=Reason(ReasonKind.SKIPPED, exc.reason), error=exc)
+        if isinstance(exc, Defer):
+            return Result(Outcome.DEFER, delivery, job.name, task.job_id, delay=exc.delay,
+                          reason=Reason(ReasonKind.DEFERRED, exc.reason), error=exc)
+        if isinstance(exc, KeyboardInterrupt):
+            return Result(Outcome.RELEASE, delivery, job.name, task.job_id,
+                          reason=Reason(ReasonKind.DEFERRED, "interrupted (KeyboardInterrupt)"),
+                          error=exc, interrupted=True)
+        what = f"a middleware failed before the job ran: {_describe(exc)}" if before_run else _describe(exc)
+        attempt, attempts = delivery.attempt, job.retry.attempts
         if isinstance(exc, Permanent):
-            base.reason = f"permanent: {exc.reason}"
-            return base
+            return Result(Outcome.DEAD_LETTER, delivery, job.name, task.job_id,
+                          reason=Reason(ReasonKind.PERMANENT, exc.reason), error=exc)
         if attempt >= attempts:
-            base.reason = f"exhausted: attempt {attempt} of {attempts} failed: {_describe(exc)}"
-            return base
+            return Result(Outcome.DEAD_LETTER, delivery, job.name, task.job_id, error=exc,
+                          reason=Reason(ReasonKind.EXHAUSTED, f"attempt {attempt} of {attempts} failed: {what}"))
         delay = exc.delay if isinstance(exc, RetryLater) else job.retry.backoff.delay(attempt)
-        return Result(Outcome.RETRY, task.delivery, job.name, task.job_id, delay=delay,
-                      reason=_describe(exc), error=exc)
+        return Result(Outcome.RETRY, delivery, job.name, task.job_id, delay=delay,
+                      reason=Reason(ReasonKind.FAILED, what), error=exc)
 
     def _run_coroutine(self, coro: Coroutine[Any, Any, Any]) -> Any:
         import asyncio  # only async jobs pay for it
@@ -259,23 +341,88 @@ class Dispatcher:
             self._loop.close()
 
     # -- settle ------------------------------------------------------------------------
-    def settle(self, backend: Backend, result: Result) -> None:
-        """Apply a result to the backend the delivery came from, and log it."""
+    def settle(self, backend: Backend, result: Result) -> bool:
+        """Apply a result to the backend the delivery came from, log it, tell the observers.
+
+        Returns whether the backend applied it; when not (an error, or a stale handle),
+        the message stays in the queue and is delivered again. Never raises.
+        """
         delivery = result.delivery
-        if result.outcome is Outcome.ACK:
-            backend.ack(delivery)
-        elif result.outcome is Outcome.RETRY:
-            assert result.delay is not None
-            log.warning("job %s %s attempt %d failed (%s); retrying in %.3gs", result.job_type,
-                        result.job_id, delivery.attempt, result.reason,
-                        result.delay.total_seconds())
-            backend.retry(delivery, result.delay)
-        elif result.outcome is Outcome.HOP:
-            assert result.delay is not None
-            max_delay = backend.capabilities.max_delay
-            delay = result.delay if max_delay is None else min(result.delay, max_delay)
-            backend.hop(delivery, delay)
-        else:
-            log.error("job %s %s dead-lettered: %s", result.job_type or "?",
-                      result.job_id or delivery.message_id, result.reason)
-            backend.dead_letter(delivery, result.reason or "dead-lettered")
+        outcome = result.outcome
+        try:
+            if outcome is _ACK or outcome is Outcome.SKIP:
+                backend.ack(delivery)
+            elif outcome is Outcome.RETRY:
+                assert result.delay is not None
+                log.warning("job %s %s attempt %d failed (%s); retrying in %.3gs", result.job_type,
+                            result.job_id, delivery.attempt, result.reason and result.reason.text,
+                            result.delay.total_seconds())
+                backend.retry(delivery, result.delay)
+            elif outcome is Outcome.DEAD_LETTER:
+                reason = result.reason or Reason(ReasonKind.OTHER, "dead-lettered")
+                log.error("job %s %s dead-lettered: %s", result.job_type or "?",
+                          result.job_id or delivery.message_id, reason)
+                backend.dead_letter(delivery, reason)
+            elif outcome is Outcome.HOP:
+                assert result.delay is not None
+                max_delay = backend.capabilities.max_delay
+                backend.hop(delivery, result.delay if max_delay is None else min(result.delay, max_delay))
+            elif outcome is Outcome.DEFER:
+                assert result.delay is not None
+                backend.defer(delivery, result.delay)
+            else:
+                backend.release(delivery)
+        except StaleDelivery as exc:
+            result.applied = False
+            log.warning("job %s %s: not settled (%s): %s; the queue delivers it again",
+                        result.job_type or "?", result.job_id or delivery.message_id,
+                        outcome.value, exc)
+            self._observe(result, stalled=True)
+            return False
+        except Exception:  # the message returns after its visibility timeout
+            result.applied = False
+            log.exception("could not settle job %s %s (%s); the queue delivers it again",
+                          result.job_type or "?", result.job_id or delivery.message_id, outcome.value)
+        if self.observed:
+            self._observe(result)
+        return result.applied
+
+    def give_back(self, backend: Backend, deliveries: Sequence[Delivery]) -> None:
+        """Release deliveries that were received but never started (one batch call)."""
+        if not deliveries:
+            return
+        results = [Result(Outcome.RELEASE, d, reason=Reason(ReasonKind.DEFERRED, "not started"))
+                   for d in deliveries]
+        try:
+            backend.release_many(deliveries)
+        except Exception:  # they come back after their visibility timeout
+            log.warning("could not give back %d unstarted message(s); they come back after their "
+                        "visibility timeout", len(deliveries), exc_info=True)
+            for result in results:
+                result.applied = False
+        if self.observed:
+            for result in results:
+                self._observe(result)
+
+    def _observe(self, result: Result, *, stalled: bool = False) -> None:
+        for hook in self._settled_hooks:
+            try:
+                hook(result)
+            except Exception:
+                log.exception("a middleware's settled hook raised; ignored")
+        app = self.app
+        if not app.has_listeners:
+            return
+        if stalled:
+            app.emit("stalled", result)
+            return
+        outcome = result.outcome
+        if outcome is _ACK:
+            app.emit("completed", result)
+        elif outcome is Outcome.RETRY:
+            app.emit("failed", result)
+            app.emit("retrying", result)
+        elif outcome is Outcome.DEAD_LETTER:
+            if result.reason is not None and result.reason.kind in (ReasonKind.PERMANENT, ReasonKind.EXHAUSTED):
+                app.emit("failed", result)
+            app.emit("dead_lettered", result)

@@ -103,7 +103,7 @@ class Job(Generic[P, R]):
         """
         msg = self.message(payload, delay=delay, at=at, idempotency_key=idempotency_key,
                            ordering_key=ordering_key, traceparent=traceparent)
-        return self.app._send([msg])[0]
+        return self.app._enqueue([msg])[0]
 
     def enqueue_many(self, payloads: Iterable[P | dict[str, Any] | OutgoingMessage], *,
                      delay: timedelta | None = None, at: datetime | None = None) -> list[str]:
@@ -114,7 +114,7 @@ class Job(Generic[P, R]):
         """
         msgs = [item if isinstance(item, OutgoingMessage)
                 else self.message(item, delay=delay, at=at) for item in payloads]
-        return self.app._send(msgs)
+        return self.app._enqueue(msgs)
 
     def __repr__(self) -> str:
         return f"<Job {self.name} attempts={self.retry.attempts}>"

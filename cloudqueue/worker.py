@@ -1,12 +1,20 @@
 """A long-running consumer for pull backends.
 
-``concurrency`` consumer threads each loop: receive a message, run its job, settle it.
+``concurrency`` consumer threads each loop: receive a message, run its job, settle it,
+all through the app's dispatcher (the same path as ``drain`` and the function shims).
 A thread receives only when it is free (``prefetch`` messages at a time, 1 by default),
 so nothing waits in a local buffer while the queue could give it to another consumer.
-Async jobs run on one event loop thread; the consumer that took the message waits for
-it. While jobs run, a heartbeat extends the visibility of their messages on backends
-that can. On SIGTERM or SIGINT the worker stops receiving, gives back at once anything
-it received but had not started, and finishes what it started.
+Async jobs run on one event loop thread; the consumer that took the message waits for it.
+
+The heartbeat keeps every held message hidden: it follows the visibility the receive
+actually used (the worker's ``visibility_timeout``, else the queue's own setting) and
+extends each message when a quarter of its window has passed, so it beats at least three
+times per window. It keeps beating after a stop until the last running job has settled.
+
+On SIGTERM or SIGINT the worker stops receiving, finishes what it started, then gives
+back at once anything it received but had not started. A job that raises anything,
+``SystemExit`` included, fails by its retry policy; ``KeyboardInterrupt`` from a job
+gives its message back and stops the worker. No consumer thread dies of a job.
 """
 
 from __future__ import annotations
@@ -14,13 +22,14 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, StaleDelivery
 from .backends.base import Backend, Delivery
 from .dispatch import Outcome, Result, Task
 
@@ -30,6 +39,10 @@ if TYPE_CHECKING:
     from .app import App
 
 log = logging.getLogger("cloudqueue.worker")
+
+#: the window assumed when neither the worker nor the receive says one (Pub/Sub's
+#: shortest ack deadline, so a guess errs towards beating too often)
+_UNKNOWN_WINDOW = timedelta(seconds=10)
 
 
 @dataclass
@@ -41,17 +54,28 @@ class WorkerStats:
     dead_lettered: int = 0
     hopped: int = 0
     released: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    not_settled: int = 0
 
     def add(self, other: WorkerStats) -> None:
-        self.succeeded += other.succeeded
-        self.retried += other.retried
-        self.dead_lettered += other.dead_lettered
-        self.hopped += other.hopped
-        self.released += other.released
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 _COUNTER = {Outcome.ACK: "succeeded", Outcome.RETRY: "retried", Outcome.DEAD_LETTER: "dead_lettered",
-            Outcome.HOP: "hopped"}
+            Outcome.HOP: "hopped", Outcome.SKIP: "skipped", Outcome.DEFER: "deferred",
+            Outcome.RELEASE: "released"}
+
+
+class _Held:
+    """A received, unsettled delivery and when the heartbeat last extended it."""
+
+    __slots__ = ("delivery", "extended")
+
+    def __init__(self, delivery: Delivery, extended: float) -> None:
+        self.delivery = delivery
+        self.extended = extended
 
 
 class Worker:
@@ -63,31 +87,37 @@ class Worker:
         poll_wait: how long one receive call may wait for messages (long polling).
         prefetch: messages one consumer takes per receive (more saves calls on remote
             queues; the extra ones wait, hidden and kept alive by the heartbeat).
-        heartbeat: how often to extend the visibility of running jobs, on backends
-            that can (None: a third of ``visibility_timeout``).
-        visibility_timeout: how long each extension hides a running job's message.
+        visibility_timeout: hide each received message this long (None: the queue's own
+            setting); the heartbeat extends it by this much at a time.
+        heartbeat: the longest time between two extensions of a message (None: a quarter
+            of its visibility window; a longer value is shortened to that).
         handle_signals: stop gracefully on SIGTERM/SIGINT (main thread only).
     """
 
     def __init__(self, app: App, *, concurrency: int = 8,
                  poll_wait: timedelta = timedelta(seconds=1), prefetch: int = 1,
-                 visibility_timeout: timedelta = timedelta(seconds=30),
+                 visibility_timeout: timedelta | None = None,
                  heartbeat: timedelta | None = None, handle_signals: bool = True) -> None:
         if type(concurrency) is not int or concurrency < 1:
             raise ConfigurationError(f"worker concurrency must be an int >= 1, got {concurrency!r}")
         if type(prefetch) is not int or prefetch < 1:
             raise ConfigurationError(f"worker prefetch must be an int >= 1, got {prefetch!r}")
+        if visibility_timeout is not None and visibility_timeout <= timedelta(0):
+            raise ConfigurationError(f"worker visibility_timeout must be positive, got {visibility_timeout}")
+        if heartbeat is not None and heartbeat <= timedelta(0):
+            raise ConfigurationError(f"worker heartbeat must be positive, got {heartbeat}")
         self.app = app
         self.concurrency = concurrency
         self.poll_wait = poll_wait
         self.prefetch = prefetch
         self.visibility_timeout = visibility_timeout
-        self.heartbeat = heartbeat or visibility_timeout / 3
+        self.heartbeat = heartbeat
         self.handle_signals = handle_signals
         self.stats = WorkerStats()
         self._stop = threading.Event()
+        self._beat_stop = threading.Event()
         self._lock = threading.Lock()
-        self._held: dict[int, Delivery] = {}  # received and not yet settled, for the heartbeat
+        self._held: dict[int, _Held] = {}  # received and not yet settled, for the heartbeat
         self._unstarted: list[Delivery] = []  # received after stop: given back at the end
         self._busy: list[bool] = []  # per consumer: running jobs now
         self._until_empty = False
@@ -115,6 +145,8 @@ class Worker:
         if not backend.capabilities.pull:
             raise ConfigurationError(f"{backend!r} is push-only: run its function shim, not a worker")
         self._until_empty = until_empty
+        self._stop.clear()
+        self._beat_stop.clear()
         restore = self._install_signals() if self.handle_signals else None
         per_thread = [WorkerStats() for _ in range(self.concurrency)]
         self._busy = [False] * self.concurrency
@@ -136,13 +168,15 @@ class Worker:
         finally:
             self._stop.set()
             for thread in consumers:
-                thread.join()
+                while thread.is_alive():  # running jobs finish; the heartbeat keeps them hidden
+                    thread.join(0.2)
             self._give_back(backend)
+            self._beat_stop.set()
+            if beat is not None:
+                beat.join(timeout=30)
             self._stop_loop()
             if restore is not None:
                 restore()
-            if beat is not None:
-                beat.join(timeout=5)
             for stats in per_thread:
                 self.stats.add(stats)
             log.info("worker stopped: %s", self.stats)
@@ -153,11 +187,15 @@ class Worker:
         # No lock on this path: the dict and list updates below are atomic in CPython, and
         # a lock taken per job makes the consumers queue behind each other.
         dispatcher = self.app.dispatcher
+        prepare, run, settle = dispatcher.prepare, dispatcher.run, dispatcher.settle
+        runner = self._run_on_loop
         stop = self._stop
         held, busy = self._held, self._busy
         while not stop.is_set():
+            received_at = time.monotonic()
             try:
-                batch = backend.receive(max_messages=self.prefetch, wait=self.poll_wait)
+                batch = backend.receive(max_messages=self.prefetch, wait=self.poll_wait,
+                                        visibility=self.visibility_timeout)
             except Exception:  # the queue is unreachable: wait, then try again
                 log.exception("receive failed; retrying in %s", self.poll_wait)
                 stop.wait(self.poll_wait.total_seconds())
@@ -169,65 +207,87 @@ class Worker:
                 continue
             busy[slot] = True
             for delivery in batch:
-                held[id(delivery)] = delivery
+                held[id(delivery)] = _Held(delivery, received_at)
             try:
                 for delivery in batch:
                     if stop.is_set():
                         # given back once every consumer has stopped polling, so no
-                        # consumer of ours takes it again (each take counts an attempt)
+                        # consumer of ours takes it again
                         self._unstarted.append(delivery)
                         continue
-                    prepared = dispatcher.prepare(delivery)
-                    if isinstance(prepared, Task):
-                        prepared = self._run(prepared)
-                    self._settle(backend, prepared, stats)
-                    held.pop(id(delivery), None)
+                    try:
+                        prepared = prepare(delivery)
+                        result = run(prepared, runner) if type(prepared) is Task else prepared
+                        applied = settle(backend, result)  # type: ignore[arg-type]
+                        self._count(stats, result, applied)  # type: ignore[arg-type]
+                        if result.interrupted:  # type: ignore[union-attr]
+                            log.warning("a job was interrupted (KeyboardInterrupt): its message "
+                                        "went back; stopping")
+                            stop.set()
+                    except BaseException:  # a fault of ours, never the job's: the thread lives on
+                        log.exception("could not process message %s; it comes back after its "
+                                      "visibility timeout", delivery.message_id)
+                    finally:
+                        held.pop(id(delivery), None)
             finally:
                 busy[slot] = False
 
-    def _all_idle(self) -> bool:
-        return not any(self._busy)
-
-    def _run(self, task: Task) -> Result:
-        dispatcher = self.app.dispatcher
-        if not task.job.is_async:
-            return dispatcher.run(task)
-        import asyncio
-
-        future = asyncio.run_coroutine_threadsafe(dispatcher.run_async(task), self._event_loop())
-        try:
-            return future.result()
-        except Exception as exc:  # run_async classifies job errors; this is the loop failing
-            return dispatcher.failed(task, exc)
-
-    def _settle(self, backend: Backend, result: Result, stats: WorkerStats) -> None:
-        try:
-            self.app.dispatcher.settle(backend, result)
-        except Exception:  # the message returns after its visibility timeout
-            log.exception("could not settle job %s (%s); the queue will deliver it again",
-                          result.job_id, result.outcome.value)
+    @staticmethod
+    def _count(stats: WorkerStats, result: Result, applied: bool) -> None:
+        if not applied:
+            stats.not_settled += 1
             return
         counter = _COUNTER[result.outcome]
         setattr(stats, counter, getattr(stats, counter) + 1)
 
+    def _all_idle(self) -> bool:
+        return not any(self._busy)
+
+    def _run_on_loop(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        import asyncio
+
+        # run_coroutine_threadsafe starts the task in a copy of this thread's context, so
+        # the running job's trace context reaches the coroutine
+        return asyncio.run_coroutine_threadsafe(coro, self._event_loop()).result()
+
     def _give_back(self, backend: Backend) -> None:
-        for delivery in self._unstarted:
-            try:
-                backend.release(delivery)
-                self.stats.released += 1
-            except Exception:  # it comes back after its visibility timeout
-                log.warning("could not release %s", delivery.message_id, exc_info=True)
-        self._unstarted.clear()
+        unstarted, self._unstarted = self._unstarted, []
+        if unstarted:
+            self.app.dispatcher.give_back(backend, unstarted)
+            self.stats.released += len(unstarted)
+        for delivery in unstarted:
+            self._held.pop(id(delivery), None)
 
     # -- around the consumers ------------------------------------------------------------------
+    def _window(self, delivery: Delivery) -> float:
+        window = self.visibility_timeout or delivery.visibility or _UNKNOWN_WINDOW
+        return window.total_seconds()
+
     def _heartbeat(self, backend: Backend) -> None:
-        while not self._stop.wait(self.heartbeat.total_seconds()):
-            for delivery in list(self._held.values()):
-                try:
-                    backend.extend_visibility(delivery, self.visibility_timeout)
-                except Exception:  # best effort; the job keeps running
-                    log.warning("could not extend visibility of %s", delivery.message_id,
-                                exc_info=True)
+        cap = self.heartbeat.total_seconds() if self.heartbeat is not None else float("inf")
+        warned: set[str] = set()
+        while not self._beat_stop.is_set():
+            now = time.monotonic()
+            wake = now + min(1.0, cap)
+            for entry in list(self._held.values()):
+                window = self._window(entry.delivery)
+                step = min(window / 4, cap)
+                due = entry.extended + step
+                if now >= due:
+                    try:
+                        backend.extend_visibility(entry.delivery, timedelta(seconds=window))
+                        entry.extended = now
+                    except StaleDelivery as exc:
+                        mid = entry.delivery.message_id
+                        if mid not in warned:
+                            warned.add(mid)
+                            log.warning("lost message %s: %s", mid, exc)
+                    except Exception:  # best effort; the job keeps running
+                        log.warning("could not extend visibility of %s", entry.delivery.message_id,
+                                    exc_info=True)
+                    due = now + step
+                wake = min(wake, due)
+            self._beat_stop.wait(max(wake - time.monotonic(), 0.01))
 
     def _event_loop(self) -> AbstractEventLoop:
         with self._lock:

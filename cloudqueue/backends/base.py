@@ -11,10 +11,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import UnsupportedFeature
+from ..clock import SYSTEM_CLOCK, Clock
+
+if TYPE_CHECKING:
+    from ..lifecycle import Reason, ReasonKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +95,22 @@ class Delivery:
         handle: whatever the backend needs to ack/retry/dead-letter it.
         ordering_key: FIFO group of the message, if any.
         deadline: when the runtime will stop this delivery (None: no limit known).
+        attributes: the message's string attributes, as the producer set them.
+        visibility: how long the receive hid the message (None: unknown); a worker's
+            heartbeat extends it well before this runs out.
+        lease_until: until when (on the backend's clock) this consumer holds the message;
+            backends that cannot tell a stale handle from a current one keep it, and
+            refuse to settle once it has passed (``StaleDelivery``).
+        raw: the platform's own record or message, for the backend that settles it.
     """
 
-    __slots__ = ("attempt", "attributes", "body", "deadline", "handle", "message_id", "ordering_key")
+    __slots__ = ("attempt", "attributes", "body", "deadline", "handle", "lease_until", "message_id",
+                 "ordering_key", "raw", "visibility")
 
     def __init__(self, body: bytes, attempt: int, message_id: str, handle: Any = None,
                  ordering_key: str | None = None, deadline: datetime | None = None,
-                 attributes: Mapping[str, str] = _NO_ATTRIBUTES) -> None:
+                 attributes: Mapping[str, str] = _NO_ATTRIBUTES, visibility: timedelta | None = None,
+                 lease_until: float | None = None, raw: Any = None) -> None:
         self.body = body
         self.attempt = attempt
         self.message_id = message_id
@@ -106,6 +118,9 @@ class Delivery:
         self.ordering_key = ordering_key
         self.deadline = deadline
         self.attributes = attributes
+        self.visibility = visibility
+        self.lease_until = lease_until
+        self.raw = raw
 
     def __repr__(self) -> str:
         return (f"Delivery(message_id={self.message_id!r}, attempt={self.attempt}, "
@@ -114,7 +129,10 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A message in dead letters, with why it is there; ``body`` is the original message."""
+    """A message in dead letters, with why it is there; ``body`` is the original message.
+
+    ``reason`` is the text stored with it (``"<kind>: <text>"``); ``kind`` reads the kind.
+    """
 
     message_id: str
     body: bytes
@@ -123,12 +141,22 @@ class DeadLetter:
     dead_lettered_at: datetime | None = None
     attempts: int | None = None
 
+    @property
+    def kind(self) -> ReasonKind:
+        """Why it is there: poison, permanent, exhausted, ... (``cq.ReasonKind``)."""
+        from ..lifecycle import Reason
+
+        return Reason.parse(self.reason).kind
+
 
 class Backend(ABC):
     """A queue. Subclasses implement the primitives; sync, thread-safe.
 
-    ``send`` must be safe to retry. ``ack``, ``retry`` and ``dead_letter`` are called
-    at most once per delivery, by the dispatcher's settle step.
+    ``send`` must be safe to retry. ``ack``, ``retry``, ``defer``, ``release``, ``hop``
+    and ``dead_letter`` are called at most once per delivery, by the one settle step
+    (``Dispatcher.settle``). Any of them raises ``StaleDelivery`` when the delivery's
+    handle is no longer this consumer's (its visibility ran out and the queue may have
+    handed the message to someone else): then nothing is changed.
     """
 
     #: the URL scheme this backend registers under
@@ -151,8 +179,13 @@ class Backend(ABC):
         A duplicate idempotency key returns the id of the job already queued.
         """
 
-    def receive(self, max_messages: int = 10, wait: timedelta = timedelta(0)) -> list[Delivery]:
-        """Take up to ``max_messages`` due messages, waiting up to ``wait`` for the first."""
+    def receive(self, max_messages: int = 10, wait: timedelta = timedelta(0),
+                visibility: timedelta | None = None) -> list[Delivery]:
+        """Take up to ``max_messages`` due messages, waiting up to ``wait`` for the first.
+
+        ``visibility`` hides them for that long instead of the queue's own setting; each
+        delivery's ``visibility`` says what was in force.
+        """
         raise UnsupportedFeature(f"the {self.scheme or type(self).__name__} backend is push-only; "
                                  "it cannot be consumed by a worker")
 
@@ -165,12 +198,22 @@ class Backend(ABC):
         """Make the message come back after ``delay``; the attempt count goes on."""
 
     @abstractmethod
-    def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        """Move the message, intact, to dead letters with ``reason``."""
+    def dead_letter(self, delivery: Delivery, reason: Reason) -> None:
+        """Move the message, intact, to dead letters with ``reason`` (``str(reason)`` to store)."""
 
     def release(self, delivery: Delivery) -> None:
         """Give back a message that was received but never started, at once."""
         self.retry(delivery, timedelta(0))
+
+    def release_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Give back several unstarted messages (backends with a batch call override this)."""
+        for delivery in deliveries:
+            self.release(delivery)
+
+    def defer(self, delivery: Delivery, delay: timedelta) -> None:
+        """Make an unstarted message come back after ``delay``, spending no attempt where the
+        queue allows it (queues that count every receive count this one too)."""
+        self.retry(delivery, delay)
 
     def hop(self, delivery: Delivery, delay: timedelta) -> None:
         """Send a delayed message on with ``delay`` left, then remove this copy."""

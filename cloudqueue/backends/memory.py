@@ -21,11 +21,15 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .._clock import SYSTEM_CLOCK, Clock
-from .._errors import ConfigurationError, PayloadError, QueueNotFound
+from .._errors import ConfigurationError, PayloadError, QueueNotFound, StaleDelivery
+from ..clock import SYSTEM_CLOCK, Clock
 from .base import Backend, Capabilities, DeadLetter, Delivery, OutgoingMessage, QueueStats
+
+if TYPE_CHECKING:
+    from ..lifecycle import Reason
 from .options import parse_bool, parse_number, parse_options, parse_seconds
 
 _DEFAULT_VISIBILITY = timedelta(seconds=30)
@@ -164,13 +168,16 @@ class MemoryBackend(Backend):
             heapq.heappush(self._timed, (msg.visible_at, msg.seq, msg.mid, msg.token))
 
     # -- consuming -----------------------------------------------------------------------
-    def receive(self, max_messages: int = 10, wait: timedelta = timedelta(0)) -> list[Delivery]:
+    def receive(self, max_messages: int = 10, wait: timedelta = timedelta(0),
+                visibility: timedelta | None = None) -> list[Delivery]:
         give_up = _time.monotonic() + wait.total_seconds()
+        hide = visibility if visibility is not None and visibility > timedelta(0) else self.visibility_timeout
         with self._cond:
             while True:
                 self._check_open()
                 now = self.clock.time()
-                got = self._take_fifo(max_messages, now) if self.fifo else self._take(max_messages, now)
+                got = self._take_fifo(max_messages, now, hide) if self.fifo else \
+                    self._take(max_messages, now, hide)
                 if got:
                     return got
                 left = give_up - _time.monotonic()
@@ -192,7 +199,7 @@ class MemoryBackend(Backend):
             msg.token = 0  # an expired visibility timeout: the message is back
             ready.append(mid)
 
-    def _take(self, max_messages: int, now: float) -> list[Delivery]:
+    def _take(self, max_messages: int, now: float, hide: timedelta) -> list[Delivery]:
         self._promote(now)
         out: list[Delivery] = []
         ready, msgs = self._ready, self._msgs
@@ -200,12 +207,12 @@ class MemoryBackend(Backend):
             msg = msgs.get(ready.popleft())
             if msg is None or msg.token or msg.visible_at > now:
                 continue
-            delivery = self._deliver(msg, now)
+            delivery = self._deliver(msg, now, hide)
             if delivery is not None:
                 out.append(delivery)
         return out
 
-    def _take_fifo(self, max_messages: int, now: float) -> list[Delivery]:
+    def _take_fifo(self, max_messages: int, now: float, hide: timedelta) -> list[Delivery]:
         # Only the oldest message of each group may be delivered, and only when nothing of
         # that group is in flight or waiting for its retry: order per group holds.
         blocked: set[str] = set()
@@ -221,35 +228,37 @@ class MemoryBackend(Backend):
                 msg.token = 0
             if msg.token or msg.visible_at > now:
                 continue
-            delivery = self._deliver(msg, now)
+            delivery = self._deliver(msg, now, hide)
             if delivery is not None:
                 out.append(delivery)
         return out
 
-    def _deliver(self, msg: _Msg, now: float) -> Delivery | None:
+    def _deliver(self, msg: _Msg, now: float, hide: timedelta) -> Delivery | None:
         limit = self.max_receives or msg.max_attempts
         if limit is not None and msg.receives >= limit:
-            self._bury(msg, f"max receives exceeded: received {msg.receives} times without "
-                            "being settled (consumer died or timed out)", now)
+            self._bury(msg, f"unsettled: received {msg.receives} times without being settled "
+                            "(a consumer died or timed out)", now)
             return None
         msg.receives += 1
         msg.token = next(self._seq)
-        msg.visible_at = now + self.visibility_timeout.total_seconds()
+        msg.visible_at = now + hide.total_seconds()
         if not self.fifo:
             heapq.heappush(self._timed, (msg.visible_at, msg.seq, msg.mid, msg.token))
         return Delivery(body=msg.body, attempt=msg.receives, message_id=msg.mid,
-                        handle=msg.token, ordering_key=msg.group)
+                        handle=msg.token, ordering_key=msg.group, visibility=hide)
 
-    def _owned(self, delivery: Delivery) -> _Msg | None:
+    def _owned(self, delivery: Delivery) -> _Msg:
         msg = self._msgs.get(delivery.message_id)
         if msg is None or msg.token != delivery.handle:
-            return None  # settled already, or its visibility ran out and it was re-delivered
+            # settled already, or its visibility ran out and it was received again
+            raise StaleDelivery(f"message {delivery.message_id} is no longer held by this "
+                                "delivery (settled already, or its visibility ran out)")
         return msg
 
     def ack(self, delivery: Delivery) -> None:
         with self._cond:
-            if self._owned(delivery) is not None:
-                del self._msgs[delivery.message_id]
+            self._owned(delivery)
+            del self._msgs[delivery.message_id]
 
     def retry(self, delivery: Delivery, delay: timedelta) -> None:
         self._reschedule(delivery, delay, count=True)
@@ -257,11 +266,12 @@ class MemoryBackend(Backend):
     def release(self, delivery: Delivery) -> None:
         self._reschedule(delivery, timedelta(0), count=False)
 
+    def defer(self, delivery: Delivery, delay: timedelta) -> None:
+        self._reschedule(delivery, delay, count=False)
+
     def _reschedule(self, delivery: Delivery, delay: timedelta, *, count: bool) -> None:
         with self._cond:
             msg = self._owned(delivery)
-            if msg is None:
-                return
             now = self.clock.time()
             if not count:
                 msg.receives -= 1
@@ -274,19 +284,16 @@ class MemoryBackend(Backend):
     def extend_visibility(self, delivery: Delivery, timeout: timedelta) -> None:
         with self._cond:
             msg = self._owned(delivery)
-            if msg is not None:
-                msg.visible_at = self.clock.time() + timeout.total_seconds()
-                if not self.fifo:
-                    heapq.heappush(self._timed, (msg.visible_at, msg.seq, msg.mid, msg.token))
+            msg.visible_at = self.clock.time() + timeout.total_seconds()
+            if not self.fifo:
+                heapq.heappush(self._timed, (msg.visible_at, msg.seq, msg.mid, msg.token))
 
     def hop(self, delivery: Delivery, delay: timedelta) -> None:
         self._reschedule(delivery, delay, count=False)
 
-    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+    def dead_letter(self, delivery: Delivery, reason: Reason) -> None:
         with self._cond:
-            msg = self._owned(delivery)
-            if msg is not None:
-                self._bury(msg, reason, self.clock.time())
+            self._bury(self._owned(delivery), str(reason), self.clock.time())
 
     def _bury(self, msg: _Msg, reason: str, now: float) -> None:
         del self._msgs[msg.mid]

@@ -387,20 +387,18 @@ def test_drain_never_raises_and_every_refused_body_is_dead_lettered_with_a_reaso
                           for n, body in enumerate(batch)])
         app.drain()
         at_once: Counter[bytes] = Counter()
-        late: Counter[bytes] = Counter()  # see the xfail test below
         expected_runs: list[tuple[str, Any, datetime]] = []
         for body in batch:
             verdict, env = slow_path(set(PAYLOADS), body)
             due = env is None or env.not_before_at is None or env.not_before_at <= NOW
-            if not verdict.accepted:
-                payload_only = env is not None and env.type in PAYLOADS
-                (at_once if due or not payload_only else late)[body] += 1
+            if not verdict.accepted:  # poison goes at once, due or not
+                at_once[body] += 1
             elif due:
                 assert env is not None
                 expected_runs.append((env.id, verdict.fields[6], env.enqueued_at))
         letters = app.backend.dead_letters(limit=len(batch) + 1)
         got = Counter(letter.body for letter in letters)
-        assert at_once <= got <= at_once + late
+        assert got == at_once
         for letter in letters:
             assert str(letter.reason).strip(), letter
         assert len(ran) == len(expected_runs)
@@ -425,9 +423,6 @@ def test_a_date_that_does_not_exist_is_dead_lettered_not_a_crash(name: str) -> N
         app.close()
 
 
-@pytest.mark.xfail(strict=True, reason="the dispatcher's slow path hops a not-yet-due message before "
-                                       "validating its payload, so a poison payload waits for its "
-                                       "cqnotbefore (DESIGN.md 3: poison goes to dead letters at once)")
 def test_a_poison_payload_with_a_later_cqnotbefore_is_dead_lettered_at_once() -> None:
     app, ran = new_app()
     try:

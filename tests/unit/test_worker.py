@@ -106,8 +106,9 @@ class StopDuringPoll(MemoryBackend):
 
     worker: Worker | None = None
 
-    def receive(self, max_messages: int = 10, wait: timedelta = timedelta(0)) -> list[Delivery]:
-        got = super().receive(max_messages, wait)
+    def receive(self, max_messages: int = 10, wait: timedelta = timedelta(0),
+                visibility: timedelta | None = None) -> list[Delivery]:
+        got = super().receive(max_messages, wait, visibility)
         if got and self.worker is not None:
             self.worker.stop()
         return got

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cloudqueue import DeadLetter, QueueNotFound
-from cloudqueue._clock import parse_time
+from cloudqueue.clock import parse_time
 
 from . import _wire
 from ._errors import error_code, translated

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cloudqueue._clock import format_time
+from cloudqueue.clock import format_time
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
@@ -76,6 +76,31 @@ def string_attributes(attributes: Mapping[str, Any] | None) -> dict[str, str]:
         value = _string_value(attribute)
         if value is not None:
             out[name] = value
+    return out
+
+
+def carried_attributes(attributes: Mapping[str, Any] | None, *, keep: int = 10,
+                       ) -> dict[str, MessageAttributeValueTypeDef]:
+    """A received message's attributes in SendMessage spelling, to send on with it.
+
+    Takes boto3's (``StringValue``) or a Lambda record's (``stringValue``) spelling,
+    String, Number and Binary types; drops cloudqueue's own dead-letter attributes and
+    keeps at most ``keep`` (SQS takes 10 a message).
+    """
+    out: dict[str, MessageAttributeValueTypeDef] = {}
+    for name, attribute in (attributes or {}).items():
+        if len(out) >= keep:
+            break
+        if name in DEAD_LETTER_ATTRIBUTES or name == ENCODING or not isinstance(attribute, Mapping):
+            continue
+        data_type = str(attribute.get("DataType") or attribute.get("dataType") or "String")
+        string = attribute.get("StringValue", attribute.get("stringValue"))
+        binary = attribute.get("BinaryValue", attribute.get("binaryValue"))
+        if string is not None:
+            out[name] = {"DataType": data_type, "StringValue": str(string)}
+        elif binary is not None:
+            value = base64.b64decode(binary) if isinstance(binary, str) else bytes(binary)
+            out[name] = {"DataType": data_type, "BinaryValue": value}
     return out
 
 

@@ -29,13 +29,14 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from cloudqueue import (
     Backend,
+    BackendError,
     Capabilities,
     ConfigurationError,
     DeadLetter,
@@ -44,18 +45,21 @@ from cloudqueue import (
     PayloadError,
     QueueNotFound,
     QueueStats,
+    StaleDelivery,
     UnsupportedFeature,
 )
-from cloudqueue._clock import SYSTEM_CLOCK, Clock
+from cloudqueue.clock import SYSTEM_CLOCK, Clock
 
 from . import _wire
 from ._address import parse_arn, parse_url
 from ._client import make_client
-from ._errors import RETRYABLE_ENTRY_CODES, BatchSendError, translated
+from ._errors import RETRYABLE_ENTRY_CODES, BatchSendError, error_code, translated
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_sqs.type_defs import MessageTypeDef, SendMessageBatchRequestEntryTypeDef
+
+    from cloudqueue import Reason
 
 __all__ = ["SQSBackend", "from_url"]
 
@@ -64,6 +68,9 @@ log = logging.getLogger("cloudqueue.aws")
 _DEFAULT_SIZE = 256 * 1024
 _BATCH = 10
 _ENTRY_TRIES = 3
+#: what SQS answers a receipt handle that is no longer current
+_STALE_CODES = frozenset({"ReceiptHandleIsInvalid", "InvalidReceiptHandle", "MessageNotInflight",
+                          "AWS.SimpleQueueService.MessageNotInflight", "InvalidParameterValue"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,7 @@ class _QueueInfo:
     max_message_size: int
     dead_letter_arn: str | None
     max_receive_count: int | None
+    visibility_timeout: timedelta
 
 
 class SQSBackend(Backend):
@@ -139,14 +147,16 @@ class SQSBackend(Backend):
             with translated(f"GetQueueAttributes({self.name})"):
                 attrs = self.client.get_queue_attributes(
                     QueueUrl=self.queue_url,
-                    AttributeNames=["QueueArn", "MaximumMessageSize", "RedrivePolicy"])["Attributes"]
+                    AttributeNames=["QueueArn", "MaximumMessageSize", "RedrivePolicy",
+                                    "VisibilityTimeout"])["Attributes"]
             policy = json.loads(attrs.get("RedrivePolicy") or "{}")
             receives = policy.get("maxReceiveCount")
             self._info = _QueueInfo(
                 arn=attrs.get("QueueArn", ""),
                 max_message_size=int(attrs.get("MaximumMessageSize") or _DEFAULT_SIZE),
                 dead_letter_arn=policy.get("deadLetterTargetArn"),
-                max_receive_count=int(receives) if receives is not None else None)
+                max_receive_count=int(receives) if receives is not None else None,
+                visibility_timeout=timedelta(seconds=int(attrs.get("VisibilityTimeout") or 30)))
         return self._info
 
     @property
@@ -328,7 +338,8 @@ class SQSBackend(Backend):
         return final, [], None
 
     # -- consuming -------------------------------------------------------------------------
-    def receive(self, max_messages: int = 10, wait: timedelta = timedelta(0)) -> list[Delivery]:
+    def receive(self, max_messages: int = 10, wait: timedelta = timedelta(0),
+                visibility: timedelta | None = None) -> list[Delivery]:
         if self.fifo:
             ready = self._next_held(max_messages)
             if ready:
@@ -339,11 +350,19 @@ class SQSBackend(Backend):
             "WaitTimeSeconds": wait_seconds, "MessageAttributeNames": ["All"],
             "MessageSystemAttributeNames": ["ApproximateReceiveCount", "MessageGroupId"],
         }
-        if self.visibility_timeout is not None:
-            params["VisibilityTimeout"] = _wire.visibility_seconds(self.visibility_timeout.total_seconds())
+        hide = visibility or self.visibility_timeout
+        if hide is not None:
+            seconds = _wire.visibility_seconds(hide.total_seconds())
+            params["VisibilityTimeout"] = seconds
+            in_force = timedelta(seconds=seconds)
+        else:
+            in_force = self._queue_info().visibility_timeout
+        # the lease starts before the request leaves: a conservative end
+        lease_until = self.clock.time() + in_force.total_seconds()
         with translated(f"ReceiveMessage({self.name})"):
             messages = self.client.receive_message(**params).get("Messages") or []
-        deliveries = [delivery_from_message(m) for m in messages]
+        deliveries = [delivery_from_message(m, visibility=in_force, lease_until=lease_until)
+                      for m in messages]
         return self._hold_behind_heads(deliveries) if self.fifo else deliveries
 
     def _next_held(self, max_messages: int) -> list[Delivery]:
@@ -401,7 +420,20 @@ class SQSBackend(Backend):
             with translated(f"ChangeMessageVisibilityBatch({self.name})"):
                 self.client.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
 
+    def _check_lease(self, delivery: Delivery) -> None:
+        # SQS may accept an old receipt handle after the message went to another consumer,
+        # so a settle after the visibility ran out could delete a message someone else is
+        # running: refuse it here (the message comes back, at least once holds)
+        until = delivery.lease_until
+        if until is not None and self.clock.time() >= until:
+            raise StaleDelivery(
+                f"SQS message {delivery.message_id}: its visibility ran out "
+                f"{self.clock.time() - until:.1f}s ago, so another consumer may hold it now; "
+                "left to the queue (a job longer than the visibility needs a worker heartbeat "
+                "or a longer visibility timeout)")
+
     def ack(self, delivery: Delivery) -> None:
+        self._check_lease(delivery)
         self._delete(delivery)
         self._settled(delivery, left_the_group=True)
 
@@ -412,37 +444,66 @@ class SQSBackend(Backend):
     def retry(self, delivery: Delivery, delay: timedelta) -> None:
         # Leaving the message in the queue keeps its receive count (the attempt) and
         # lets the redrive policy see it; its visibility is the backoff.
+        self._check_lease(delivery)
         self._set_visibility(delivery, delay)
         self._settled(delivery, left_the_group=False)
 
     def release(self, delivery: Delivery) -> None:
+        self._check_lease(delivery)
         self._set_visibility(delivery, timedelta(0))
         self._settled(delivery, left_the_group=False)
 
+    def release_many(self, deliveries: Sequence[Delivery]) -> None:
+        now = self.clock.time()
+        current = [d for d in deliveries if d.lease_until is None or now < d.lease_until]
+        self._show_again(current)
+        for delivery in current:
+            self._settled(delivery, left_the_group=False)
+
     def extend_visibility(self, delivery: Delivery, timeout: timedelta) -> None:
+        self._check_lease(delivery)
+        started = self.clock.time()
         self._set_visibility(delivery, timeout)
+        if delivery.lease_until is not None:
+            delivery.lease_until = started + _wire.visibility_seconds(timeout.total_seconds())
 
     def _set_visibility(self, delivery: Delivery, timeout: timedelta) -> None:
-        with translated(f"ChangeMessageVisibility({self.name})"):
-            self.client.change_message_visibility(
-                QueueUrl=self.queue_url, ReceiptHandle=delivery.handle,
-                VisibilityTimeout=_wire.visibility_seconds(timeout.total_seconds()))
+        try:
+            with translated(f"ChangeMessageVisibility({self.name})"):
+                self.client.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=delivery.handle,
+                    VisibilityTimeout=_wire.visibility_seconds(timeout.total_seconds()))
+        except BackendError as exc:
+            if error_code(exc.__cause__ or exc) in _STALE_CODES:
+                raise StaleDelivery(f"SQS message {delivery.message_id}: {exc}") from exc
+            raise
 
     def hop(self, delivery: Delivery, delay: timedelta) -> None:
         if self.fifo:  # no per-message delay: hide this copy instead (keeps the group's order)
             self.retry(delivery, delay)
             return
-        text, attributes = _wire.body_text(delivery.body)
-        with translated(f"SendMessage({self.name})"):
-            self.client.send_message(QueueUrl=self.queue_url, MessageBody=text,
-                                     MessageAttributes=attributes,
-                                     DelaySeconds=_wire.delay_seconds(delay.total_seconds()))
+        self._check_lease(delivery)
+        self.send_copy(delivery, delay)
         self.ack(delivery)
 
-    def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        send_dead_letter(self.client, self.dead_letter_url, fifo=self.fifo, delivery=delivery,
-                         reason=reason, clock=self.clock)
+    def send_copy(self, delivery: Delivery, delay: timedelta) -> None:
+        """Send the delivery's message again, attributes and all, due after ``delay``."""
+        text, attributes = _wire.body_text(delivery.body)
+        carried = _wire.carried_attributes(_raw_attributes(delivery), keep=10 - len(attributes))
+        with translated(f"SendMessage({self.name})"):
+            self.client.send_message(QueueUrl=self.queue_url, MessageBody=text,
+                                     MessageAttributes={**carried, **attributes},
+                                     DelaySeconds=_wire.delay_seconds(delay.total_seconds()))
+
+    def dead_letter(self, delivery: Delivery, reason: Reason) -> None:
+        self._check_lease(delivery)
+        self.send_dead_letter(delivery, reason)
         self.ack(delivery)
+
+    def send_dead_letter(self, delivery: Delivery, reason: Reason) -> None:
+        """Send the delivery's original message to dead letters with ``reason``; keep it here."""
+        send_dead_letter(self.client, self.dead_letter_url, fifo=self.fifo, delivery=delivery,
+                         reason=str(reason), clock=self.clock)
 
     # -- inspecting ------------------------------------------------------------------------
     def stats(self) -> QueueStats:
@@ -528,7 +589,8 @@ def _pack(entries: list[SendMessageBatchRequestEntryTypeDef], sizes: list[int],
     return batches
 
 
-def delivery_from_message(message: MessageTypeDef) -> Delivery:
+def delivery_from_message(message: MessageTypeDef, *, visibility: timedelta | None = None,
+                          lease_until: float | None = None) -> Delivery:
     """A ``Delivery`` from one ReceiveMessage result."""
     system = message.get("Attributes") or {}
     attributes = message.get("MessageAttributes")
@@ -536,7 +598,17 @@ def delivery_from_message(message: MessageTypeDef) -> Delivery:
                     attempt=int(system.get("ApproximateReceiveCount", 1)),
                     message_id=message.get("MessageId", ""), handle=message.get("ReceiptHandle"),
                     ordering_key=system.get("MessageGroupId"),
-                    attributes=_wire.string_attributes(attributes))
+                    attributes=_wire.string_attributes(attributes), visibility=visibility,
+                    lease_until=lease_until, raw=attributes)
+
+
+def _raw_attributes(delivery: Delivery) -> Mapping[str, Any] | None:
+    """The producer's message attributes as received (boto3 or Lambda-event spelling)."""
+    raw = delivery.raw
+    if isinstance(raw, Mapping):
+        return raw
+    return {name: {"DataType": "String", "StringValue": value}
+            for name, value in delivery.attributes.items()} or None
 
 
 def send_dead_letter(client: SQSClient, dead_letter_url: str, *, fifo: bool, delivery: Delivery,
@@ -546,6 +618,9 @@ def send_dead_letter(client: SQSClient, dead_letter_url: str, *, fifo: bool, del
     attributes = _wire.dead_letter_attributes(
         reason=reason, source_message_id=delivery.message_id, attempt=delivery.attempt,
         now=clock.now(), carried=encoding)
+    # the producer's attributes travel with it, in the slots SQS leaves (10 a message)
+    attributes = {**_wire.carried_attributes(_raw_attributes(delivery), keep=10 - len(attributes)),
+                  **attributes}
     params: dict[str, Any] = {"QueueUrl": dead_letter_url, "MessageBody": text,
                               "MessageAttributes": attributes}
     if fifo:

@@ -2,31 +2,45 @@
 
     handler = cloudqueue_aws.lambda_handler(app)   # the function's handler
 
-Each record goes through the core dispatcher. Successes cost no SQS call (the event
-source mapping deletes them) and no boto3 import. A retry sets the message's visibility
-to the backoff, then reports the record in ``batchItemFailures`` so it stays in the
-queue and its receive count (the attempt) goes on. Permanent, poison and exhausted
-messages are sent to the queue's dead-letter queue with the reason and reported as
-successes; if that send fails they are reported as failures, so nothing is lost. In a
-FIFO queue a failure fails the rest of its message group in the batch, unstarted. When
-the invocation's remaining time falls below ``safety_margin``, no further record is
-started: those are made visible again at once and reported as failures.
+The whole event is checked before any job runs: a record without its id, receipt
+handle, body, receive count or SQS source raises ``SQSEventError`` and nothing runs (the
+platform delivers the batch again, and a batch never half-runs twice).
+
+Then the records go through the core's batch template (``cloudqueue.lifecycle.Batch``)
+and its one settle path, against a backend bound to the event's queue:
+
+- success: no SQS call (the event source mapping deletes the record) and no boto3 import;
+- retry: the message's visibility becomes the backoff, and the record is reported in
+  ``batchItemFailures`` so it stays and its receive count (the attempt) goes on;
+- permanent, poison, exhausted: sent to the queue's dead-letter queue with the reason and
+  the producer's attributes, then reported as a success; if that send fails, reported as
+  a failure, so nothing is lost;
+- a job that raises anything at all, ``SystemExit`` included, fails only its own record;
+- FIFO: a record that stays in the queue fails the rest of its group in the batch, unstarted;
+- when the invocation's remaining time falls below ``safety_margin`` no further record is
+  started: those are made visible again at once and reported as failures.
+
+A queue with no RedrivePolicy (for example a dead-letter queue the function reads) has
+nowhere to put dead letters: such records stay in it, hidden for 12 hours at a time, and
+one error line per batch says so.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from cloudqueue import ConfigurationError, Delivery, Outcome
-from cloudqueue.dispatch import Result, Task
+from cloudqueue import Backend, Capabilities, ConfigurationError, Delivery
+from cloudqueue.lifecycle import Batch
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
 
-    from cloudqueue import App
+    from cloudqueue import App, OutgoingMessage, Reason
+
+    from .backend import SQSBackend
 
 __all__ = ["SQSEventError", "lambda_handler"]
 
@@ -35,13 +49,13 @@ log = logging.getLogger("cloudqueue.aws")
 Handler = Callable[[Any, Any], dict[str, list[dict[str, str]]]]
 
 _ENCODING = "cq-body-encoding"  # _wire.ENCODING; _wire (re, base64, hashlib) loads off the hot path
-_ACK = Outcome.ACK
-_RETRY = Outcome.RETRY
-_HOP = Outcome.HOP
+_HIDE_SECONDS = 43200  # SQS's longest visibility: how long a record with nowhere to go is hidden
+_STANDARD = Capabilities(max_delay=timedelta(seconds=900), delay_hops=True, pull=False, push=True)
+_FIFO = Capabilities(max_delay=timedelta(seconds=900), fifo=True, dedup=True, pull=False, push=True)
 
 
 class SQSEventError(ConfigurationError, TypeError):
-    """The handler was invoked with something that is not an SQS event."""
+    """The handler was invoked with something that is not a whole SQS event."""
 
 
 def lambda_handler(app: App, *, client: SQSClient | None = None,
@@ -50,7 +64,8 @@ def lambda_handler(app: App, *, client: SQSClient | None = None,
 
     Args:
         app: the app whose jobs the queue carries.
-        client: a boto3 SQS client for retries and dead letters (default: one made on the
+        client: a boto3 SQS client for retries and dead letters (default: the client of
+            the app's SQS backend, with its region and endpoint; else one made on the
             first record that needs it, in the record's region).
         safety_margin: stop starting records when less than this is left of the invocation.
     """
@@ -62,14 +77,10 @@ class _Shim:
         self.app = app
         self._client = client
         self._margin = safety_margin.total_seconds()
-        self._queue_urls: dict[str, str] = {}
-        self._dead_letter_urls: dict[str, str] = {}
+        self._queues: dict[str, SQSBackend] = {}  # by ARN, kept across warm invocations
 
     # -- the hot path --------------------------------------------------------------------
     def handle(self, event: Any, context: Any) -> dict[str, list[dict[str, str]]]:
-        records = _records(event)
-        dispatcher = self.app.dispatcher
-        prepare, run = dispatcher.prepare, dispatcher.run
         # The remaining time is read once; after that the app's clock tells how much is
         # left (cheaper per record than asking the context, and the same thing).
         remaining = getattr(context, "get_remaining_time_in_millis", None)
@@ -81,170 +92,165 @@ class _Shim:
             now = clock.time()
             stop_at = now + left - self._margin
             deadline = datetime.fromtimestamp(now + left, timezone.utc)
-        failures: list[dict[str, str]] = []
-        blocked: set[str] = set()
-        for index, record in enumerate(records):
-            if clock.time() >= stop_at:
-                self._give_back(records[index:], failures)
-                break
-            attributes = record["attributes"]
-            group = attributes.get("MessageGroupId")
-            if group is not None and group in blocked:
-                failures.append({"itemIdentifier": record["messageId"]})
-                continue
-            body = record["body"]
-            extra = record.get("messageAttributes")
-            data = _decoded(body, extra) if extra and _ENCODING in extra else body.encode()
-            delivery = Delivery(data, int(attributes["ApproximateReceiveCount"]), record["messageId"],
-                                record["receiptHandle"], group, deadline)
-            prepared = prepare(delivery)
-            result = run(prepared) if type(prepared) is Task else prepared
-            if result.outcome is _ACK:  # type: ignore[union-attr]
-                continue
-            if not self._settle(record, result):  # type: ignore[arg-type]
-                failures.append({"itemIdentifier": record["messageId"]})
-                if group is not None:
-                    blocked.add(group)
-        return {"batchItemFailures": failures}
-
-    # -- the rest: failures need SQS ----------------------------------------------------------
-    def _settle(self, record: Mapping[str, Any], result: Result) -> bool:
-        """Apply a non-success result; True when the record may leave the source queue."""
-        from . import _wire
-
-        outcome = result.outcome
-        fifo = "MessageGroupId" in record["attributes"]
-        try:
-            if outcome is _RETRY:
-                assert result.delay is not None
-                log.warning("job %s %s attempt %d failed (%s); retrying in %.3gs", result.job_type,
-                            result.job_id, result.delivery.attempt, result.reason,
-                            result.delay.total_seconds())
-                self._set_visibility(record, result.delay.total_seconds())
-                return False
-            if outcome is _HOP:
-                assert result.delay is not None
-                if fifo:
-                    self._set_visibility(record, result.delay.total_seconds())
-                    return False
-                self.client(record).send_message(
-                    QueueUrl=self.queue_url(record), MessageBody=record["body"],
-                    MessageAttributes=_carried(record),
-                    DelaySeconds=_wire.delay_seconds(result.delay.total_seconds()))
-                return True
-            reason = result.reason or "dead-lettered"
-            log.error("job %s %s dead-lettered: %s", result.job_type or "?",
-                      result.job_id or record["messageId"], reason)
-            self._dead_letter(record, result, reason, fifo)
-            return True
-        except Exception:  # the record stays in the queue and comes back
-            log.exception("could not settle SQS message %s (%s); reporting it as failed so the "
-                          "queue delivers it again", record["messageId"], outcome.value)
-            return False
-
-    def _dead_letter(self, record: Mapping[str, Any], result: Result, reason: str, fifo: bool) -> None:
-        from . import _wire
-
-        attributes = _wire.dead_letter_attributes(
-            reason=reason, source_message_id=record["messageId"], attempt=result.delivery.attempt,
-            now=datetime.now(timezone.utc), carried=record.get("messageAttributes"))
-        params: dict[str, Any] = {"QueueUrl": self.dead_letter_url(record), "MessageBody": record["body"],
-                                  "MessageAttributes": attributes}
-        if fifo:
-            params["MessageGroupId"] = record["attributes"]["MessageGroupId"]
-            params["MessageDeduplicationId"] = f"dead-{record['messageId']}"[:128]
-        self.client(record).send_message(**params)
-
-    def _set_visibility(self, record: Mapping[str, Any], seconds: float) -> None:
-        from . import _wire
-
-        self.client(record).change_message_visibility(
-            QueueUrl=self.queue_url(record), ReceiptHandle=record["receiptHandle"],
-            VisibilityTimeout=_wire.visibility_seconds(seconds))
-
-    def _give_back(self, unstarted: list[Mapping[str, Any]], failures: list[dict[str, str]]) -> None:
-        """Report records never started as failures, and make them visible again at once."""
-        log.warning("stopping early: less than %.3gs of the invocation left; %d record(s) not "
-                    "started go back to the queue", self._margin, len(unstarted))
-        for record in unstarted:
-            failures.append({"itemIdentifier": record["messageId"]})
-        by_queue: dict[str, list[Mapping[str, Any]]] = {}
-        for record in unstarted:
-            by_queue.setdefault(record["eventSourceARN"], []).append(record)
-        for group in by_queue.values():
-            try:
-                client, url = self.client(group[0]), self.queue_url(group[0])
-                for start in range(0, len(group), 10):
-                    client.change_message_visibility_batch(QueueUrl=url, Entries=[
-                        {"Id": str(n), "ReceiptHandle": r["receiptHandle"], "VisibilityTimeout": 0}
-                        for n, r in enumerate(group[start:start + 10])])
-            except Exception:  # they come back after their visibility timeout
-                log.warning("could not make unstarted records visible again", exc_info=True)
+        deliveries = _deliveries(event, deadline)
+        if not deliveries:
+            return {"batchItemFailures": []}
+        arn = event["Records"][0]["eventSourceARN"]
+        queue = _EventQueue(self, arn, _region(event))
+        stays = Batch(self.app.dispatcher, queue, stop_at=stop_at, kept=queue.kept).run(deliveries)
+        queue.finish()
+        return {"batchItemFailures": [{"itemIdentifier": d.message_id} for d in stays]}
 
     # -- SQS, looked up once per handler --------------------------------------------------------
-    def client(self, record: Mapping[str, Any]) -> SQSClient:
+    def client(self, region: str | None) -> SQSClient:
         if self._client is None:
-            from ._client import make_client
+            from .backend import SQSBackend
 
-            self._client = make_client(region=record.get("awsRegion"))
+            backend = self.app.backend
+            if isinstance(backend, SQSBackend):  # the app's own settings: region, endpoint
+                self._client = backend.client
+            else:
+                from ._client import make_client
+
+                self._client = make_client(region=region)
         return self._client
 
-    def queue_url(self, record: Mapping[str, Any]) -> str:
-        arn = record["eventSourceARN"]
-        url = self._queue_urls.get(arn)
-        if url is None:
-            from .backend import queue_url_for_arn
+    def queue(self, arn: str, region: str | None) -> SQSBackend:
+        queue = self._queues.get(arn)
+        if queue is None:
+            from .backend import SQSBackend, queue_url_for_arn
 
-            url = self._queue_urls[arn] = queue_url_for_arn(self.client(record), arn)
-        return url
+            client = self.client(region)
+            queue = self._queues[arn] = SQSBackend(queue_url_for_arn(client, arn), client=client,
+                                                   clock=self.app.clock)
+        return queue
 
-    def dead_letter_url(self, record: Mapping[str, Any]) -> str:
-        arn = record["eventSourceARN"]
-        url = self._dead_letter_urls.get(arn)
-        if url is None:
-            import json
 
-            from ._errors import translated
-            from .backend import queue_url_for_arn
+class _EventQueue(Backend):
+    """The queue an event came from, as a backend settling that event's records.
 
-            client = self.client(record)
-            with translated("GetQueueAttributes(RedrivePolicy)"):
-                attrs = client.get_queue_attributes(QueueUrl=self.queue_url(record),
-                                                    AttributeNames=["RedrivePolicy"])["Attributes"]
-            target = json.loads(attrs.get("RedrivePolicy") or "{}").get("deadLetterTargetArn")
-            if not target:
-                raise ConfigurationError(
-                    f"SQS queue {arn} has no RedrivePolicy, so there is no dead-letter queue to "
-                    "move failed jobs to; set one (Terraform module aws-sqs-lambda)")
-            url = self._dead_letter_urls[arn] = queue_url_for_arn(client, target)
-        return url
+    A success needs nothing (the event source mapping deletes it); everything else is an
+    SQS call through the queue's ``SQSBackend``, made (with boto3) on first need.
+    """
+
+    scheme = "sqs"
+
+    def __init__(self, shim: _Shim, arn: str, region: str | None) -> None:
+        self._shim = shim
+        self._arn = arn
+        self._region = region
+        self._caps = _FIFO if arn.endswith(".fifo") else _STANDARD
+        self._kept: set[int] = set()  # records settled in a way that leaves them in the queue
+        self._nowhere: list[str] = []  # records that had no dead-letter queue to go to
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    @property
+    def sqs(self) -> SQSBackend:
+        return self._shim.queue(self._arn, self._region)
+
+    def kept(self, delivery: Delivery) -> bool:
+        return id(delivery) in self._kept
+
+    def send(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+        return self.sqs.send(messages)
+
+    def ack(self, delivery: Delivery) -> None:
+        """Nothing to do: the event source mapping deletes records not reported as failed."""
+
+    def retry(self, delivery: Delivery, delay: timedelta) -> None:
+        self.sqs.retry(delivery, delay)
+
+    def defer(self, delivery: Delivery, delay: timedelta) -> None:
+        self.sqs.retry(delivery, delay)
+
+    def release(self, delivery: Delivery) -> None:
+        self.sqs.release(delivery)
+
+    def release_many(self, deliveries: Sequence[Delivery]) -> None:
+        self.sqs.release_many(deliveries)
+
+    def hop(self, delivery: Delivery, delay: timedelta) -> None:
+        if self._caps.fifo:  # no per-message delay: hide it instead (keeps the group's order)
+            self.sqs.retry(delivery, delay)
+        else:
+            self.sqs.send_copy(delivery, delay)
+
+    def dead_letter(self, delivery: Delivery, reason: Reason) -> None:
+        from cloudqueue import QueueNotFound
+
+        sqs = self.sqs
+        try:
+            sqs.dead_letter_url  # noqa: B018 - looks up the RedrivePolicy once per queue
+        except QueueNotFound:
+            sqs.retry(delivery, timedelta(seconds=_HIDE_SECONDS))
+            self._kept.add(id(delivery))
+            self._nowhere.append(delivery.message_id)
+            return
+        sqs.send_dead_letter(delivery, reason)
+
+    def finish(self) -> None:
+        if self._nowhere:
+            log.error("SQS queue %s has no RedrivePolicy (is it itself a dead-letter queue?): %d "
+                      "record(s) that belong in dead letters stay in it, hidden for 12 hours at a "
+                      "time, until its retention ends or they are redriven: %s", self._arn,
+                      len(self._nowhere), ", ".join(self._nowhere[:10]))
+
+
+def _region(event: Mapping[str, Any]) -> str | None:
+    region = event["Records"][0].get("awsRegion")
+    return region if isinstance(region, str) else None
+
+
+def _deliveries(event: Any, deadline: datetime | None) -> list[Delivery]:
+    """Every record of an SQS event as a delivery, or ``SQSEventError`` before any job runs."""
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if not isinstance(records, list):
+        raise SQSEventError(f"cloudqueue_aws.lambda_handler handles SQS events; got {_describe(event)}. "
+                            "Point an SQS event source mapping (with ReportBatchItemFailures) at this "
+                            "function")
+    out: list[Delivery] = []
+    for index, record in enumerate(records):
+        try:
+            if isinstance(record, Mapping) and record.get("eventSource") != "aws:sqs":
+                raise SQSEventError(
+                    f"cloudqueue_aws.lambda_handler handles SQS events; got {_describe(event)}. "
+                    "Point an SQS event source mapping (with ReportBatchItemFailures) at this function")
+            attributes = record["attributes"]
+            message_id, handle, body = record["messageId"], record["receiptHandle"], record["body"]
+            arn = record["eventSourceARN"]
+            count = attributes["ApproximateReceiveCount"]
+            if type(message_id) is not str or type(handle) is not str or type(body) is not str \
+                    or type(arn) is not str or not message_id:
+                raise TypeError("messageId, receiptHandle, body and eventSourceARN must be strings")
+            attempt = int(count)
+            extra = record.get("messageAttributes")
+        except SQSEventError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SQSEventError(
+                f"SQS event record {index} is incomplete or malformed ({_what(exc)}); no job ran. "
+                "Each record needs messageId, receiptHandle, body, eventSource 'aws:sqs', "
+                "eventSourceARN and attributes.ApproximateReceiveCount, as the event source "
+                "mapping sends them") from None
+        data = _decoded(body, extra) if extra and _ENCODING in extra else body.encode()
+        out.append(Delivery(data, attempt, message_id, handle, attributes.get("MessageGroupId"),
+                            deadline, raw=extra))
+    return out
+
+
+def _what(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing {exc.args[0]!r}"
+    return str(exc) or type(exc).__name__
 
 
 def _decoded(body: str, attributes: Mapping[str, Any]) -> bytes:
     from . import _wire
 
     return _wire.body_bytes(body, attributes)
-
-
-def _carried(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A record's message attributes in SendMessage spelling (only the string ones)."""
-    from . import _wire
-
-    return {name: {"DataType": "String", "StringValue": value}
-            for name, value in _wire.string_attributes(record.get("messageAttributes")).items()}
-
-
-def _records(event: Any) -> list[Mapping[str, Any]]:
-    """The SQS records of an event, or a clear error naming what the event is instead."""
-    if isinstance(event, Mapping):
-        records = event.get("Records")
-        # one event source mapping reads one queue: the first record speaks for the batch
-        if isinstance(records, list) and (not records or (
-                isinstance(records[0], Mapping) and records[0].get("eventSource") == "aws:sqs")):
-            return records
-    raise SQSEventError(f"cloudqueue_aws.lambda_handler handles SQS events; got {_describe(event)}. "
-                        "Point an SQS event source mapping (with ReportBatchItemFailures) at this "
-                        "function")
 
 
 def _describe(event: Any) -> str:

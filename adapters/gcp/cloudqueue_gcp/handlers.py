@@ -175,33 +175,29 @@ def _warn_no_attempt(subscription: str) -> None:
 
 
 def handle_delivery(app: App, delivery: Delivery) -> Response:
-    """Run one pushed delivery and turn its result into the HTTP answer the platform needs."""
+    """Run one pushed delivery through the core's lifecycle; answer what the platform needs.
+
+    The outcome is applied by the core's one settle path against the app's backend
+    (whose ack and retry are answered by this status: 2xx removes, non-2xx keeps).
+    """
     dispatcher = app.dispatcher
     prepared = dispatcher.prepare(delivery)
     result: Result = prepared if isinstance(prepared, Result) else dispatcher.run(prepared)
     if result.job_type and ATTR_TYPE not in delivery.attributes:
         delivery.attributes = {**delivery.attributes, ATTR_TYPE: result.job_type}  # for the dead letter
-    what = f"job {result.job_type or '?'} {result.job_id or delivery.message_id}"
-    if result.outcome is Outcome.ACK:
-        return "ok", 200, {}
-    if result.outcome is Outcome.RETRY:
-        log.warning("%s attempt %d failed (%s); the platform retries it", what, delivery.attempt,
-                    result.reason)
-        return f"retry: {result.reason}", 500, {}
-    try:
-        if result.outcome is Outcome.HOP:
-            assert result.delay is not None
-            backend = app.backend
-            limit = backend.capabilities.max_delay
-            backend.hop(delivery, result.delay if limit is None else min(result.delay, limit))
-            return "hopped", 200, {}
-        log.error("%s dead-lettered: %s", what, result.reason)
-        app.backend.dead_letter(delivery, result.reason or "dead-lettered")
-    except Exception:  # answering non-2xx keeps the message
-        log.exception("%s: could not write its %s; answering 500 so the platform keeps it", what,
-                      "hop" if result.outcome is Outcome.HOP else "dead letter")
+    backend = app.backend
+    applied = dispatcher.settle(backend, result)
+    outcome = result.outcome
+    if not applied:
         return "could not settle; retry", 500, {}
-    return "dead-lettered", 200, {}
+    if outcome is Outcome.ACK or outcome is Outcome.SKIP:
+        return "ok", 200, {}
+    if outcome is Outcome.HOP:
+        return "hopped", 200, {}
+    if outcome is Outcome.DEAD_LETTER:
+        return "dead-lettered", 200, {}
+    # retry, defer, release: the platform delivers it again (its retry policy sets when)
+    return f"{outcome.value}: {result.reason.text if result.reason else ''}", 500, {}
 
 
 def _json(body: bytes) -> Any:

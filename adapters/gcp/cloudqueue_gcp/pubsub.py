@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cloudqueue import ConfigurationError, QueueNotFound, UnsupportedFeature
-from cloudqueue._clock import SYSTEM_CLOCK, Clock, format_time, parse_time
 from cloudqueue.backends.base import (
     Backend,
     Capabilities,
@@ -44,6 +43,7 @@ from cloudqueue.backends.base import (
     OutgoingMessage,
     QueueStats,
 )
+from cloudqueue.clock import SYSTEM_CLOCK, Clock, format_time, parse_time
 
 from ._common import (
     ATTR_ATTEMPTS,
@@ -63,6 +63,8 @@ from ._common import (
 
 if TYPE_CHECKING:
     from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient  # type: ignore[import-untyped]
+
+    from cloudqueue import Reason
 
 log = logging.getLogger("cloudqueue.gcp")
 
@@ -422,11 +424,11 @@ class PubSubBackend(Backend):
                 "?dead_letter_topic=<TOPIC> so failed jobs are kept (the message is not acknowledged)")
         return self._dead
 
-    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+    def dead_letter(self, delivery: Delivery, reason: Reason) -> None:
         job_type = delivery.attributes.get(ATTR_TYPE)
         attributes = dict(delivery.attributes)
         attributes[ATTR_SOURCE] = self.subscription_path or self.topic_path
-        self._dead_letters().write(delivery.body, reason, attributes, job_type=job_type,
+        self._dead_letters().write(delivery.body, str(reason), attributes, job_type=job_type,
                                    attempts=delivery.attempt)
         self.ack(delivery)
 

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 from cloudqueue import ConfigurationError, QueueNotFound
-from cloudqueue._clock import SYSTEM_CLOCK, Clock, format_time, parse_time
 from cloudqueue.backends.base import (
     Backend,
     Capabilities,
@@ -42,11 +41,14 @@ from cloudqueue.backends.base import (
     OutgoingMessage,
     QueueStats,
 )
+from cloudqueue.clock import SYSTEM_CLOCK, Clock, format_time, parse_time
 
 from ._common import ATTR_TYPE, parse_options, parse_seconds, require, sdk_errors, translate
 
 if TYPE_CHECKING:
     from google.cloud.tasks_v2 import CloudTasksClient
+
+    from cloudqueue import Reason
 
 MAX_SCHEDULE = timedelta(days=30)
 #: an HTTP-target task may carry at most 1 MB
@@ -317,13 +319,13 @@ class CloudTasksBackend(Backend):
     def release(self, delivery: Delivery) -> None:
         """Nothing to do: a push delivery is never held."""
 
-    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+    def dead_letter(self, delivery: Delivery, reason: Reason) -> None:
         if self._dead is None:
             raise ConfigurationError(
                 f"cloudtasks queue {self.queue_path} has no dead_letter destination; add "
                 "?dead_letter=<pubsub://PROJECT/TOPIC or cloudtasks://PROJECT/LOCATION/DLQUEUE>")
         attributes = {"task": delivery.message_id, "queue": self.queue_path}
-        self._dead.write(delivery.body, reason, attributes,
+        self._dead.write(delivery.body, str(reason), attributes,
                          job_type=delivery.attributes.get(ATTR_TYPE), attempts=delivery.attempt)
 
     def _dead_letters(self) -> DeadLetterStore:
