@@ -40,7 +40,7 @@ from typing import Any
 from pydantic_core import CoreSchema, SchemaValidator, from_json, to_json
 from pydantic_core import core_schema as cs
 
-from ._clock import format_time, parse_time
+from .clock import format_time, parse_time
 
 ENVELOPE_VERSION = 1
 SPECVERSION = "1.0"
