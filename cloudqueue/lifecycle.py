@@ -188,7 +188,8 @@ class Batch:
         dispatcher, backend = self.dispatcher, self.backend
         prepare, run, settle = dispatcher.prepare, dispatcher.run, dispatcher.settle
         quiet = not dispatcher.observed  # nothing watches settles: a success needs no call
-        clock = dispatcher.app.clock
+        now = dispatcher.app.clock.time
+        stop_at = self.stop_at
         ack = Outcome.ACK
         fifo_hop_stays = backend.capabilities.fifo
         kept = self.kept
@@ -196,7 +197,7 @@ class Batch:
         unstarted: list[Delivery] = []
         blocked: set[str] = set()
         for index, delivery in enumerate(deliveries):
-            if clock.time() >= self.stop_at:
+            if now() >= stop_at:
                 unstarted.extend(deliveries[index:])
                 log.warning("stopping early: the invocation's deadline is near; %d record(s) not "
                             "started go back to the queue", len(deliveries) - index)

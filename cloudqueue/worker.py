@@ -145,7 +145,6 @@ class Worker:
         if not backend.capabilities.pull:
             raise ConfigurationError(f"{backend!r} is push-only: run its function shim, not a worker")
         self._until_empty = until_empty
-        self._stop.clear()
         self._beat_stop.clear()
         restore = self._install_signals() if self.handle_signals else None
         per_thread = [WorkerStats() for _ in range(self.concurrency)]

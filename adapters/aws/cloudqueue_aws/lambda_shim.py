@@ -49,6 +49,7 @@ log = logging.getLogger("cloudqueue.aws")
 Handler = Callable[[Any, Any], dict[str, list[dict[str, str]]]]
 
 _ENCODING = "cq-body-encoding"  # _wire.ENCODING; _wire (re, base64, hashlib) loads off the hot path
+_NO_ATTRIBUTES: Mapping[str, str] = {}
 _HIDE_SECONDS = 43200  # SQS's longest visibility: how long a record with nowhere to go is hidden
 _STANDARD = Capabilities(max_delay=timedelta(seconds=900), delay_hops=True, pull=False, push=True)
 _FIFO = Capabilities(max_delay=timedelta(seconds=900), fifo=True, dedup=True, pull=False, push=True)
@@ -204,40 +205,47 @@ def _region(event: Mapping[str, Any]) -> str | None:
     return region if isinstance(region, str) else None
 
 
+class _NotSQS(Exception):
+    pass
+
+
+def _not_sqs(event: Any) -> SQSEventError:
+    return SQSEventError(f"cloudqueue_aws.lambda_handler handles SQS events; got {_describe(event)}. "
+                         "Point an SQS event source mapping (with ReportBatchItemFailures) at this "
+                         "function")
+
+
 def _deliveries(event: Any, deadline: datetime | None) -> list[Delivery]:
     """Every record of an SQS event as a delivery, or ``SQSEventError`` before any job runs."""
     records = event.get("Records") if isinstance(event, Mapping) else None
-    if not isinstance(records, list):
-        raise SQSEventError(f"cloudqueue_aws.lambda_handler handles SQS events; got {_describe(event)}. "
-                            "Point an SQS event source mapping (with ReportBatchItemFailures) at this "
-                            "function")
+    if type(records) is not list:
+        raise _not_sqs(event)
     out: list[Delivery] = []
+    append = out.append
     for index, record in enumerate(records):
         try:
-            if isinstance(record, Mapping) and record.get("eventSource") != "aws:sqs":
-                raise SQSEventError(
-                    f"cloudqueue_aws.lambda_handler handles SQS events; got {_describe(event)}. "
-                    "Point an SQS event source mapping (with ReportBatchItemFailures) at this function")
+            if record["eventSource"] != "aws:sqs":
+                raise _NotSQS
             attributes = record["attributes"]
             message_id, handle, body = record["messageId"], record["receiptHandle"], record["body"]
-            arn = record["eventSourceARN"]
-            count = attributes["ApproximateReceiveCount"]
-            if type(message_id) is not str or type(handle) is not str or type(body) is not str \
-                    or type(arn) is not str or not message_id:
-                raise TypeError("messageId, receiptHandle, body and eventSourceARN must be strings")
-            attempt = int(count)
+            attempt = int(attributes["ApproximateReceiveCount"])
+            if type(message_id) is not str or type(handle) is not str or type(record["eventSourceARN"]) \
+                    is not str or not message_id:
+                raise TypeError("messageId, receiptHandle and eventSourceARN must be strings")
             extra = record.get("messageAttributes")
-        except SQSEventError:
-            raise
+            data = _decoded(body, extra) if extra and _ENCODING in extra else body.encode()
+            group = attributes.get("MessageGroupId")
+        except _NotSQS:
+            raise _not_sqs(event) from None
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, KeyError) and exc.args == ("eventSource",):
+                raise _not_sqs(event) from None
             raise SQSEventError(
                 f"SQS event record {index} is incomplete or malformed ({_what(exc)}); no job ran. "
-                "Each record needs messageId, receiptHandle, body, eventSource 'aws:sqs', "
+                "Each record needs messageId, receiptHandle, a string body, eventSource 'aws:sqs', "
                 "eventSourceARN and attributes.ApproximateReceiveCount, as the event source "
                 "mapping sends them") from None
-        data = _decoded(body, extra) if extra and _ENCODING in extra else body.encode()
-        out.append(Delivery(data, attempt, message_id, handle, attributes.get("MessageGroupId"),
-                            deadline, raw=extra))
+        append(Delivery(data, attempt, message_id, handle, group, deadline, _NO_ATTRIBUTES, None, None, extra))
     return out
 
 

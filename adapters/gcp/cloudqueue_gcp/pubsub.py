@@ -352,7 +352,10 @@ class PubSubBackend(Backend):
                                      "add ?subscription=<SUB> to consume it")
         return self.subscription_path
 
-    def receive(self, max_messages: int = 10, wait: timedelta = timedelta(0)) -> list[Delivery]:
+    def receive(self, max_messages: int = 10, wait: timedelta = timedelta(0),
+                visibility: timedelta | None = None) -> list[Delivery]:
+        """Pull up to ``max_messages``; ``visibility`` sets their ack deadline (10-600 s),
+        else the subscription's own deadline holds (unknown here: deliveries say None)."""
         name = self._subscription()
         deadline = time.monotonic() + wait.total_seconds()
         while True:
@@ -360,7 +363,19 @@ class PubSubBackend(Backend):
             received = pull(self._clients.subscriber, name, max_messages, max(left, _SHORT_PULL),
                             f"pulling from {name}")
             if received or time.monotonic() >= deadline:
-                return [self._delivery(r) for r in received]
+                deliveries = [self._delivery(r) for r in received]
+                if visibility is not None and deliveries:
+                    seconds = math.ceil(min(max(visibility, timedelta(seconds=10)),
+                                            MAX_ACK_DEADLINE).total_seconds())
+                    try:
+                        self._clients.subscriber.modify_ack_deadline(request={
+                            "subscription": name, "ack_ids": [d.handle for d in deliveries],
+                            "ack_deadline_seconds": seconds})
+                    except sdk_errors() as exc:
+                        translate(exc, f"setting the ack deadline of messages from {name}")
+                    for delivery in deliveries:
+                        delivery.visibility = timedelta(seconds=seconds)
+                return deliveries
             time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
 
     def _delivery(self, received: Any) -> Delivery:
