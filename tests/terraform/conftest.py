@@ -25,6 +25,7 @@ TERRAFORM = REPO / "terraform"
 MODULES = ("aws-sqs-lambda", "gcp-cloud-tasks", "gcp-pubsub")
 EXAMPLES = ("aws", "gcp-cloud-tasks", "gcp-pubsub")
 MOTO_ROOT = Path(__file__).resolve().parent / "moto_root"
+MOTO_LAMBDA_ROOT = Path(__file__).resolve().parent / "moto_lambda_root"
 #: where this machine image keeps the AWS provider for offline `terraform init`
 DEFAULT_MIRROR = Path("/opt/tf-plugins")
 #: checkov lives in its own virtualenv: it pins a python-hcl2 of its own
@@ -100,11 +101,12 @@ def _env(config: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of terraform/ and of the moto root beside it, to init and apply in."""
+    """A copy of terraform/ and of the moto roots beside it, to init and apply in."""
     root = tmp_path_factory.mktemp("tf")
     ignore = shutil.ignore_patterns(".terraform", "*.tfstate*", ".terraform.lock.hcl", "build")
     shutil.copytree(TERRAFORM, root / "terraform", ignore=ignore)
     shutil.copytree(MOTO_ROOT, root / "moto_root", ignore=ignore)
+    shutil.copytree(MOTO_LAMBDA_ROOT, root / "moto_lambda_root", ignore=ignore)
     return root
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .conftest import MOTO_ROOT, TERRAFORM, Terraform
+from .conftest import MOTO_LAMBDA_ROOT, MOTO_ROOT, TERRAFORM, Terraform
 
 
 def test_every_terraform_file_is_formatted(terraform_cli: Terraform) -> None:
-    for where in (TERRAFORM, MOTO_ROOT):
+    for where in (TERRAFORM, MOTO_ROOT, MOTO_LAMBDA_ROOT):
         result = terraform_cli.run("fmt", "-check", "-recursive", "-diff", "-no-color", str(where),
                                    cwd=where, check=False)
         assert result.returncode == 0, f"run `terraform fmt -recursive {where}`:\n{result.stdout}"
