@@ -94,10 +94,19 @@ def cli(verbose: bool) -> None:
               help="Jobs running at once.")
 @click.option("--until-empty", is_flag=True,
               help="Stop once the queue is empty (pending retries and delays included).")
-def worker(app_spec: str, concurrency: int, until_empty: bool) -> None:
+@click.option("--visibility-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS",
+              help="Hide each received message this long (default: the queue's own setting); "
+                   "the heartbeat extends it while the job runs.")
+@click.option("--prefetch", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Messages each consumer takes per receive.")
+def worker(app_spec: str, concurrency: int, until_empty: bool, visibility_timeout: float | None,
+           prefetch: int) -> None:
     """Consume the app's queue until SIGTERM/SIGINT (graceful: running jobs finish)."""
     app = load_app(app_spec)
-    stats = app.worker(concurrency=concurrency).run(until_empty=until_empty)
+    visibility = timedelta(seconds=visibility_timeout) if visibility_timeout is not None else None
+    stats = app.worker(concurrency=concurrency, visibility_timeout=visibility,
+                       prefetch=prefetch).run(until_empty=until_empty)
     click.echo(table(["succeeded", "retried", "dead-lettered", "released"],
                      [[stats.succeeded, stats.retried, stats.dead_lettered, stats.released]]))
 

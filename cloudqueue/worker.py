@@ -116,6 +116,7 @@ class Worker:
         self.stats = WorkerStats()
         self._stop = threading.Event()
         self._beat_stop = threading.Event()
+        self._beat_wake = threading.Event()  # set when a consumer takes new messages
         self._lock = threading.Lock()
         self._held: dict[int, _Held] = {}  # received and not yet settled, for the heartbeat
         self._unstarted: list[Delivery] = []  # received after stop: given back at the end
@@ -171,6 +172,7 @@ class Worker:
                     thread.join(0.2)
             self._give_back(backend)
             self._beat_stop.set()
+            self._beat_wake.set()
             if beat is not None:
                 beat.join(timeout=30)
             self._stop_loop()
@@ -207,12 +209,22 @@ class Worker:
             busy[slot] = True
             for delivery in batch:
                 held[id(delivery)] = _Held(delivery, received_at)
+            self._beat_wake.set()
             try:
                 for delivery in batch:
                     if stop.is_set():
                         # given back once every consumer has stopped polling, so no
                         # consumer of ours takes it again
                         self._unstarted.append(delivery)
+                        continue
+                    lease = delivery.lease_until
+                    if lease is not None and backend.clock.time() >= lease:
+                        # its visibility ran out before it could start (a slow receive, or it
+                        # waited behind a long job): the queue may have handed it out again
+                        log.warning("not starting message %s: its visibility ran out before it "
+                                    "started; the queue delivers it again", delivery.message_id)
+                        held.pop(id(delivery), None)
+                        stats.not_settled += 1
                         continue
                     try:
                         prepared = prepare(delivery)
@@ -266,6 +278,7 @@ class Worker:
         cap = self.heartbeat.total_seconds() if self.heartbeat is not None else float("inf")
         warned: set[str] = set()
         while not self._beat_stop.is_set():
+            self._beat_wake.clear()  # before the scan: a consumer's later set wakes the wait
             now = time.monotonic()
             wake = now + min(1.0, cap)
             for entry in list(self._held.values()):
@@ -286,7 +299,7 @@ class Worker:
                                     exc_info=True)
                     due = now + step
                 wake = min(wake, due)
-            self._beat_stop.wait(max(wake - time.monotonic(), 0.01))
+            self._beat_wake.wait(max(wake - time.monotonic(), 0.01))
 
     def _event_loop(self) -> AbstractEventLoop:
         with self._lock:

@@ -357,10 +357,12 @@ class SQSBackend(Backend):
             in_force = timedelta(seconds=seconds)
         else:
             in_force = self._queue_info().visibility_timeout
-        # the lease starts before the request leaves: a conservative end
-        lease_until = self.clock.time() + in_force.total_seconds()
         with translated(f"ReceiveMessage({self.name})"):
             messages = self.client.receive_message(**params).get("Messages") or []
+        # SQS starts the visibility when it answers (a long poll answers as soon as a message
+        # is there); a quarter of the window, at most a second, covers the answer's way here
+        window = in_force.total_seconds()
+        lease_until = self.clock.time() + window - min(1.0, window / 4)
         deliveries = [delivery_from_message(m, visibility=in_force, lease_until=lease_until)
                       for m in messages]
         return self._hold_behind_heads(deliveries) if self.fifo else deliveries
