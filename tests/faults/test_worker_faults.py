@@ -78,8 +78,8 @@ class Fleet:
             if what(self.events()):
                 return
             time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout}s; run log:\n{self.runs.read_text() if self.runs.exists() else ''}"
-                             f"\nworker logs:\n{self.worker_logs()}")
+        runs = self.runs.read_text() if self.runs.exists() else ""
+        raise AssertionError(f"timed out after {timeout}s; run log:\n{runs}\nworker logs:\n{self.worker_logs()}")
 
     def events(self) -> list[tuple[str, str, int, float]]:
         if not self.runs.exists():
@@ -114,10 +114,11 @@ class Fleet:
                     counts.completed.add(job)
         for (job, pid), started in open_runs.items():  # a killed run ended when its process died
             spans[job].append((started, self.killed_at.get(pid, float("inf"))))
-        for intervals in spans.values():
-            intervals.sort()
-            for (_, end), (start, _) in zip(intervals, intervals[1:]):
-                counts.overlapping += start < end
+        for intervals in spans.values():  # a run that starts before an earlier one ended overlaps
+            latest_end = float("-inf")
+            for start, end in sorted(intervals):
+                counts.overlapping += start < latest_end
+                latest_end = max(latest_end, end)
         return counts
 
 
