@@ -70,7 +70,7 @@ _BATCH = 10
 _ENTRY_TRIES = 3
 #: what SQS answers a receipt handle that is no longer current
 _STALE_CODES = frozenset({"ReceiptHandleIsInvalid", "InvalidReceiptHandle", "MessageNotInflight",
-                          "AWS.SimpleQueueService.MessageNotInflight", "InvalidParameterValue"})
+                          "AWS.SimpleQueueService.MessageNotInflight"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,7 +476,10 @@ class SQSBackend(Backend):
                     QueueUrl=self.queue_url, ReceiptHandle=delivery.handle,
                     VisibilityTimeout=_wire.visibility_seconds(timeout.total_seconds()))
         except BackendError as exc:
-            if error_code(exc.__cause__ or exc) in _STALE_CODES:
+            cause = exc.__cause__ or exc
+            code = error_code(cause)
+            if code in _STALE_CODES or (code == "InvalidParameterValue" and (
+                    "ReceiptHandle" in str(cause) or "not available for visibility" in str(cause))):
                 raise StaleDelivery(f"SQS message {delivery.message_id}: {exc}") from exc
             raise
 

@@ -21,7 +21,7 @@ and its one settle path, against a backend bound to the event's queue:
   started: those are made visible again at once and reported as failures.
 
 A queue with no RedrivePolicy (for example a dead-letter queue the function reads) has
-nowhere to put dead letters: such records stay in it, hidden for 12 hours at a time, and
+nowhere to put dead letters: such records stay in it, hidden for 6 hours at a time, and
 one error line per batch says so.
 """
 
@@ -50,7 +50,8 @@ Handler = Callable[[Any, Any], dict[str, list[dict[str, str]]]]
 
 _ENCODING = "cq-body-encoding"  # _wire.ENCODING; _wire (re, base64, hashlib) loads off the hot path
 _NO_ATTRIBUTES: Mapping[str, str] = {}
-_HIDE_SECONDS = 43200  # SQS's longest visibility: how long a record with nowhere to go is hidden
+#: how long a record with nowhere to go is hidden (SQS caps a message's total at 12 hours)
+_HIDE_SECONDS = 6 * 3600
 _STANDARD = Capabilities(max_delay=timedelta(seconds=900), delay_hops=True, pull=False, push=True)
 _FIFO = Capabilities(max_delay=timedelta(seconds=900), fifo=True, dedup=True, pull=False, push=True)
 
@@ -195,7 +196,7 @@ class _EventQueue(Backend):
     def finish(self) -> None:
         if self._nowhere:
             log.error("SQS queue %s has no RedrivePolicy (is it itself a dead-letter queue?): %d "
-                      "record(s) that belong in dead letters stay in it, hidden for 12 hours at a "
+                      "record(s) that belong in dead letters stay in it, hidden for 6 hours at a "
                       "time, until its retention ends or they are redriven: %s", self._arn,
                       len(self._nowhere), ", ".join(self._nowhere[:10]))
 
