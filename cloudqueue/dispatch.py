@@ -46,6 +46,8 @@ __all__ = ["Dispatcher", "Outcome", "Result", "Task"]
 log = logging.getLogger("cloudqueue")
 
 _ACK = Outcome.ACK
+#: most message ids the dispatcher remembers receives that never ran for
+_UNRUN_LIMIT = 100_000
 #: runs a coroutine to completion and returns its value (the worker's runs it on its loop)
 CoroutineRunner = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -135,6 +137,10 @@ class Dispatcher:
         self._fast: SchemaValidator | None = None
         self._run_hooks: tuple[Callable[..., Any], ...] = ()
         self._settled_hooks: tuple[Callable[[Result], None], ...] = ()
+        # message id -> receives given back without running the job, on queues that count
+        # every receive: taken off the attempt, so attempts count runs (in this process)
+        self._unrun: dict[str, int] = {}
+        self._unrun_lock = threading.Lock()
         #: something watches settles (middleware or ``app.on``): successes are settled and
         #: timed one by one, not skipped by the shims' fast path
         self.observed = False
@@ -155,6 +161,10 @@ class Dispatcher:
     # -- parse -------------------------------------------------------------------------
     def prepare(self, delivery: Delivery) -> Task | Result:
         """Parse and validate a delivery; return a runnable Task, or a final Result."""
+        if self._unrun:
+            skipped = self._unrun.get(delivery.message_id)
+            if skipped:
+                delivery.attempt = max(delivery.attempt - skipped, 1)
         # One pass in pydantic-core parses the JSON and checks the envelope and the
         # payload together; anything it refuses takes the slow path, which decides
         # (and explains) exactly what is wrong.
@@ -372,8 +382,10 @@ class Dispatcher:
                 backend.hop(delivery, result.delay if max_delay is None else min(result.delay, max_delay))
             elif outcome is Outcome.DEFER:
                 assert result.delay is not None
+                self.note_unrun(backend, (delivery,))
                 backend.defer(delivery, result.delay)
             else:
+                self.note_unrun(backend, (delivery,))
                 backend.release(delivery)
         except StaleDelivery as exc:
             result.applied = False
@@ -386,9 +398,25 @@ class Dispatcher:
             result.applied = False
             log.exception("could not settle job %s %s (%s); the queue delivers it again",
                           result.job_type or "?", result.job_id or delivery.message_id, outcome.value)
+        if self._unrun and outcome is not Outcome.DEFER and outcome is not Outcome.RELEASE \
+                and outcome is not Outcome.RETRY:
+            with self._unrun_lock:
+                self._unrun.pop(delivery.message_id, None)
         if self.observed:
             self._observe(result)
         return result.applied
+
+    def note_unrun(self, backend: Backend, deliveries: Sequence[Delivery]) -> None:
+        """Remember receives that did not run the job, where the queue counts them (so the
+        next delivery's attempt leaves them out); given back or not, the receive happened."""
+        if backend.capabilities.uncounted_release:
+            return
+        with self._unrun_lock:
+            unrun = self._unrun
+            for delivery in deliveries:
+                unrun[delivery.message_id] = unrun.pop(delivery.message_id, 0) + 1
+            while len(unrun) > _UNRUN_LIMIT:  # the oldest first: most of those settled elsewhere
+                del unrun[next(iter(unrun))]
 
     def give_back(self, backend: Backend, deliveries: Sequence[Delivery]) -> None:
         """Release deliveries that were received but never started (one batch call)."""
@@ -396,6 +424,7 @@ class Dispatcher:
             return
         results = [Result(Outcome.RELEASE, d, reason=Reason(ReasonKind.DEFERRED, "not started"))
                    for d in deliveries]
+        self.note_unrun(backend, deliveries)
         try:
             backend.release_many(deliveries)
         except Exception:  # they come back after their visibility timeout

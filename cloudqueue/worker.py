@@ -224,6 +224,7 @@ class Worker:
                         log.warning("not starting message %s: its visibility ran out before it "
                                     "started; the queue delivers it again", delivery.message_id)
                         held.pop(id(delivery), None)
+                        dispatcher.note_unrun(backend, (delivery,))
                         stats.not_settled += 1
                         continue
                     try:

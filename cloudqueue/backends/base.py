@@ -35,6 +35,9 @@ class Capabilities:
         pull: ``receive`` works (a worker can consume).
         push: the platform pushes messages to a function.
         visibility: ``extend_visibility`` works (long jobs can hold their message).
+        uncounted_release: ``release`` and ``defer`` leave the attempt count as it was;
+            where they do not (the queue counts every receive), the dispatcher keeps
+            count of the receives that never ran and takes them off the attempt.
     """
 
     max_delay: timedelta | None = None
@@ -46,6 +49,7 @@ class Capabilities:
     pull: bool = True
     push: bool = False
     visibility: bool = False
+    uncounted_release: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,6 +96,7 @@ class MemoryBackend(Backend):
     """A thread-safe in-memory queue; see the module docstring."""
 
     scheme = "memory"
+    send_concurrency = 1  # in-process: threads would only contend for the lock
 
     def __init__(self, *, name: str = "", clock: Clock = SYSTEM_CLOCK,
                  visibility_timeout: timedelta = _DEFAULT_VISIBILITY, fifo: bool = False,
@@ -113,7 +114,7 @@ class MemoryBackend(Backend):
         self.max_receives = max_receives
         self._caps = Capabilities(max_delay=None, max_message_size=max_message_size,
                                   max_batch=1000, fifo=fifo, dedup=True, pull=True,
-                                  visibility=True)
+                                  visibility=True, uncounted_release=True)
         self._cond = threading.Condition(threading.Lock())
         self._msgs: dict[str, _Msg] = {}
         self._ready: deque[str] = deque()
