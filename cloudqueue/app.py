@@ -246,47 +246,26 @@ class App:
     def _build(self, job: Job[Any, Any], payload: Any, *, delay: timedelta | None,
                at: datetime | None, idempotency_key: str | None,
                ordering_key: str | None, traceparent: str | None = None) -> OutgoingMessage:
+        """One outgoing message: validate, schedule, route, name, encode, check the size.
+
+        Each step is one method below, so a new enqueue option touches one of them.
+        """
         value = job.validate(payload)
-        data_json = job.dump_json(value)
         backend = self.backend
         caps = backend.capabilities
         now = self.clock.now()
-        wait = _wait(job.name, now, delay, at)
-        not_before = None
-        if caps.max_delay is not None and wait > caps.max_delay:
-            if not caps.delay_hops:
-                raise UnsupportedFeature(
-                    f"job {job.name!r}: a delay of {wait} is longer than the {backend.scheme} "
-                    f"backend allows ({caps.max_delay}) and it cannot hop; enqueue it later "
-                    "or use a backend with longer delays")
-            not_before = now + wait
-            wait = caps.max_delay
-        if ordering_key is None and job.ordering_key is not None:
-            ordering_key = job.ordering_key if isinstance(job.ordering_key, str) \
-                else job.ordering_key(value)
-        if ordering_key is not None and not caps.fifo:
-            raise UnsupportedFeature(
-                f"job {job.name!r}: ordering_key needs a FIFO queue, and {backend!r} is not "
-                "one; use a FIFO queue or drop the ordering key")
-        if idempotency_key is not None:
-            if not isinstance(idempotency_key, str) or not idempotency_key:
-                raise ConfigurationError(f"job {job.name!r}: idempotency_key must be a non-empty string")
-            import hashlib  # loads OpenSSL: only apps that use keys pay for it
-
-            # the same key always gives the same id, so every backend can answer a
-            # duplicate with the first job's id
-            job_id = hashlib.sha256(f"{self.name}\x00{idempotency_key}".encode()).hexdigest()[:32]
-        else:
-            job_id = os.urandom(16).hex()  # as unique as a uuid4, five times cheaper
+        wait, not_before = (timedelta(0), None) if delay is None and at is None else \
+            self._schedule(job, backend, now, delay, at)
+        if ordering_key is not None or job.ordering_key is not None:
+            ordering_key = self._ordering(job, backend, value, ordering_key)
+        job_id = self._job_id(job, idempotency_key)
         if traceparent is None:
             traceparent = current_traceparent.get()
-        elif not _TRACEPARENT.match(traceparent):
-            raise ConfigurationError(
-                f"job {job.name!r}: traceparent {traceparent!r} is not W3C trace context "
-                "(00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>)")
+        else:
+            _check_traceparent(job, traceparent)
         body = envelope.encode(job_id=job_id, app=self.name, job_type=job.name, time=now,
-                               data_json=data_json, key=idempotency_key, not_before=not_before,
-                               traceparent=traceparent)
+                               data_json=job.dump_json(value), key=idempotency_key,
+                               not_before=not_before, traceparent=traceparent)
         if len(body) > caps.max_message_size:
             raise PayloadError(
                 f"job {job.name!r}: the message is {len(body)} bytes, over the "
@@ -295,6 +274,45 @@ class App:
         return OutgoingMessage(body=body, job_id=job_id, job_type=job.name, delay=wait,
                                idempotency_key=idempotency_key, ordering_key=ordering_key,
                                max_attempts=job.retry.attempts)
+
+    @staticmethod
+    def _schedule(job: Job[Any, Any], backend: Backend, now: datetime, delay: timedelta | None,
+                  at: datetime | None) -> tuple[timedelta, datetime | None]:
+        """The delay the backend carries, and the due time a longer delay hops to."""
+        wait = _wait(job.name, now, delay, at)
+        caps = backend.capabilities
+        if caps.max_delay is None or wait <= caps.max_delay:
+            return wait, None
+        if not caps.delay_hops:
+            raise UnsupportedFeature(
+                f"job {job.name!r}: a delay of {wait} is longer than the {backend.scheme} "
+                f"backend allows ({caps.max_delay}) and it cannot hop; enqueue it later "
+                "or use a backend with longer delays")
+        return caps.max_delay, now + wait
+
+    @staticmethod
+    def _ordering(job: Job[Any, Any], backend: Backend, value: Any, ordering_key: str | None) -> str | None:
+        """The message's FIFO group: the enqueue's, else the job's (a string or a function)."""
+        if ordering_key is None and job.ordering_key is not None:
+            ordering_key = job.ordering_key if isinstance(job.ordering_key, str) \
+                else job.ordering_key(value)
+        if ordering_key is not None and not backend.capabilities.fifo:
+            raise UnsupportedFeature(
+                f"job {job.name!r}: ordering_key needs a FIFO queue, and {backend!r} is not "
+                "one; use a FIFO queue or drop the ordering key")
+        return ordering_key
+
+    def _job_id(self, job: Job[Any, Any], idempotency_key: str | None) -> str:
+        """A fresh random id, or the same id for the same idempotency key."""
+        if idempotency_key is None:
+            return os.urandom(16).hex()  # as unique as a uuid4, five times cheaper
+        if not isinstance(idempotency_key, str) or not idempotency_key:
+            raise ConfigurationError(f"job {job.name!r}: idempotency_key must be a non-empty string")
+        import hashlib  # loads OpenSSL: only apps that use keys pay for it
+
+        # the same key always gives the same id, so every backend can answer a duplicate
+        # with the first job's id
+        return hashlib.sha256(f"{self.name}\x00{idempotency_key}".encode()).hexdigest()[:32]
 
     def _enqueue(self, messages: Sequence[OutgoingMessage]) -> list[str]:
         """Send through the middleware's ``enqueue`` hooks (outermost first)."""
@@ -324,6 +342,8 @@ class App:
         return sent[0] if sent else ids
 
     def _send(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+        if len(messages) == 1:  # one message: the backend's own call and error
+            return self.backend.send(messages)
         # chunks of max_batch, several at once; EnqueueError says what reached the queue
         from ._sending import send_all
 
@@ -398,6 +418,13 @@ def _bind_enqueue(hook: Callable[..., list[str]], call_next: Callable[[Sequence[
     def call(messages: Sequence[OutgoingMessage]) -> list[str]:
         return hook(messages, call_next)
     return call
+
+
+def _check_traceparent(job: Job[Any, Any], traceparent: str) -> None:
+    if not _TRACEPARENT.match(traceparent):
+        raise ConfigurationError(
+            f"job {job.name!r}: traceparent {traceparent!r} is not W3C trace context "
+            "(00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>)")
 
 
 def _wait(job: str, now: datetime, delay: timedelta | None, at: datetime | None) -> timedelta:

@@ -116,7 +116,8 @@ class Worker:
         self.stats = WorkerStats()
         self._stop = threading.Event()
         self._beat_stop = threading.Event()
-        self._beat_wake = threading.Event()  # set when a consumer takes new messages
+        self._beat_wake = threading.Event()  # set when new messages are due before its wake-up
+        self._beat_at = 0.0  # when the heartbeat wakes next (monotonic)
         self._lock = threading.Lock()
         self._held: dict[int, _Held] = {}  # received and not yet settled, for the heartbeat
         self._unstarted: list[Delivery] = []  # received after stop: given back at the end
@@ -209,7 +210,8 @@ class Worker:
             busy[slot] = True
             for delivery in batch:
                 held[id(delivery)] = _Held(delivery, received_at)
-            self._beat_wake.set()
+            if received_at + self._step(batch[0]) < self._beat_at:
+                self._beat_wake.set()  # due before the heartbeat would look again
             try:
                 for delivery in batch:
                     if stop.is_set():
@@ -275,16 +277,22 @@ class Worker:
         window = self.visibility_timeout or delivery.visibility or _UNKNOWN_WINDOW
         return window.total_seconds()
 
+    def _step(self, delivery: Delivery) -> float:
+        """The longest wait between two extensions of ``delivery``."""
+        step = self._window(delivery) / 4
+        return step if self.heartbeat is None else min(step, self.heartbeat.total_seconds())
+
     def _heartbeat(self, backend: Backend) -> None:
         cap = self.heartbeat.total_seconds() if self.heartbeat is not None else float("inf")
         warned: set[str] = set()
         while not self._beat_stop.is_set():
             self._beat_wake.clear()  # before the scan: a consumer's later set wakes the wait
+            self._beat_at = float("inf")  # while scanning, every new message wakes it again
             now = time.monotonic()
             wake = now + min(1.0, cap)
             for entry in list(self._held.values()):
                 window = self._window(entry.delivery)
-                step = min(window / 4, cap)
+                step = self._step(entry.delivery)
                 due = entry.extended + step
                 if now >= due:
                     try:
@@ -300,6 +308,7 @@ class Worker:
                                     exc_info=True)
                     due = now + step
                 wake = min(wake, due)
+            self._beat_at = wake
             self._beat_wake.wait(max(wake - time.monotonic(), 0.01))
 
     def _event_loop(self) -> AbstractEventLoop:
