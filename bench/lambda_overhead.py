@@ -115,6 +115,7 @@ def powertools_peers(event: dict[str, Any], context: Context) -> dict[str, Calla
 FLOOR = "json.loads + model_validate"
 CORE = "core dispatcher prepare + run"
 SHIM = "cloudqueue_aws.lambda_handler"
+SHIM_MIDDLEWARE = "lambda_handler + 1 no-op middleware"
 POWERTOOLS_PLAIN = "Powertools BatchProcessor + json/validate"
 POWERTOOLS_MODEL = "Powertools BatchProcessor + SqsRecordModel"
 
@@ -137,12 +138,32 @@ def main(argv: list[str] | None = None) -> None:
         pass
 
     handler = cloudqueue_aws.lambda_handler(app)
+
+    class NoOp(cq.Middleware):
+        """Wraps every run and sees every settle, doing nothing: the cost of the seam."""
+
+        def run(self, task: cq.Task, call_next: Callable[[], Any]) -> Any:
+            return call_next()
+
+        def settled(self, result: cq.Result) -> None:
+            pass
+
+    wrapped = cq.App("shop", backend="memory://", middleware=[NoOp()])
+    wrapped.job(send_receipt.func, name="send_receipt")
+    wrapped_handler = cloudqueue_aws.lambda_handler(wrapped)
     event = build_event(args.records)
     context = Context()
 
     def shim() -> float:
         start = time.perf_counter()
         response = handler(event, context)
+        elapsed = time.perf_counter() - start
+        assert response == {"batchItemFailures": []}, response
+        return elapsed
+
+    def shim_middleware() -> float:
+        start = time.perf_counter()
+        response = wrapped_handler(event, context)
         elapsed = time.perf_counter() - start
         assert response == {"batchItemFailures": []}, response
         return elapsed
@@ -161,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         return time.perf_counter() - start
 
     contenders: dict[str, Callable[[], float]] = {
-        FLOOR: lambda: bare_loop(event), CORE: core_only, SHIM: shim}
+        FLOOR: lambda: bare_loop(event), CORE: core_only, SHIM: shim, SHIM_MIDDLEWARE: shim_middleware}
     # boto3 is checked before the peers load: Powertools imports botocore pieces itself
     ours_imported = sorted(m for m in sys.modules
                            if m.split(".")[0] in ("boto3", "botocore") and m not in already)
@@ -178,6 +199,8 @@ def main(argv: list[str] | None = None) -> None:
     for peer in (POWERTOOLS_PLAIN, POWERTOOLS_MODEL):
         print(f"  {SHIM} is {found[peer] / found[SHIM]:.2f}x as fast as {peer}")
     print(f"  {SHIM} over the bare loop: {found[SHIM] / found[FLOOR]:.2f}x (budget: 1.15x)")
+    print(f"  with one no-op middleware (run and settled hooks): "
+          f"{found[SHIM_MIDDLEWARE] / found[FLOOR]:.2f}x")
     loaded = "none" if not ours_imported else ", ".join(ours_imported)
     note = " (boto3 was loaded before: this process cannot tell)" if already else ""
     print(f"  boto3/botocore imported by cloudqueue: {loaded}{note}")

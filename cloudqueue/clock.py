@@ -23,8 +23,8 @@ class Clock(Protocol):
 class SystemClock:
     """The real wall clock."""
 
-    def time(self) -> float:
-        return time.time()
+    #: ``time.time`` itself: read once per record on hot paths, so no Python frame
+    time = staticmethod(time.time)
 
     def now(self) -> datetime:
         return datetime.now(timezone.utc)

@@ -141,6 +141,7 @@ class Dispatcher:
         # every receive: taken off the attempt, so attempts count runs (in this process)
         self._unrun: dict[str, int] = {}
         self._unrun_lock = threading.Lock()
+        self._listening = False
         #: something watches settles (middleware or ``app.on``): successes are settled and
         #: timed one by one, not skipped by the shims' fast path
         self.observed = False
@@ -154,7 +155,8 @@ class Dispatcher:
         middleware = self.app.middleware
         self._run_hooks = tuple(overrides(middleware, "run"))
         self._settled_hooks = tuple(overrides(middleware, "settled"))
-        self.observed = bool(self._settled_hooks) or self.app.has_listeners
+        self._listening = self.app.has_listeners
+        self.observed = bool(self._settled_hooks) or self._listening
         # no middleware around runs: ``run`` is the plain call, one frame less per job
         self.run = self._run_wrapped if self._run_hooks else self._call  # type: ignore[method-assign]
 
@@ -442,9 +444,9 @@ class Dispatcher:
                 hook(result)
             except Exception:
                 log.exception("a middleware's settled hook raised; ignored")
-        app = self.app
-        if not app.has_listeners:
+        if not self._listening:
             return
+        app = self.app
         if stalled:
             app.emit("stalled", result)
             return

@@ -209,9 +209,12 @@ class Batch:
             prepared = prepare(delivery)
             result = run(prepared) if type(prepared) is Task else prepared
             outcome = result.outcome  # type: ignore[union-attr]
-            if outcome is ack and quiet:
-                continue
-            applied = settle(backend, result)  # type: ignore[arg-type]
+            if outcome is ack:
+                if quiet or settle(backend, result):  # type: ignore[arg-type]
+                    continue  # a success needs nothing more
+                applied = False
+            else:
+                applied = settle(backend, result)  # type: ignore[arg-type]
             if not applied or outcome in _STAYS or (outcome is Outcome.HOP and fifo_hop_stays) or (
                     kept is not None and kept(delivery)):
                 stays.append(delivery)

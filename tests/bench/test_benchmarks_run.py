@@ -66,7 +66,8 @@ def test_lambda_overhead_compares_the_shim_with_the_bare_loop_and_powertools(
     out = capsys.readouterr().out
     rows = table_rows(out, "Lambda shim, 12-record SQS event")
     assert set(rows) == {"json.loads + model_validate", "core dispatcher prepare + run",
-                         "cloudqueue_aws.lambda_handler", "Powertools BatchProcessor + json/validate",
+                         "cloudqueue_aws.lambda_handler", "lambda_handler + 1 no-op middleware",
+                         "Powertools BatchProcessor + json/validate",
                          "Powertools BatchProcessor + SqsRecordModel"}, out
     # in a process that loaded boto3 earlier only new imports count (tests/aws checks a fresh one)
     assert "boto3/botocore imported by cloudqueue: none" in out
