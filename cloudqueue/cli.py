@@ -7,7 +7,12 @@
     cloudqueue terraform-vars module:app aws-sqs-lambda|gcp-cloud-tasks|gcp-pubsub
 
 TARGET is a backend URL (``sqs://orders?region=eu-west-1``) or ``module:app``, which
-also lets ``enqueue`` validate the payload against the job's model.
+also lets ``enqueue`` validate the payload against the job's model; ``worker`` and
+``terraform-vars`` need ``module:app`` (a URL has no jobs).
+
+Every error, a usage error included, prints one ``error:`` line to stderr and exits 1.
+A command refuses a private in-process memory queue (``memory://``, the default while
+``CLOUDQUEUE_URL`` is unset): what it enqueued or read there would be gone at exit.
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ from typing import Any
 import click
 
 from . import envelope
-from ._errors import CloudQueueError
+from ._errors import CloudQueueError, ConfigurationError
 from .app import App
 from .backends import from_url
 from .backends.base import Backend, OutgoingMessage
+from .backends.memory import MemoryBackend
 
 
 def load_app(spec: str) -> App:
@@ -36,27 +42,64 @@ def load_app(spec: str) -> App:
     Raises:
         click.BadParameter: the module or the attribute is missing or is not an App.
     """
+    if "://" in spec:
+        raise click.BadParameter(
+            f"{spec!r} is a queue URL, but this command needs the app with the jobs (a URL has "
+            "none): write MODULE:APP, e.g. myproject.jobs:app, and give the app its queue "
+            "(cq.App(..., backend=URL) or CLOUDQUEUE_URL)", param_hint="'MODULE:APP'")
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise click.BadParameter(f"{spec!r} is not module:app (e.g. myproject.jobs:app)")
+        raise click.BadParameter(f"{spec!r} is not module:app (e.g. myproject.jobs:app)",
+                                 param_hint="'MODULE:APP'")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise click.BadParameter(f"cannot import module {module_name!r}: {exc}") from None
+        raise click.BadParameter(f"cannot import module {module_name!r}: {exc}",
+                                 param_hint="'MODULE:APP'") from None
     app = getattr(module, attr, None)
     if not isinstance(app, App):
         found = "nothing" if app is None else type(app).__name__
-        raise click.BadParameter(f"{module_name}.{attr} is {found}, not a cloudqueue App")
+        raise click.BadParameter(f"{module_name}.{attr} is {found}, not a cloudqueue App",
+                                 param_hint="'MODULE:APP'")
     return app
 
 
 def _target(spec: str) -> tuple[Backend, App | None]:
     if "://" in spec:
-        return from_url(spec), None
+        backend = from_url(spec)
+        _check_memory(backend, spec)
+        return backend, None
+    if ":" not in spec:
+        raise click.BadParameter(
+            f"{spec!r} is neither a queue URL (e.g. sqs://orders?region=eu-west-1) nor "
+            "MODULE:APP (e.g. myproject.jobs:app)", param_hint="'TARGET'")
     app = load_app(spec)
+    _check_memory(app.backend, spec, app)
     return app.backend, app
+
+
+def _check_memory(backend: Backend, spec: str, app: App | None = None) -> None:
+    """Refuse a private memory queue; warn about a named one (both end with the process).
+
+    Raises:
+        ConfigurationError: ``backend`` is a private memory queue.
+    """
+    if not isinstance(backend, MemoryBackend):
+        return
+    if not backend.name:
+        if app is not None and app.backend_url == "memory://" and not os.environ.get("CLOUDQUEUE_URL"):
+            why = (f"app {app.name!r} ({spec}) uses a private in-process memory queue "
+                   "(CLOUDQUEUE_URL is unset, and memory:// is the default)")
+        else:
+            why = f"{spec} is a private in-process memory queue"
+        raise ConfigurationError(
+            f"{why}: what this command enqueues or reads there is gone when it exits; "
+            "set CLOUDQUEUE_URL to the app's queue (e.g. sqs://orders?region=eu-west-1) "
+            "or give the app its backend=")
+    click.echo(f"warning: memory://{backend.name} lives inside this process only: what this "
+               "command enqueues there is gone when it exits", err=True)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -68,15 +111,54 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+class _OneLine(click.ClickException):
+    """An error shown as one ``error:`` line on stderr, with exit status 1."""
+
+    exit_code = 1
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _one_line(text: str) -> str:
+    # a payload error lists one field a line: joined, so scripts read one line
+    return "; ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+
+
+def _usage_error(exc: click.ClickException) -> _OneLine:
+    message = exc.format_message()
+    command = exc.ctx.command_path if isinstance(exc, click.UsageError) and exc.ctx else "cloudqueue"
+    if isinstance(exc, click.UsageError) and exc.ctx is not None and (
+            isinstance(exc, click.MissingParameter) or not isinstance(exc, click.BadParameter)):
+        message += f" (usage: {exc.ctx.get_usage().removeprefix('Usage: ')}; see {command} --help)"
+    return _OneLine(_one_line(message))
+
+
 class _Group(click.Group):
-    """Turns cloudqueue errors into a clear message and exit status 1, without a traceback."""
+    """Turns usage and cloudqueue errors into one ``error:`` line and exit status 1."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare ``cloudqueue``: the help, as is
+            click.echo(exc.format_message(), err=True)
+            raise click.exceptions.Exit(1) from None
+        except click.ClickException as exc:
+            raise _usage_error(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except CloudQueueError as exc:
-            click.echo(f"error: {exc}", err=True)
+        except _OneLine:
+            raise
+        except click.exceptions.NoArgsIsHelpError as exc:  # ``cloudqueue dead-letters``
+            click.echo(exc.format_message(), err=True)
             ctx.exit(1)
+        except click.ClickException as exc:
+            raise _usage_error(exc) from None
+        except CloudQueueError as exc:
+            raise _OneLine(_one_line(str(exc))) from None
 
 
 @click.group(cls=_Group)
@@ -104,6 +186,7 @@ def worker(app_spec: str, concurrency: int, until_empty: bool, visibility_timeou
            prefetch: int) -> None:
     """Consume the app's queue until SIGTERM/SIGINT (graceful: running jobs finish)."""
     app = load_app(app_spec)
+    _check_memory(app.backend, app_spec, app)
     visibility = timedelta(seconds=visibility_timeout) if visibility_timeout is not None else None
     stats = app.worker(concurrency=concurrency, visibility_timeout=visibility,
                        prefetch=prefetch).run(until_empty=until_empty)
@@ -158,7 +241,7 @@ def stats(target: str) -> None:
                      [[s.waiting, s.in_flight, s.delayed, s.dead_lettered, age]]))
 
 
-@cli.group("dead-letters")
+@cli.group("dead-letters", cls=_Group)
 def dead_letters() -> None:
     """List, redrive or purge dead letters."""
 
