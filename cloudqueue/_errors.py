@@ -50,14 +50,21 @@ class PayloadError(CloudQueueError, ValueError):
     """A payload does not validate against its job's model, or cannot travel on the wire.
 
     ``job`` names the job, ``errors`` holds pydantic's error list (empty when the
-    problem is not a validation error, e.g. the message is too large).
+    problem is not a validation error, e.g. the message is too large), ``index`` the
+    position of the failing item in an ``enqueue_many`` call (None elsewhere).
     """
 
     def __init__(self, message: str, *, job: str | None = None,
-                 errors: list[dict[str, Any]] | None = None) -> None:
+                 errors: list[dict[str, Any]] | None = None, index: int | None = None) -> None:
         super().__init__(message)
         self.job = job
         self.errors: list[dict[str, Any]] = errors or []
+        self.index = index
+
+    def at_item(self, index: int) -> PayloadError:
+        """The same error, saying it is item ``index`` (from 0) of an ``enqueue_many``."""
+        return PayloadError(f"enqueue_many item {index} (counting from 0): {self}", job=self.job,
+                            errors=self.errors, index=index)
 
     @classmethod
     def from_validation(cls, job: str, exc: ValidationError, *, fix: str | None = None) -> PayloadError:

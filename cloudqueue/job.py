@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import typing
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 P = TypeVar("P")
 R = TypeVar("R")
 
+log = logging.getLogger("cloudqueue")
+
 OrderingKey = str | Callable[[Any], str] | None
 
 
@@ -40,6 +43,8 @@ class Job(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(func)
         self.ordering_key = ordering_key
         self.codec = codec
+        self._fields = _accepted_fields(payload_type)
+        self._warned_extra: set[frozenset[str]] = set()
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", name)
         self.__wrapped__ = func
@@ -62,18 +67,35 @@ class Job(Generic[P, R]):
         Raises:
             PayloadError: naming the job, each failing field and the fix.
         """
+        if self._fields is not None and type(payload) is dict:
+            self._warn_extra(payload)
         try:
             return self.codec.validate(payload)
         except ValidationError as exc:
             raise PayloadError.from_validation(self.name, exc) from None
 
+    def _warn_extra(self, payload: dict[Any, Any]) -> None:
+        # pydantic drops fields its model does not declare (extra="ignore"); say so once
+        assert self._fields is not None
+        extra = frozenset(str(key) for key in payload if key not in self._fields)
+        if extra and extra not in self._warned_extra:
+            self._warned_extra.add(extra)
+            log.warning(
+                "job %r: payload field(s) %s are not in model %s and are dropped; to refuse them "
+                "instead, set model_config = ConfigDict(extra=\"forbid\") on the model",
+                self.name, ", ".join(repr(name) for name in sorted(extra)),
+                getattr(self.payload_type, "__name__", self.payload_type))
+
     def dump_json(self, value: Any) -> bytes:
-        """Serialize a validated payload to JSON for the envelope."""
+        """Serialize a validated payload to JSON for the envelope.
+
+        Raises:
+            PayloadError: naming the job, the field that cannot be JSON, and the fix.
+        """
         try:
             return self.codec.dump_json(value)
         except (ValueError, TypeError) as exc:  # pydantic's serialization errors are ValueErrors
-            raise PayloadError(f"payload for job {self.name!r} cannot be serialized to JSON: {exc}",
-                               job=self.name) from None
+            raise _serialization_error(self.name, value, exc) from None
 
     # -- enqueueing --------------------------------------------------------------------
     def message(self, payload: P | dict[str, Any], *, delay: timedelta | None = None,
@@ -112,12 +134,66 @@ class Job(Generic[P, R]):
         Items may be payloads or ``job.message(...)`` results (for per-item options).
         Every item is validated before anything is sent.
         """
-        msgs = [item if isinstance(item, OutgoingMessage)
-                else self.message(item, delay=delay, at=at) for item in payloads]
+        msgs: list[OutgoingMessage] = []
+        for index, item in enumerate(payloads):
+            if isinstance(item, OutgoingMessage):
+                msgs.append(item)
+                continue
+            try:
+                msgs.append(self.message(item, delay=delay, at=at))
+            except PayloadError as exc:
+                raise exc.at_item(index) from None
         return self.app._enqueue(msgs)
 
     def __repr__(self) -> str:
         return f"<Job {self.name} attempts={self.retry.attempts}>"
+
+
+def _accepted_fields(payload_type: Any) -> frozenset[str] | None:
+    """The keys a model's validation reads, when it silently drops others (else None)."""
+    if not (isinstance(payload_type, type) and issubclass(payload_type, BaseModel)):
+        return None
+    if payload_type.model_config.get("extra") not in (None, "ignore"):
+        return None  # "forbid" refuses extras itself, "allow" keeps them
+    names: set[str] = set()
+    for name, info in payload_type.model_fields.items():
+        names.add(name)
+        for alias in (info.alias, info.validation_alias):
+            if alias is None:
+                continue
+            if not isinstance(alias, str):
+                return None  # AliasChoices / AliasPath: too rich to second-guess
+            names.add(alias)
+    return frozenset(names)
+
+
+def _serialization_error(job: str, value: Any, exc: Exception) -> PayloadError:
+    """A PayloadError naming the field pydantic could not serialize, and the fix."""
+    path, model = _failing_field(value)
+    where = f"field {'.'.join(path)!r}" if path else "the payload"
+    owner = type(model).__name__ if model is not None else "the payload model"
+    if "utf-8" in str(exc):
+        fix = (f"bytes that are not UTF-8 text cannot travel in JSON as they are: set "
+               "model_config = ConfigDict(ser_json_bytes=\"base64\", val_json_bytes=\"base64\") "
+               f"on {owner} (both, so the consumer decodes them back), or send text")
+    else:
+        fix = f"give {where} a type pydantic can write as JSON, or a field_serializer on {owner}"
+    return PayloadError(f"payload for job {job!r} cannot be serialized to JSON: {where}: {exc}\n"
+                        f"  fix: {fix}", job=job)
+
+
+def _failing_field(value: Any) -> tuple[list[str], BaseModel | None]:
+    """The path to the first field of a model that does not serialize, and its model."""
+    if not isinstance(value, BaseModel):
+        return [], None
+    for name in type(value).model_fields:
+        try:
+            value.__pydantic_serializer__.to_json(value, include={name})
+        except (ValueError, TypeError):
+            inner = getattr(value, name, None)
+            path, model = _failing_field(inner)
+            return ([name, *path], model) if path else ([name], value)
+    return [], value
 
 
 class PayloadCodec:

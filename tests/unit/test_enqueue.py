@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 import cloudqueue as cq
 from cloudqueue.backends.memory import MemoryBackend
@@ -142,3 +144,94 @@ def test_backend_url_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert backend.name == "from-env" and backend.visibility_timeout == timedelta(seconds=9)
     monkeypatch.delenv("CLOUDQUEUE_URL")
     assert cq.App("shop").backend_url == "memory://"
+
+
+# -- what a first-time user trips over ----------------------------------------------------
+
+class Attachment(BaseModel):
+    name: str
+    blob: bytes
+
+
+class Mail(BaseModel):
+    to: str
+    attachment: Attachment
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: str
+
+
+class Base64Mail(BaseModel):
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+    blob: bytes
+
+
+def test_bytes_that_are_not_utf8_name_the_job_the_field_and_the_base64_fix(
+        cq_app: cq.App, cq_backend: MemoryBackend) -> None:
+    @cq_app.job
+    def send_mail(payload: Mail) -> None: ...
+
+    with pytest.raises(cq.PayloadError) as info:
+        send_mail.enqueue(Mail(to="a@b.c", attachment=Attachment(name="x.png", blob=b"\x89PNG\xff")))
+    text = str(info.value)
+    assert text.startswith("payload for job 'send_mail' cannot be serialized to JSON: "
+                           "field 'attachment.blob': ")
+    assert ('fix: bytes that are not UTF-8 text cannot travel in JSON as they are: set model_config = '
+            'ConfigDict(ser_json_bytes="base64", val_json_bytes="base64") on Attachment') in text
+    assert info.value.job == "send_mail"
+    assert cq_backend.stats().waiting == 0
+
+
+def test_the_base64_fix_carries_any_bytes_to_the_job(cq_app: cq.App) -> None:
+    got: list[bytes] = []
+
+    @cq_app.job
+    def store(payload: Base64Mail) -> None:
+        got.append(payload.blob)
+
+    store.enqueue(Base64Mail(blob=b"\x89PNG\xff\x00"))
+    assert cq_app.drain(fail_fast=True).succeeded == 1
+    assert got == [b"\x89PNG\xff\x00"]
+
+
+def test_enqueue_many_says_which_item_failed(cq_app: cq.App, cq_backend: MemoryBackend) -> None:
+    @cq_app.job
+    def send_receipt(payload: Receipt) -> None: ...
+
+    items: list[object] = [{"to": f"u{n}", "order_id": str(n)} for n in range(5)]
+    items[3] = {"to": "u3"}
+    with pytest.raises(cq.PayloadError) as info:
+        send_receipt.enqueue_many(items)
+    assert str(info.value).startswith("enqueue_many item 3 (counting from 0): invalid payload for job "
+                                      "'send_receipt'")
+    assert "field 'order_id': Field required" in str(info.value)
+    assert info.value.index == 3 and info.value.job == "send_receipt" and len(info.value.errors) == 1
+    assert cq_backend.stats().waiting == 0
+
+
+def test_extra_payload_fields_are_dropped_with_one_warning_naming_them_and_the_switch(
+        cq_app: cq.App, cq_backend: MemoryBackend, caplog: pytest.LogCaptureFixture) -> None:
+    @cq_app.job
+    def send_receipt(payload: Receipt) -> None: ...
+
+    with caplog.at_level(logging.WARNING, logger="cloudqueue"):
+        send_receipt.enqueue({"to": "a", "order_id": "1", "ammount": 5})
+        send_receipt.enqueue_many([{"to": "b", "order_id": str(n), "ammount": 5} for n in range(3)])
+    [record] = caplog.records
+    assert record.getMessage() == (
+        "job 'send_receipt': payload field(s) 'ammount' are not in model Receipt and are dropped; "
+        'to refuse them instead, set model_config = ConfigDict(extra="forbid") on the model')
+    assert [p["amount"] for p in enqueued(cq_backend, "send_receipt")] == [1, 1, 1, 1]
+
+
+def test_a_model_that_forbids_extra_fields_refuses_them_with_a_payload_error(
+        cq_app: cq.App, cq_backend: MemoryBackend, caplog: pytest.LogCaptureFixture) -> None:
+    @cq_app.job
+    def notify(payload: Strict) -> None: ...
+
+    with caplog.at_level(logging.WARNING, logger="cloudqueue"), pytest.raises(cq.PayloadError) as info:
+        notify.enqueue({"to": "a", "ammount": 5})
+    assert "field 'ammount': Extra inputs are not permitted" in str(info.value)
+    assert caplog.records == [] and cq_backend.stats().waiting == 0
