@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from . import envelope
 from ._errors import CloudQueueError, ConfigurationError, PayloadError, UnknownJobError, UnsupportedFeature
 from .backends.base import Backend, OutgoingMessage
-from .clock import Clock
+from .clock import Clock, SystemClock
 from .context import current_traceparent
 from .dispatch import Dispatcher, Outcome, Result
 from .job import Job, OrderingKey, inspect_job_function
@@ -284,6 +284,14 @@ class App:
         if caps.max_delay is None or wait <= caps.max_delay:
             return wait, None
         if not caps.delay_hops:
+            if caps.max_delay <= timedelta(0):  # no per-message delay at all
+                kind = f"a FIFO {backend.scheme} queue" if caps.fifo else f"the {backend.scheme} backend"
+                raise UnsupportedFeature(
+                    f"job {job.name!r}: delay/at asks for {wait}, but {kind} has no per-message "
+                    "delay; enqueue without delay= and at=, or enqueue it when it is due "
+                    "(e.g. from a scheduler), or send delayed jobs to a queue that has delays"
+                    + (" (a standard SQS queue delays up to 15 minutes and hops beyond)"
+                       if backend.scheme == "sqs" else ""))
             raise UnsupportedFeature(
                 f"job {job.name!r}: a delay of {wait} is longer than the {backend.scheme} "
                 f"backend allows ({caps.max_delay}) and it cannot hop; enqueue it later "
@@ -358,7 +366,10 @@ class App:
             fail_fast: re-raise the first exception a job raises (after its message was
                 settled, so the queue stays consistent); poison raises a CloudQueueError.
             follow_delays: when nothing is due, sleep on the clock until the next message
-                is (a fake clock jumps), so retries and delayed jobs run too.
+                is, so retries and delayed jobs run too. A fake clock
+                (``cloudqueue.testing.FakeClock``) jumps; on the real clock this really
+                sleeps (six hours for a six-hour delay) and logs a warning saying until
+                when, for any wait of 5 s or more.
             max_jobs: stop after this many deliveries (guards against a job that
                 re-enqueues itself forever).
         """
@@ -393,6 +404,15 @@ class App:
         if due is None:
             return False
         seconds = (due - self.clock.now()).total_seconds()
+        if seconds >= 5 and isinstance(self.clock, SystemClock):
+            # a real sleep a user may not expect: say what it waits for, and the way out
+            import logging
+
+            logging.getLogger("cloudqueue").warning(
+                "drain(follow_delays=True): nothing is due; sleeping %s in real time, until %s, "
+                "for the next delayed or retried message (a FakeClock jumps instead; "
+                "drain() without follow_delays returns now)",
+                timedelta(seconds=round(seconds)), due.isoformat(timespec="seconds"))
         # a float clock can land a hair short of the due time; then step the smallest bit
         self.clock.sleep(seconds if seconds > 0 else 1e-6)
         return True
