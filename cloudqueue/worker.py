@@ -191,6 +191,7 @@ class Worker:
         dispatcher = self.app.dispatcher
         prepare, run, settle = dispatcher.prepare, dispatcher.run, dispatcher.settle
         runner = self._run_on_loop
+        ack = Outcome.ACK
         stop = self._stop
         held, busy = self._held, self._busy
         while not stop.is_set():
@@ -232,8 +233,10 @@ class Worker:
                     try:
                         prepared = prepare(delivery)
                         result = run(prepared, runner) if type(prepared) is Task else prepared
-                        applied = settle(backend, result)  # type: ignore[arg-type]
-                        self._count(stats, result, applied)  # type: ignore[arg-type]
+                        if settle(backend, result) and result.outcome is ack:  # type: ignore[arg-type,union-attr]
+                            stats.succeeded += 1
+                        else:
+                            self._count(stats, result, result.applied)  # type: ignore[arg-type,union-attr]
                         if result.interrupted:  # type: ignore[union-attr]
                             log.warning("a job was interrupted (KeyboardInterrupt): its message "
                                         "went back; stopping")

@@ -18,9 +18,10 @@ import itertools
 import threading
 import time as _time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -35,6 +36,9 @@ from .options import parse_bool, parse_number, parse_options, parse_seconds
 _DEFAULT_VISIBILITY = timedelta(seconds=30)
 _DEFAULT_DEDUP = timedelta(minutes=5)
 _DEFAULT_SIZE = 256 * 1024
+#: an ack takes the lock-free path only while the message's visibility has this much left
+_ACK_MARGIN = 1.0
+_NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
 
 
 class _Msg:
@@ -241,12 +245,12 @@ class MemoryBackend(Backend):
                             "(a consumer died or timed out)", now)
             return None
         msg.receives += 1
-        msg.token = next(self._seq)
-        msg.visible_at = now + hide.total_seconds()
+        msg.token = token = next(self._seq)
+        msg.visible_at = visible_at = now + hide.total_seconds()
         if not self.fifo:
-            heapq.heappush(self._timed, (msg.visible_at, msg.seq, msg.mid, msg.token))
-        return Delivery(body=msg.body, attempt=msg.receives, message_id=msg.mid,
-                        handle=msg.token, ordering_key=msg.group, visibility=hide)
+            heapq.heappush(self._timed, (visible_at, msg.seq, msg.mid, token))
+        # positional: this runs under the lock every consumer thread takes
+        return Delivery(msg.body, msg.receives, msg.mid, token, msg.group, None, _NO_ATTRIBUTES, hide)
 
     def _owned(self, delivery: Delivery) -> _Msg:
         msg = self._msgs.get(delivery.message_id)
@@ -257,6 +261,13 @@ class MemoryBackend(Backend):
         return msg
 
     def ack(self, delivery: Delivery) -> None:
+        msg = self._msgs.get(delivery.message_id)
+        # Held by this delivery and far from expiring: no receive can take it before the pop
+        # below, so the lock (a convoy point for many consumer threads) is not needed.
+        if msg is not None and msg.token == delivery.handle and \
+                msg.visible_at - _ACK_MARGIN > self.clock.time() and \
+                self._msgs.pop(delivery.message_id, None) is msg:
+            return
         with self._cond:
             self._owned(delivery)
             del self._msgs[delivery.message_id]
@@ -311,7 +322,7 @@ class MemoryBackend(Backend):
             now = self.clock.time()
             waiting = in_flight = delayed = 0
             oldest: float | None = None
-            for msg in self._msgs.values():
+            for msg in list(self._msgs.values()):  # a snapshot: acks do not take the lock
                 if msg.token and msg.visible_at > now:
                     in_flight += 1
                 elif msg.visible_at > now:
@@ -334,7 +345,7 @@ class MemoryBackend(Backend):
     def next_due(self) -> datetime | None:
         """When the next message not in flight becomes visible (None: nothing waits)."""
         with self._cond:
-            times = [m.visible_at for m in self._msgs.values() if not m.token]
+            times = [m.visible_at for m in list(self._msgs.values()) if not m.token]
             return _utc(min(times)) if times else None
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
