@@ -9,7 +9,7 @@
       KmsThrottled, OverLimit                           ->  Throttled
     any 5xx, InternalFailure, InternalError,
       ServiceUnavailable; connection errors             ->  BackendUnavailable
-    no credentials / region, invalid parameters         ->  ConfigurationError
+    no credentials / region, invalid parameters         ->  ConfigurationError (with the fix)
     anything else                                       ->  BackendError
 """
 
@@ -43,6 +43,13 @@ UNAVAILABLE = frozenset({"InternalFailure", "InternalError", "ServiceUnavailable
                          "AWS.SimpleQueueService.InternalError"})
 _SETUP_ERRORS = frozenset({"NoCredentialsError", "PartialCredentialsError", "NoRegionError",
                            "ParamValidationError", "UnknownServiceError"})
+_SETUP_HINTS = {
+    "NoRegionError": "; give the queue's region: sqs://orders?region=eu-west-1, a full queue URL, "
+                     "or AWS_DEFAULT_REGION",
+    "NoCredentialsError": "; set AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                          "or a role), or pass client= with a configured boto3 client",
+    "PartialCredentialsError": "; set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use AWS_PROFILE",
+}
 #: SendMessageBatch entry codes worth sending again (the service's fault, or throttling)
 RETRYABLE_ENTRY_CODES = THROTTLED | UNAVAILABLE
 
@@ -117,7 +124,7 @@ def translate(exc: Exception, action: str) -> Exception:
         return BackendUnavailable(text)
     if not code:
         if type(exc).__name__ in _SETUP_ERRORS:  # our side: no credentials, region, bad params
-            return ConfigurationError(text)
+            return ConfigurationError(text + _SETUP_HINTS.get(type(exc).__name__, ""))
         return BackendUnavailable(text)  # no answer at all: connection refused, timeout, DNS
     return BackendError(text)
 
