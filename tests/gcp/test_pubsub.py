@@ -93,7 +93,7 @@ def test_a_delayed_enqueue_is_refused_because_pubsub_cannot_delay(pubsub: PubSub
     @app.job
     def remind(payload: Order) -> None: ...
 
-    with pytest.raises(cq.UnsupportedFeature, match="cannot hop"):
+    with pytest.raises(cq.UnsupportedFeature, match="delay"):
         remind.enqueue(Order(order_id="o-2"), delay=timedelta(minutes=5))
 
 
@@ -377,13 +377,6 @@ def test_push_failure_with_attempts_left_answers_non_2xx(http_function: Any) -> 
     routing.set_http(cloudqueue_gcp.http_handler(app, verify=False))
     body = flaky.message(Order(order_id="o-9")).body
     assert _post(http_function.url, _push_body(body, 2)) == 500
-
-
-def test_a_body_that_is_not_a_push_message_is_a_bad_request(http_function: Any) -> None:
-    app = cq.App("shop", backend="memory://")
-    routing.set_http(cloudqueue_gcp.http_handler(app, verify=False))
-    assert _post(http_function.url, b'{"hello": "world"}') == 400
-    assert _post(http_function.url, b"not json") == 400
 
 
 def test_cloudevent_shim_runs_eventarc_pubsub_events(cloudevent_function: Any, pubsub: PubSubSetup,

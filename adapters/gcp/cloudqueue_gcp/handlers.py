@@ -1,7 +1,8 @@
 """Function shims: Cloud Tasks and Pub/Sub push requests (HTTP) and Eventarc CloudEvents.
 
     request ──verify OIDC──> 401/403, nothing runs
-       └──> Cloud Tasks (X-CloudTasks-* headers) or Pub/Sub push (wrapped JSON body)
+       └──> Cloud Tasks (X-CloudTasks-* headers), Pub/Sub push (wrapped JSON body) or
+            unwrapped Pub/Sub push (the body is the envelope; x-goog-pubsub-* headers)
               └──> dispatcher ──> ACK ──────────> 200
                               ──> RETRY ────────> 500 (the platform retries with its backoff)
                               ──> DEAD_LETTER ──> write the dead letter, then 200
@@ -20,20 +21,20 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from cloudqueue import ConfigurationError
-from cloudqueue.backends.base import Delivery
+from cloudqueue.backends.base import Backend, Capabilities, Delivery, OutgoingMessage
 from cloudqueue.dispatch import Outcome, Result
 
-from ._common import ATTR_TYPE
+from ._common import ATTR_ID, ATTR_KEY, ATTR_TYPE
 from .oidc import GOOGLE_CERTS_URL, AuthError, PushAuth
 
 if TYPE_CHECKING:
-    from cloudqueue import App
+    from cloudqueue import App, Reason
 
     class HttpRequest(Protocol):
         """What the shim reads from a request (a Flask request, as functions-framework passes)."""
@@ -125,14 +126,21 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value if value else None
 
 
+def _count(text: str) -> int | None:
+    """A non-negative decimal count, or None (no sign, no spaces, no other digits)."""
+    if 0 < len(text) <= 9 and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
 def cloud_tasks_delivery(headers: Mapping[str, str], body: bytes, settings: ShimSettings,
                          started: datetime) -> Delivery:
     """A Cloud Tasks request as a delivery: attempt = X-CloudTasks-TaskRetryCount + 1."""
     task = _header(headers, "X-CloudTasks-TaskName") or "?"
-    try:
-        retries = int(headers.get("X-CloudTasks-TaskRetryCount", "0"))
-    except ValueError:
-        raise BadRequest("X-CloudTasks-TaskRetryCount is not a number") from None
+    text = headers.get("X-CloudTasks-TaskRetryCount", "0")
+    retries = _count(text)
+    if retries is None:
+        raise BadRequest(f"X-CloudTasks-TaskRetryCount {text[:20]!r} is not a non-negative integer")
     attributes = {k: v for k, v in (
         ("queue", _header(headers, "X-CloudTasks-QueueName")), ("task", task),
         ("eta", _header(headers, "X-CloudTasks-TaskETA")),
@@ -164,6 +172,61 @@ def pubsub_delivery(payload: Any, settings: ShimSettings, started: datetime) -> 
                     deadline=_deadline(started, settings.push_ack_deadline, settings.timeout))
 
 
+#: headers unwrapped push writes with write_metadata (attributes come as their own headers)
+H_PUBSUB = "x-goog-pubsub-"
+H_MESSAGE_ID = "x-goog-pubsub-message-id"
+H_SUBSCRIPTION = "x-goog-pubsub-subscription-name"
+H_ORDERING_KEY = "x-goog-pubsub-ordering-key"
+H_DELIVERY_ATTEMPT = "x-goog-pubsub-delivery-attempt"
+#: attributes cloudqueue publishes, read back from headers of an unwrapped push
+_OWN_ATTRIBUTES = (ATTR_TYPE, ATTR_ID, ATTR_KEY)
+
+
+def is_unwrapped_push(headers: Mapping[str, str]) -> bool:
+    """An unwrapped push with ``write_metadata`` carries ``x-goog-pubsub-*`` headers."""
+    return bool(headers.get(H_MESSAGE_ID) or headers.get(H_SUBSCRIPTION))
+
+
+def unwrapped_delivery(headers: Mapping[str, str], body: bytes, settings: ShimSettings,
+                       started: datetime) -> Delivery:
+    """An unwrapped Pub/Sub push (``no_wrapper``): the body is the message's data itself.
+
+    With ``write_metadata`` the message id, ordering key and delivery attempt come from
+    ``x-goog-pubsub-*`` headers and the attributes from headers of their own name; without
+    it nothing but the body arrives, and the attempt counts as 1. A body that is not an
+    envelope is poison: it is dead-lettered with the reason, then answered 2xx.
+    """
+    text = headers.get(H_DELIVERY_ATTEMPT, "")
+    attempt = _count(text) if text else None
+    subscription = headers.get(H_SUBSCRIPTION) or "(unwrapped push)"
+    if attempt is None or attempt < 1:
+        _warn_no_attempt(subscription)
+        attempt = 1
+    attributes = {name: value for name in _OWN_ATTRIBUTES if (value := headers.get(name))}
+    return Delivery(body=body, attempt=attempt, message_id=headers.get(H_MESSAGE_ID) or "?",
+                    ordering_key=headers.get(H_ORDERING_KEY) or None, attributes=attributes,
+                    deadline=_deadline(started, settings.push_ack_deadline, settings.timeout))
+
+
+def is_wrapped_push(payload: Any) -> bool:
+    return isinstance(payload, dict) and isinstance(payload.get("message"), dict)
+
+
+def push_delivery(headers: Mapping[str, str], body: bytes, settings: ShimSettings,
+                  started: datetime) -> Delivery:
+    """A Pub/Sub push request, wrapped (JSON ``{"message": ...}``) or unwrapped."""
+    if is_unwrapped_push(headers):
+        return unwrapped_delivery(headers, body, settings, started)
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        payload = None
+    if is_wrapped_push(payload):
+        return pubsub_delivery(payload, settings, started)
+    # no wrapper and no metadata headers: the body is all Pub/Sub sends
+    return unwrapped_delivery(headers, body, settings, started)
+
+
 def _warn_no_attempt(subscription: str) -> None:
     global _warned_no_attempt
     if not _warned_no_attempt:
@@ -185,8 +248,7 @@ def handle_delivery(app: App, delivery: Delivery) -> Response:
     result: Result = prepared if isinstance(prepared, Result) else dispatcher.run(prepared)
     if result.job_type and ATTR_TYPE not in delivery.attributes:
         delivery.attributes = {**delivery.attributes, ATTR_TYPE: result.job_type}  # for the dead letter
-    backend = app.backend
-    applied = dispatcher.settle(backend, result)
+    applied = dispatcher.settle(PushBinding(app.backend), result)
     outcome = result.outcome
     if not applied:
         return "could not settle; retry", 500, {}
@@ -198,6 +260,51 @@ def handle_delivery(app: App, delivery: Delivery) -> Response:
         return "dead-lettered", 200, {}
     # retry, defer, release: the platform delivers it again (its retry policy sets when)
     return f"{outcome.value}: {result.reason.text if result.reason else ''}", 500, {}
+
+
+class PushBinding(Backend):
+    """The app's backend as a pushed delivery settles against it.
+
+    The HTTP answer acknowledges or gives back a pushed message (2xx removes it, anything
+    else keeps it), so ack, retry, release and extension change nothing here; dead
+    letters, hops and sends go to the app's backend.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.scheme = backend.scheme
+        self.clock = backend.clock
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.backend.capabilities
+
+    def send(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+        return self.backend.send(messages)
+
+    def ack(self, delivery: Delivery) -> None:
+        """2xx acknowledges it."""
+
+    def retry(self, delivery: Delivery, delay: timedelta) -> None:
+        """Non-2xx gives it back; the queue's retry policy sets when it returns."""
+
+    def release(self, delivery: Delivery) -> None:
+        """Non-2xx gives it back."""
+
+    def defer(self, delivery: Delivery, delay: timedelta) -> None:
+        """Non-2xx gives it back."""
+
+    def extend_visibility(self, delivery: Delivery, timeout: timedelta) -> None:
+        """The request's own deadline holds."""
+
+    def dead_letter(self, delivery: Delivery, reason: Reason) -> None:
+        self.backend.dead_letter(delivery, reason)
+
+    def hop(self, delivery: Delivery, delay: timedelta) -> None:
+        self.backend.hop(delivery, delay)
+
+    def __repr__(self) -> str:
+        return f"<push to {self.backend!r}>"
 
 
 def _json(body: bytes) -> Any:
@@ -253,7 +360,7 @@ def http_handler(app: App, *, audience: str | list[str] | None = None,
             if headers.get("X-CloudTasks-TaskName") or headers.get("X-CloudTasks-QueueName"):
                 delivery = cloud_tasks_delivery(headers, body, settings, started)
             else:
-                delivery = pubsub_delivery(_json(body), settings, started)
+                delivery = push_delivery(headers, body, settings, started)
         except BadRequest as exc:
             log.error("bad push request: %s", exc)
             return f"bad request: {exc}", 400, {}
@@ -261,6 +368,25 @@ def http_handler(app: App, *, audience: str | list[str] | None = None,
 
     handle.__name__ = f"cloudqueue_{app.name}"
     return handle
+
+
+def _raw_push() -> dict[str, Any] | None:
+    """The plain Pub/Sub push body behind a CloudEvent, if that is what was posted.
+
+    functions-framework turns a plain push into a CloudEvent and drops ``deliveryAttempt``
+    and the ordering key on the way; read from the request itself, a failing job's attempts
+    are counted and it ends in dead letters instead of failing for ever.
+    """
+    try:
+        from flask import request
+
+        payload = json.loads(request.get_data())
+    except (ImportError, RuntimeError, ValueError, UnicodeDecodeError):
+        return None
+    if is_wrapped_push(payload) and "specversion" not in payload:
+        result: dict[str, Any] = payload
+        return result
+    return None
 
 
 class PushRefused(Exception):
@@ -291,7 +417,7 @@ def cloudevent_handler(app: App, *, audience: str | list[str] | None = None,
                 from werkzeug.exceptions import Forbidden, Unauthorized
 
                 raise (Forbidden if refused[1] == 403 else Unauthorized)(refused[0])
-        data = event.data
+        data = _raw_push() or event.data
         if isinstance(data, (bytes, str)):
             data = _json(data.encode() if isinstance(data, str) else data)
         try:
