@@ -185,3 +185,11 @@ def test_the_default_queue_is_refused_in_a_real_process_too() -> None:
                           check=False, capture_output=True, text=True, cwd=ROOT, timeout=60, env=env)
     assert done.returncode == 1 and done.stdout == ""
     assert "uses a private in-process memory queue" in done.stderr
+
+
+@pytest.mark.parametrize("args", [(), ("dead-letters",)], ids=["cloudqueue", "dead-letters"])
+def test_a_group_without_its_command_prints_its_help_and_exits_1(args: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, list(args), prog_name="cloudqueue")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Usage: {' '.join(('cloudqueue', *args))} [OPTIONS] COMMAND [ARGS]...")
+    assert result.stdout == ""
