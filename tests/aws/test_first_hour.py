@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 import cloudqueue as cq
 from cloudqueue.cli import cli
+from tests.conftest import missing_component
 
 from .conftest import FakeLambdaContext, land_event, load_event
 
@@ -26,7 +27,10 @@ class Receipt(BaseModel):
 
 @pytest.fixture
 def no_region(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    pytest.importorskip("boto3", reason="MISSING COMPONENT: boto3 (pip install -e adapters/aws)")
+    try:
+        import boto3  # noqa: F401
+    except ImportError:
+        missing_component("boto3", 'install the AWS adapter: pip install -e "adapters/aws[test]"')
     for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     empty = tmp_path / "aws-config"
