@@ -171,7 +171,7 @@ def _serialization_error(job: str, value: Any, exc: Exception) -> PayloadError:
     """A PayloadError naming the field pydantic could not serialize, and the fix."""
     path, model = _failing_field(value)
     where = f"field {'.'.join(path)!r}" if path else "the payload"
-    owner = type(model).__name__ if model is not None else "the payload model"
+    owner = type(model).__name__ if model is not None else "a pydantic model wrapping the payload"
     if "utf-8" in str(exc):
         fix = (f"bytes that are not UTF-8 text cannot travel in JSON as they are: set "
                "model_config = ConfigDict(ser_json_bytes=\"base64\", val_json_bytes=\"base64\") "
