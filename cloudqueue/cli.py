@@ -134,6 +134,11 @@ def _usage_error(exc: click.ClickException) -> _OneLine:
     return _OneLine(_one_line(message))
 
 
+#: what click >= 8.2 raises for a group called without its command (8.1 shows the help, exit 0)
+_NO_COMMAND: tuple[type[Exception], ...] = tuple(
+    error for error in (getattr(click.exceptions, "NoArgsIsHelpError", None),) if error is not None)
+
+
 class _Group(click.Group):
     """Turns usage and cloudqueue errors into one ``error:`` line and exit status 1."""
 
@@ -141,8 +146,8 @@ class _Group(click.Group):
                      **extra: Any) -> click.Context:
         try:
             return super().make_context(info_name, args, parent, **extra)
-        except click.exceptions.NoArgsIsHelpError as exc:  # bare ``cloudqueue``: the help, as is
-            click.echo(exc.format_message(), err=True)
+        except _NO_COMMAND as exc:  # bare ``cloudqueue``: the help, as is
+            click.echo(str(exc), err=True)
             raise click.exceptions.Exit(1) from None
         except click.ClickException as exc:
             raise _usage_error(exc) from None
@@ -152,8 +157,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except _OneLine:
             raise
-        except click.exceptions.NoArgsIsHelpError as exc:  # ``cloudqueue dead-letters``
-            click.echo(exc.format_message(), err=True)
+        except _NO_COMMAND as exc:  # ``cloudqueue dead-letters``
+            click.echo(str(exc), err=True)
             ctx.exit(1)
         except click.ClickException as exc:
             raise _usage_error(exc) from None
