@@ -161,19 +161,24 @@ def test_graceful_stop_finishes_the_running_job_and_gives_the_rest_back_at_once(
 def test_heartbeat_extends_the_ack_deadline_of_a_long_job(emulator: Any, project: str) -> None:
     pubsub = make_pubsub(emulator.host, project, ack_deadline=10)
     app = _app(pubsub)
+    started = threading.Event()
     finished = threading.Event()
     attempts: list[int] = []
 
     @app.job
     def long_job(payload: Order, ctx: cq.JobContext) -> None:
         attempts.append(ctx.attempt)
-        finished.wait(13)  # longer than the subscription's 10 s ack deadline
+        started.set()
+        finished.wait(30)  # held until the other consumer has polled past the 10 s ack deadline
 
     long_job.enqueue(Order(order_id="o-3"))
     worker = app.worker(concurrency=1, poll_wait=timedelta(seconds=1), handle_signals=False,
                         visibility_timeout=timedelta(seconds=10), heartbeat=timedelta(seconds=1))
     thread = threading.Thread(target=worker.run)
     thread.start()
+    # Poll only once the worker holds the message: polling earlier races the worker for it
+    # (on a loaded machine the other consumer could take it first, which proves nothing).
+    assert started.wait(60)
     other = from_url(pubsub.url())
     redelivered = []
     deadline = time.monotonic() + 13

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from types import ModuleType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from cloudqueue import (
     BackendError,
@@ -16,10 +19,12 @@ from cloudqueue import (
 )
 from cloudqueue.backends.options import parse_bool, parse_options, parse_seconds
 
-__all__ = ["INSTALL_HINT", "parse_bool", "parse_options", "parse_seconds", "require", "sdk_errors",
-           "translate", "truncate"]
+__all__ = ["DEFAULT_TIMEOUT", "INSTALL_HINT", "call_retry", "parse_bool", "parse_options", "parse_seconds",
+           "parse_timeout", "require", "sdk_errors", "translate", "translated", "truncate"]
 
 INSTALL_HINT = 'pip install "cloudqueue[gcp]"'
+#: the longest any one Google call (its retries included) may take, unless ``timeout=`` says
+DEFAULT_TIMEOUT = timedelta(seconds=30)
 
 #: attributes cloudqueue writes on Pub/Sub messages and dead letters
 ATTR_TYPE = "cq_type"
@@ -49,8 +54,49 @@ def truncate(text: str, limit: int = MAX_ATTRIBUTE) -> str:
     return data[: limit - 3].decode(errors="ignore") + "..."
 
 
-def translate(exc: Exception, what: str) -> NoReturn:
-    """Raise the cloudqueue error for a google-api-core error (the one SDK boundary)."""
+def parse_timeout(scheme: str, text: str | None) -> timedelta:
+    """The URL's ``timeout`` option (seconds, more than 0), else ``DEFAULT_TIMEOUT``."""
+    if not text:
+        return DEFAULT_TIMEOUT
+    value = parse_seconds(scheme, "timeout", text)
+    if value <= timedelta(0):
+        raise ConfigurationError(f"{scheme} option timeout must be more than 0 seconds, got {text!r}")
+    return value
+
+
+def call_retry(timeout: timedelta) -> Any:
+    """google-api-core's retry for idempotent calls, bounded by ``timeout`` in all."""
+    from google.api_core import exceptions as gexc
+    from google.api_core import retry
+
+    seconds = timeout.total_seconds()
+    return retry.Retry(predicate=retry.if_exception_type(gexc.ServiceUnavailable, gexc.InternalServerError,
+                                                         gexc.Aborted, gexc.Unknown),
+                       initial=0.1, maximum=min(5.0, seconds), multiplier=2, timeout=seconds)
+
+
+def translate(exc: BaseException, what: str) -> NoReturn:
+    """Raise the cloudqueue error for a Google error (the one SDK boundary).
+
+    google-api-core's errors map by kind; google-auth's missing or unusable credentials are
+    a ``ConfigurationError`` that says how to provide them; a wait that ran out is
+    ``BackendUnavailable``.
+    """
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    if isinstance(exc, FutureTimeout):
+        raise BackendUnavailable(f"{what}: no answer in time") from exc
+    try:
+        from google.auth import exceptions as aexc
+    except ImportError:  # pragma: no cover - google-auth comes with the SDKs
+        aexc = None  # type: ignore[assignment]
+    if aexc is not None and isinstance(exc, aexc.DefaultCredentialsError):
+        raise ConfigurationError(
+            f"{what}: no Google credentials ({exc}); run `gcloud auth application-default login`, "
+            "set GOOGLE_APPLICATION_CREDENTIALS, run on Google Cloud with a service account, or "
+            "point the URL at an emulator (emulator=HOST:PORT / endpoint=HOST:PORT)") from exc
+    if aexc is not None and isinstance(exc, aexc.GoogleAuthError):
+        raise PermissionDenied(f"{what}: the credentials were refused ({exc})") from exc
     from google.api_core import exceptions as gexc
 
     message = f"{what}: {exc}"
@@ -68,6 +114,20 @@ def translate(exc: Exception, what: str) -> NoReturn:
 
 def sdk_errors() -> tuple[type[Exception], ...]:
     """The exception types ``translate`` understands (google-api-core's, and its retries')."""
-    from google.api_core import exceptions as gexc
+    from concurrent.futures import TimeoutError as FutureTimeout
 
-    return (gexc.GoogleAPIError,)
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as aexc
+
+    return (gexc.GoogleAPIError, aexc.GoogleAuthError, FutureTimeout)
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Run a Google call; its errors leave as cloudqueue's (``translate``), saying ``what``."""
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, sdk_errors()):
+            translate(exc, what)
+        raise

@@ -4,7 +4,9 @@ URL: ``pubsub://PROJECT/TOPIC?subscription=SUB&dead_letter_topic=TOPIC`` with op
 ``dead_letter_subscription`` (where dead letters are listed from; default: the dead-letter
 topic's own name), ``ordering=true`` (the subscription has message ordering on: ordering
 keys are honoured), ``emulator=HOST:PORT`` (default: ``$PUBSUB_EMULATOR_HOST``),
-``push_audience`` and ``push_service_account`` (what the push shim verifies).
+``push_audience`` and ``push_service_account`` (what the push shim verifies), and
+``timeout`` (seconds: the longest any one call, retries included, may take; default 30 s;
+past it the call raises ``BackendUnavailable`` naming the endpoint).
 
 Semantics, honestly:
 
@@ -53,11 +55,15 @@ from ._common import (
     ATTR_REASON,
     ATTR_SOURCE,
     ATTR_TYPE,
+    DEFAULT_TIMEOUT,
+    call_retry,
     parse_bool,
     parse_options,
+    parse_timeout,
     require,
     sdk_errors,
     translate,
+    translated,
     truncate,
 )
 
@@ -76,13 +82,15 @@ _SHORT_PULL = timedelta(seconds=0.5)
 #: attributes Pub/Sub adds when its dead-letter policy moves a message
 _NATIVE_PREFIX = "CloudPubSubDeadLetter"
 _OPTIONS = ("subscription", "dead_letter_topic", "dead_letter_subscription", "ordering", "emulator",
-            "push_audience", "push_service_account")
+            "push_audience", "push_service_account", "timeout")
+PUBSUB_ENDPOINT = "pubsub.googleapis.com"
 _warned_no_attempts = False
 
 
-def _clients(emulator: str | None) -> tuple[Any, Any]:
+def _clients(emulator: str | None, timeout: timedelta) -> tuple[Any, Any]:
     pubsub = require("google.cloud.pubsub_v1")
-    publisher_options = pubsub.types.PublisherOptions(enable_message_ordering=True)
+    publisher_options = pubsub.types.PublisherOptions(enable_message_ordering=True, retry=call_retry(timeout),
+                                                      timeout=timeout.total_seconds())
     batching = pubsub.types.BatchSettings(max_messages=100, max_bytes=1_000_000, max_latency=0.01)
     if emulator is None:
         return (pubsub.PublisherClient(batch_settings=batching, publisher_options=publisher_options),
@@ -100,16 +108,27 @@ class _Clients:
     """Publisher and subscriber, created on first use (so opening a URL imports no SDK)."""
 
     def __init__(self, publisher: PublisherClient | None, subscriber: SubscriberClient | None,
-                 emulator: str | None) -> None:
+                 emulator: str | None, timeout: timedelta = DEFAULT_TIMEOUT) -> None:
         self._publisher = publisher
         self._subscriber = subscriber
         self._emulator = emulator
+        self.timeout = timeout
+        #: what errors name as the place that did not answer
+        self.endpoint = emulator or PUBSUB_ENDPOINT
         self._lock = threading.Lock()
+        self._retry: Any = None
+
+    @property
+    def retry(self) -> Any:
+        """The bounded retry every idempotent call takes."""
+        if self._retry is None:
+            self._retry = call_retry(self.timeout)
+        return self._retry
 
     def _build(self) -> None:
-        with self._lock:
+        with self._lock, translated(f"opening Pub/Sub clients for {self.endpoint}"):
             if self._publisher is None or self._subscriber is None:
-                publisher, subscriber = _clients(self._emulator)
+                publisher, subscriber = _clients(self._emulator, self.timeout)
                 self._publisher = self._publisher or publisher
                 self._subscriber = self._subscriber or subscriber
 
@@ -132,39 +151,40 @@ class _Clients:
             self._subscriber.close()
 
 
-def publish_all(publisher: Any, topic: str, items: Sequence[tuple[bytes, dict[str, str], str]],
+def publish_all(clients: _Clients, topic: str, items: Sequence[tuple[bytes, dict[str, str], str]],
                 what: str) -> list[str]:
-    """Publish ``(data, attributes, ordering_key)`` items through the batching publisher."""
+    """Publish ``(data, attributes, ordering_key)`` items through the batching publisher,
+    waiting at most the clients' timeout for all of them."""
+    publisher = clients.publisher
     futures: list[tuple[Future[str], str]] = []
-    try:
+    with translated(f"{what} at {clients.endpoint} (timeout {clients.timeout.total_seconds():g} s)"):
         for data, attributes, ordering_key in items:
             futures.append((publisher.publish(topic, data, ordering_key=ordering_key, **attributes),
                             ordering_key))
+        ends = time.monotonic() + clients.timeout.total_seconds()
         ids = []
         for future, ordering_key in futures:
             try:
-                ids.append(future.result())
-            except Exception:
+                ids.append(future.result(timeout=max(ends - time.monotonic(), 0.001)))
+            except BaseException:
                 if ordering_key:  # a failed ordered publish pauses its key until resumed
                     publisher.resume_publish(topic, ordering_key)
                 raise
         return ids
-    except sdk_errors() as exc:
-        translate(exc, what)
 
 
-def pull(subscriber: Any, subscription: str, max_messages: int, timeout: timedelta, what: str) -> list[Any]:
+def pull(clients: _Clients, subscription: str, max_messages: int, timeout: timedelta, what: str) -> list[Any]:
     """One synchronous pull; an empty list when nothing came within ``timeout``."""
     from google.api_core.exceptions import DeadlineExceeded
 
     try:
-        response = subscriber.pull(
+        response = clients.subscriber.pull(
             request={"subscription": subscription, "max_messages": max(1, min(max_messages, 1000))},
-            retry=None, timeout=timeout.total_seconds())
+            retry=None, timeout=min(timeout, clients.timeout).total_seconds())
     except DeadlineExceeded:
         return []
     except sdk_errors() as exc:
-        translate(exc, what)
+        translate(exc, f"{what} at {clients.endpoint}")
     return list(response.received_messages)
 
 
@@ -188,8 +208,7 @@ class TopicDeadLetters:
             attrs[ATTR_TYPE] = truncate(job_type)
         if attempts is not None:
             attrs[ATTR_ATTEMPTS] = str(attempts)
-        publish_all(self._clients.publisher, self.topic, [(body, attrs, "")],
-                    f"publishing a dead letter to {self.topic}")
+        publish_all(self._clients, self.topic, [(body, attrs, "")], f"publishing a dead letter to {self.topic}")
 
     def _listing(self) -> str:
         if self.subscription is None:
@@ -200,12 +219,12 @@ class TopicDeadLetters:
 
     def _pull_all(self, limit: int | None) -> list[Any]:
         """Pull (and hold) every dead letter up to ``limit``; the caller settles each."""
-        subscriber, name = self._clients.subscriber, self._listing()
+        name = self._listing()
         held: dict[str, Any] = {}
         empty_rounds = 0
         while (limit is None or len(held) < limit) and empty_rounds < 2:
             want = 1000 if limit is None else min(1000, limit - len(held))
-            received = pull(subscriber, name, want, _SHORT_PULL, f"pulling dead letters from {name}")
+            received = pull(self._clients, name, want, _SHORT_PULL, f"pulling dead letters from {name}")
             fresh = [m for m in received if m.message.message_id not in held]
             empty_rounds = 0 if fresh else empty_rounds + 1
             for received in fresh:
@@ -213,15 +232,15 @@ class TopicDeadLetters:
         return list(held.values())
 
     def _settle(self, ack: Sequence[str], nack: Sequence[str]) -> None:
-        subscriber, name = self._clients.subscriber, self._listing()
-        try:
+        clients, name = self._clients, self._listing()
+        subscriber, retry, seconds = clients.subscriber, clients.retry, clients.timeout.total_seconds()
+        with translated(f"settling dead letters on {name} at {clients.endpoint}"):
             for start in range(0, len(ack), 1000):
-                subscriber.acknowledge(request={"subscription": name, "ack_ids": ack[start:start + 1000]})
+                subscriber.acknowledge(request={"subscription": name, "ack_ids": ack[start:start + 1000]},
+                                       retry=retry, timeout=seconds)
             for start in range(0, len(nack), 1000):
                 subscriber.modify_ack_deadline(request={"subscription": name, "ack_ids": nack[start:start + 1000],
-                                                        "ack_deadline_seconds": 0})
-        except sdk_errors() as exc:
-            translate(exc, f"settling dead letters on {name}")
+                                                        "ack_deadline_seconds": 0}, retry=retry, timeout=seconds)
 
     @staticmethod
     def _letter(received: Any) -> DeadLetter:
@@ -287,6 +306,7 @@ class PubSubBackend(Backend):
             redrive (default: the dead-letter topic's own name).
         ordering: the subscription has message ordering enabled (ordering keys honoured).
         emulator: HOST:PORT of a Pub/Sub emulator (default: ``$PUBSUB_EMULATOR_HOST``).
+        timeout: the longest one call (retries included) may take before ``BackendUnavailable``.
         publisher / subscriber: injected ``google.cloud.pubsub_v1`` clients.
     """
 
@@ -296,7 +316,7 @@ class PubSubBackend(Backend):
                  dead_letter_topic: str | None = None, dead_letter_subscription: str | None = None,
                  ordering: bool = False, emulator: str | None = None,
                  publisher: PublisherClient | None = None, subscriber: SubscriberClient | None = None,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK, timeout: timedelta = DEFAULT_TIMEOUT) -> None:
         if not project or not topic:
             raise ConfigurationError("pubsub backend needs a project and a topic")
         self.project = project
@@ -304,7 +324,7 @@ class PubSubBackend(Backend):
         self.topic_path = f"projects/{project}/topics/{topic}"
         self.subscription_path = f"projects/{project}/subscriptions/{subscription}" if subscription else None
         self.clock = clock
-        self._clients = _Clients(publisher, subscriber, emulator)
+        self._clients = _Clients(publisher, subscriber, emulator, timeout)
         self._dead = TopicDeadLetters(self._clients, project, dead_letter_topic,
                                       dead_letter_subscription or dead_letter_topic, clock) \
             if dead_letter_topic else None
@@ -338,12 +358,11 @@ class PubSubBackend(Backend):
             if out.idempotency_key is not None:
                 attributes[ATTR_KEY] = truncate(out.idempotency_key)
             items.append((out.body, attributes, out.ordering_key or ""))
-        publish_all(self._clients.publisher, self.topic_path, items, f"publishing to {self.topic_path}")
+        publish_all(self._clients, self.topic_path, items, f"publishing to {self.topic_path}")
         return [out.job_id for out in messages]
 
     def _resend(self, body: bytes, attributes: dict[str, str]) -> None:
-        publish_all(self._clients.publisher, self.topic_path, [(body, attributes, "")],
-                    f"publishing to {self.topic_path}")
+        publish_all(self._clients, self.topic_path, [(body, attributes, "")], f"publishing to {self.topic_path}")
 
     # -- consuming -----------------------------------------------------------------------
     def _subscription(self) -> str:
@@ -360,19 +379,13 @@ class PubSubBackend(Backend):
         deadline = time.monotonic() + wait.total_seconds()
         while True:
             left = timedelta(seconds=max(deadline - time.monotonic(), 0))
-            received = pull(self._clients.subscriber, name, max_messages, max(left, _SHORT_PULL),
-                            f"pulling from {name}")
+            received = pull(self._clients, name, max_messages, max(left, _SHORT_PULL), f"pulling from {name}")
             if received or time.monotonic() >= deadline:
                 deliveries = [self._delivery(r) for r in received]
                 if visibility is not None and deliveries:
                     seconds = math.ceil(min(max(visibility, timedelta(seconds=10)),
                                             MAX_ACK_DEADLINE).total_seconds())
-                    try:
-                        self._clients.subscriber.modify_ack_deadline(request={
-                            "subscription": name, "ack_ids": [d.handle for d in deliveries],
-                            "ack_deadline_seconds": seconds})
-                    except sdk_errors() as exc:
-                        translate(exc, f"setting the ack deadline of messages from {name}")
+                    self._modify_many(deliveries, seconds, f"setting the ack deadline of messages from {name}")
                     for delivery in deliveries:
                         delivery.visibility = timedelta(seconds=seconds)
                 return deliveries
@@ -388,24 +401,33 @@ class PubSubBackend(Backend):
                         handle=received.ack_id, ordering_key=message.ordering_key or None,
                         attributes=dict(message.attributes))
 
+    def _modify_many(self, deliveries: Sequence[Delivery], seconds: int, what: str) -> None:
+        handles = [d.handle for d in deliveries if d.handle is not None]
+        if not handles:
+            return  # push deliveries: the HTTP status settles them
+        clients = self._clients
+        with translated(f"{what} at {clients.endpoint}"):
+            for start in range(0, len(handles), 1000):
+                clients.subscriber.modify_ack_deadline(
+                    request={"subscription": self._subscription(), "ack_ids": handles[start:start + 1000],
+                             "ack_deadline_seconds": seconds},
+                    retry=clients.retry, timeout=clients.timeout.total_seconds())
+
     def _modify(self, delivery: Delivery, seconds: int, what: str) -> None:
-        if delivery.handle is None:
-            return  # a push delivery: the HTTP status settles it
-        try:
-            self._clients.subscriber.modify_ack_deadline(request={
-                "subscription": self._subscription(), "ack_ids": [delivery.handle],
-                "ack_deadline_seconds": seconds})
-        except sdk_errors() as exc:
-            translate(exc, what)
+        self._modify_many((delivery,), seconds, what)
 
     def ack(self, delivery: Delivery) -> None:
         if delivery.handle is None:
             return
-        try:
-            self._clients.subscriber.acknowledge(request={"subscription": self._subscription(),
-                                                          "ack_ids": [delivery.handle]})
-        except sdk_errors() as exc:
-            translate(exc, f"acknowledging {delivery.message_id}")
+        clients = self._clients
+        with translated(f"acknowledging {delivery.message_id} at {clients.endpoint}"):
+            clients.subscriber.acknowledge(request={"subscription": self._subscription(),
+                                                    "ack_ids": [delivery.handle]},
+                                           retry=clients.retry, timeout=clients.timeout.total_seconds())
+
+    def release_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Give back unstarted messages at once, in one call."""
+        self._modify_many(deliveries, 0, "giving back unstarted messages")
 
     def retry(self, delivery: Delivery, delay: timedelta) -> None:
         """Let the message come back after ``delay`` (the ack deadline, at most 600 s)."""
@@ -497,4 +519,5 @@ def from_url(url: str, *, publisher: PublisherClient | None = None,
         dead_letter_subscription=options.get("dead_letter_subscription") or None,
         ordering=parse_bool("pubsub", "ordering", options.get("ordering", "false")),
         emulator=options.get("emulator") or os.environ.get("PUBSUB_EMULATOR_HOST") or None,
-        publisher=publisher, subscriber=subscriber, clock=clock)
+        publisher=publisher, subscriber=subscriber, clock=clock,
+        timeout=parse_timeout("pubsub", options.get("timeout")))

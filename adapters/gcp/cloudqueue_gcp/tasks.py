@@ -3,8 +3,10 @@
 URL: ``cloudtasks://PROJECT/LOCATION/QUEUE?target=<https url>&service_account=<email>
 &audience=<aud>&dead_letter=<pubsub://PROJECT/TOPIC?subscription=SUB or
 cloudtasks://PROJECT/LOCATION/DLQUEUE>`` with options ``dispatch_deadline`` (seconds, the
-task's HTTP timeout; default 600) and ``endpoint=HOST:PORT`` (a Cloud Tasks server spoken
-to over a plain loopback gRPC channel, for tests). The ``dead_letter`` URL is
+task's HTTP timeout; default 600), ``timeout`` (seconds any one call, retries included,
+may take; default 30; past it ``BackendUnavailable`` names the endpoint) and
+``endpoint=HOST:PORT`` (a Cloud Tasks server spoken to over a plain loopback gRPC channel,
+for tests). The ``dead_letter`` URL is
 percent-encoded when it carries its own query.
 
 Semantics, honestly:
@@ -43,7 +45,16 @@ from cloudqueue.backends.base import (
 )
 from cloudqueue.clock import SYSTEM_CLOCK, Clock, format_time, parse_time
 
-from ._common import ATTR_TYPE, parse_options, parse_seconds, require, sdk_errors, translate
+from ._common import (
+    ATTR_TYPE,
+    DEFAULT_TIMEOUT,
+    call_retry,
+    parse_options,
+    parse_seconds,
+    parse_timeout,
+    require,
+    translated,
+)
 
 if TYPE_CHECKING:
     from google.cloud.tasks_v2 import CloudTasksClient
@@ -56,7 +67,8 @@ MAX_TASK_SIZE = 1024 * 1024 - 16 * 1024
 DEFAULT_DISPATCH_DEADLINE = timedelta(minutes=10)
 #: CreateTask calls in flight at once for one batch
 _SEND_THREADS = 8
-_OPTIONS = ("target", "service_account", "audience", "dead_letter", "dispatch_deadline", "endpoint")
+_OPTIONS = ("target", "service_account", "audience", "dead_letter", "dispatch_deadline", "endpoint", "timeout")
+TASKS_ENDPOINT = "cloudtasks.googleapis.com"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 #: headers a dead letter carries in a paused Cloud Tasks queue
 H_REASON = "X-Cloudqueue-Reason"
@@ -89,14 +101,28 @@ def _client(endpoint: str | None) -> Any:
 
 
 class _LazyClient:
-    def __init__(self, client: CloudTasksClient | None, endpoint: str | None) -> None:
+    """The Cloud Tasks client, made on first use, and how long each call may take."""
+
+    def __init__(self, client: CloudTasksClient | None, endpoint: str | None,
+                 timeout: timedelta = DEFAULT_TIMEOUT) -> None:
         self._client = client
         self._endpoint = endpoint
+        self.endpoint = endpoint or TASKS_ENDPOINT
+        self.timeout = timeout
+        self.seconds = timeout.total_seconds()
+        self._retry: Any = None
         self._lock = threading.Lock()
+
+    @property
+    def retry(self) -> Any:
+        """The bounded retry of idempotent calls (list, get, delete)."""
+        if self._retry is None:
+            self._retry = call_retry(self.timeout)
+        return self._retry
 
     def get(self) -> Any:
         if self._client is None:
-            with self._lock:
+            with self._lock, translated(f"opening a Cloud Tasks client for {self.endpoint}"):
                 if self._client is None:
                     self._client = _client(self._endpoint)
         return self._client
@@ -146,19 +172,18 @@ class QueueDeadLetters:
         if attributes.get("task"):
             headers[H_SOURCE] = quote(attributes["task"])
         task = {"http_request": {"url": self.target, "http_method": "POST", "headers": headers, "body": body}}
-        try:
-            self._client.get().create_task(request={"parent": self.queue_path, "task": task})
-        except sdk_errors() as exc:
-            translate(exc, f"writing a dead letter to {self.queue_path}")
+        lazy = self._client
+        with translated(f"writing a dead letter to {self.queue_path} at {lazy.endpoint}"):
+            lazy.get().create_task(request={"parent": self.queue_path, "task": task}, timeout=lazy.seconds)
 
     def _tasks(self) -> Iterator[Any]:
         from google.cloud.tasks_v2 import Task
 
-        try:
-            yield from self._client.get().list_tasks(
-                request={"parent": self.queue_path, "response_view": Task.View.FULL, "page_size": 1000})
-        except sdk_errors() as exc:
-            translate(exc, f"listing dead letters in {self.queue_path}")
+        lazy = self._client
+        with translated(f"listing dead letters in {self.queue_path} at {lazy.endpoint}"):
+            yield from lazy.get().list_tasks(
+                request={"parent": self.queue_path, "response_view": Task.View.FULL, "page_size": 1000},
+                retry=lazy.retry, timeout=lazy.seconds)
 
     @staticmethod
     def _letter(task: Any) -> DeadLetter:
@@ -182,12 +207,12 @@ class QueueDeadLetters:
     def _delete(self, name: str) -> None:
         from google.api_core.exceptions import NotFound
 
-        try:
-            self._client.get().delete_task(request={"name": name})
-        except NotFound:
-            pass  # already gone: what we wanted
-        except sdk_errors() as exc:
-            translate(exc, f"deleting dead letter {name}")
+        lazy = self._client
+        with translated(f"deleting dead letter {name} at {lazy.endpoint}"):
+            try:
+                lazy.get().delete_task(request={"name": name}, retry=lazy.retry, timeout=lazy.seconds)
+            except NotFound:
+                pass  # already gone: what we wanted
 
     def take(self, message_ids: Sequence[str] | None,
              resend: Callable[[bytes, dict[str, str]], None]) -> int:
@@ -223,6 +248,7 @@ class CloudTasksBackend(Backend):
         dispatch_deadline: how long Cloud Tasks waits for the function's answer.
         client: an injected ``google.cloud.tasks_v2.CloudTasksClient``.
         endpoint: HOST:PORT of a Cloud Tasks server on a plain gRPC channel (tests).
+        timeout: the longest one call (retries included) may take before ``BackendUnavailable``.
     """
 
     scheme = "cloudtasks"
@@ -232,7 +258,7 @@ class CloudTasksBackend(Backend):
                  dead_letters: DeadLetterStore | None = None,
                  dispatch_deadline: timedelta = DEFAULT_DISPATCH_DEADLINE,
                  client: CloudTasksClient | None = None, endpoint: str | None = None,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK, timeout: timedelta = DEFAULT_TIMEOUT) -> None:
         if not (project and location and queue):
             raise ConfigurationError("cloudtasks backend needs a project, a location and a queue")
         if not timedelta(seconds=15) <= dispatch_deadline <= timedelta(minutes=30):
@@ -244,7 +270,7 @@ class CloudTasksBackend(Backend):
         self.audience = audience or target
         self.dispatch_deadline = dispatch_deadline
         self.clock = clock
-        self._client = _LazyClient(client, endpoint)
+        self._client = _LazyClient(client, endpoint, timeout)
         self._dead = dead_letters
         self._caps = Capabilities(max_delay=MAX_SCHEDULE, delay_hops=True, max_message_size=MAX_TASK_SIZE,
                                   max_batch=100, fifo=False, dedup=True, pull=False, push=True,
@@ -281,16 +307,17 @@ class CloudTasksBackend(Backend):
         """Create one task per message; Cloud Tasks has no batch call, so a batch goes in parallel."""
         from google.api_core.exceptions import AlreadyExists
 
-        client = self._client.get()
+        # the URL's own options first: a missing target is said before any credentials are looked for
         tasks = [self._task(out.body, out.delay, out.idempotency_key) for out in messages]
+        lazy = self._client
+        client = lazy.get()
 
         def create(task: dict[str, Any]) -> None:
-            try:
-                client.create_task(request={"parent": self.queue_path, "task": task})
-            except AlreadyExists:
-                pass  # the key's task exists (or ran recently): the job id is the key's
-            except sdk_errors() as exc:
-                translate(exc, f"creating a task in {self.queue_path}")
+            with translated(f"creating a task in {self.queue_path} at {lazy.endpoint}"):
+                try:
+                    client.create_task(request={"parent": self.queue_path, "task": task}, timeout=lazy.seconds)
+                except AlreadyExists:
+                    pass  # the key's task exists (or ran recently): the job id is the key's
 
         if len(tasks) == 1:
             create(tasks[0])
@@ -303,11 +330,10 @@ class CloudTasksBackend(Backend):
         return [out.job_id for out in messages]
 
     def _resend(self, body: bytes, attributes: dict[str, str]) -> None:
-        try:
-            self._client.get().create_task(request={"parent": self.queue_path,
-                                                    "task": self._task(body, timedelta(0), None)})
-        except sdk_errors() as exc:
-            translate(exc, f"creating a task in {self.queue_path}")
+        task = self._task(body, timedelta(0), None)
+        lazy = self._client
+        with translated(f"creating a task in {self.queue_path} at {lazy.endpoint}"):
+            lazy.get().create_task(request={"parent": self.queue_path, "task": task}, timeout=lazy.seconds)
 
     # -- settling (push: the shim's HTTP status does most of it) --------------------------
     def ack(self, delivery: Delivery) -> None:
@@ -350,9 +376,11 @@ class CloudTasksBackend(Backend):
         now = self.clock.now()
         waiting = delayed = in_flight = 0
         oldest: datetime | None = None
-        try:
-            for task in self._client.get().list_tasks(
-                    request={"parent": self.queue_path, "response_view": Task.View.BASIC, "page_size": 1000}):
+        lazy = self._client
+        with translated(f"listing tasks of {self.queue_path} at {lazy.endpoint}"):
+            for task in lazy.get().list_tasks(
+                    request={"parent": self.queue_path, "response_view": Task.View.BASIC, "page_size": 1000},
+                    retry=lazy.retry, timeout=lazy.seconds):
                 attempt = task.last_attempt
                 if attempt and attempt.dispatch_time and not attempt.response_time:
                     in_flight += 1
@@ -363,8 +391,6 @@ class CloudTasksBackend(Backend):
                 if task.create_time:
                     created = _aware(task.create_time)
                     oldest = created if oldest is None else min(oldest, created)
-        except sdk_errors() as exc:
-            translate(exc, f"listing tasks of {self.queue_path}")
         dead = len(self._dead.list(10_000)) if isinstance(self._dead, QueueDeadLetters) else None
         return QueueStats(waiting=waiting, in_flight=in_flight, delayed=delayed, dead_lettered=dead,
                           oldest_age=max(now - oldest, timedelta(0)) if oldest else None)
@@ -382,7 +408,7 @@ def _aware(moment: datetime) -> datetime:
 
 def dead_letter_store(url: str, *, client: CloudTasksClient | None = None, endpoint: str | None = None,
                       target: str | None = None, publisher: Any = None, subscriber: Any = None,
-                      clock: Clock = SYSTEM_CLOCK) -> DeadLetterStore:
+                      clock: Clock = SYSTEM_CLOCK, timeout: timedelta = DEFAULT_TIMEOUT) -> DeadLetterStore:
     """Open a dead-letter destination: ``pubsub://PROJECT/TOPIC[?subscription=SUB&emulator=H:P]``
     (``publisher`` / ``subscriber``: injected Pub/Sub clients) or
     ``cloudtasks://PROJECT/LOCATION/DLQUEUE`` (a paused queue; ``client``: an injected client)."""
@@ -397,13 +423,13 @@ def dead_letter_store(url: str, *, client: CloudTasksClient | None = None, endpo
         import os
 
         emulator = options.get("emulator") or os.environ.get("PUBSUB_EMULATOR_HOST") or None
-        return TopicDeadLetters(_Clients(publisher, subscriber, emulator), path[0], path[1],
+        return TopicDeadLetters(_Clients(publisher, subscriber, emulator, timeout), path[0], path[1],
                                 options.get("subscription") or None, clock)
     if parts.scheme == "cloudtasks":
         options = parse_options("cloudtasks", parts.query, ("endpoint",))
         if len(path) != 3 or not all(path):
             raise ConfigurationError(f"dead_letter URL {url!r} must be cloudtasks://PROJECT/LOCATION/QUEUE")
-        lazy = _LazyClient(client, options.get("endpoint") or endpoint)
+        lazy = _LazyClient(client, options.get("endpoint") or endpoint, timeout)
         return QueueDeadLetters(lazy, f"projects/{path[0]}/locations/{path[1]}/queues/{path[2]}",
                                 target, clock)
     raise ConfigurationError(f"dead_letter URL {url!r} must start with pubsub:// or cloudtasks://")
@@ -429,12 +455,15 @@ def from_url(url: str, *, client: CloudTasksClient | None = None, publisher: Any
     target = options.get("target") or None
     deadline = parse_seconds("cloudtasks", "dispatch_deadline", options["dispatch_deadline"]) \
         if options.get("dispatch_deadline") else DEFAULT_DISPATCH_DEADLINE
+    timeout = parse_timeout("cloudtasks", options.get("timeout"))
     dead = None
     if options.get("dead_letter"):
         # the same client serves a dead-letter queue on the same endpoint
         dead = dead_letter_store(options["dead_letter"], client=client, endpoint=endpoint,
-                                 target=target, publisher=publisher, subscriber=subscriber, clock=clock)
+                                 target=target, publisher=publisher, subscriber=subscriber, clock=clock,
+                                 timeout=timeout)
     return CloudTasksBackend(path[0], path[1], path[2], target=target,
                              service_account=options.get("service_account") or None,
                              audience=options.get("audience") or None, dead_letters=dead,
-                             dispatch_deadline=deadline, client=client, endpoint=endpoint, clock=clock)
+                             dispatch_deadline=deadline, client=client, endpoint=endpoint, clock=clock,
+                             timeout=timeout)
