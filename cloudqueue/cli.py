@@ -1,7 +1,7 @@
 """The ``cloudqueue`` command line.
 
     cloudqueue worker module:app [--concurrency N] [--until-empty]
-    cloudqueue enqueue TARGET JOB JSON [--delay SECONDS] [--key KEY]
+    cloudqueue enqueue TARGET JOB JSON [--delay SECONDS] [--key KEY] [--ordering-key GROUP]
     cloudqueue stats TARGET
     cloudqueue dead-letters list|redrive|purge TARGET
     cloudqueue terraform-vars module:app aws-sqs-lambda|gcp-cloud-tasks|gcp-pubsub
@@ -28,11 +28,10 @@ from typing import Any
 
 import click
 
-from . import envelope
 from ._errors import CloudQueueError, ConfigurationError
 from .app import App
 from .backends import from_url
-from .backends.base import Backend, OutgoingMessage
+from .backends.base import Backend
 from .backends.memory import MemoryBackend
 
 
@@ -205,12 +204,14 @@ def worker(app_spec: str, concurrency: int, until_empty: bool, visibility_timeou
 @click.argument("payload", metavar="JSON")
 @click.option("--delay", type=click.FloatRange(min=0), help="Seconds to hold the job back.")
 @click.option("--key", "idempotency_key", help="Idempotency key.")
+@click.option("--ordering-key", help="FIFO group (needs a FIFO queue).")
 def enqueue(target: str, job: str, payload: str, delay: float | None,
-            idempotency_key: str | None) -> None:
+            idempotency_key: str | None, ordering_key: str | None) -> None:
     """Enqueue JOB with a JSON payload; print its id.
 
     With TARGET as module:app the payload is validated against the job's model first.
-    With a URL it is sent as given, and the consumer validates it.
+    With a URL it is sent as given (source cloudqueue://cli), and the consumer validates
+    it; delays, keys and ordering keys are checked against the queue either way.
     """
     try:
         data = json.loads(payload)
@@ -218,21 +219,17 @@ def enqueue(target: str, job: str, payload: str, delay: float | None,
         raise click.BadParameter(f"payload is not JSON: {exc}", param_hint="JSON") from None
     wait = timedelta(seconds=delay) if delay else None
     backend, app = _target(target)
-    if app is not None:
-        click.echo(app.enqueue(job, data, delay=wait, idempotency_key=idempotency_key))
-        return
-    # No app at hand: a plain envelope, checked for JSON only; an app validates on receipt.
-    helper = App("cli", backend=backend)
-    now = helper.clock.now()
-    import uuid
+    if app is None:
+        # No app at hand: a job of that name that takes any JSON, so the envelope, the delay
+        # (hops beyond the queue's limit), the key and the size go through the same checks.
+        app = App("cli", backend=backend)
 
-    job_id = uuid.uuid4().hex
-    body = envelope.encode(job_id=job_id, app="cli", job_type=job, time=now, data=data,
-                           key=idempotency_key)
-    [sent] = backend.send([OutgoingMessage(body=body, job_id=job_id, job_type=job,
-                                           delay=wait or timedelta(0),
-                                           idempotency_key=idempotency_key)])
-    click.echo(sent)
+        def as_given(given: Any) -> None:
+            """Stands in for the consumer's job, which validates the payload on receipt."""
+
+        app.job(name=job)(as_given)
+    click.echo(app.enqueue(job, data, delay=wait, idempotency_key=idempotency_key,
+                           ordering_key=ordering_key))
 
 
 @cli.command()

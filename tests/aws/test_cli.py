@@ -52,3 +52,32 @@ def test_dead_letters_are_listed_with_reasons_redriven_and_purged(moto_server: s
     empty = runner.invoke(cli, ["dead-letters", "list", url], catch_exceptions=False)
     assert "no dead letters" in empty.output.splitlines()
     app.close()
+
+
+def test_enqueue_by_url_hops_a_delay_longer_than_sqs_allows(moto_server: str, make_queue: Any) -> None:
+    import boto3
+
+    pair = make_queue(prefix="later")
+    url = f"sqs://{pair.name}?region=us-east-1&endpoint_url={moto_server}"
+    boto3.setup_default_session()  # the CLI's client comes from it: watch what it sends
+    sent: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        sent.append(params)
+
+    events = boto3.DEFAULT_SESSION.events  # type: ignore[union-attr]
+    for operation in ("SendMessage", "SendMessageBatch"):
+        events.register(f"provide-client-params.sqs.{operation}", record)
+    try:
+        result = CliRunner().invoke(cli, ["enqueue", url, "ship", '{"order_id": "7"}', "--delay", "5000"],
+                                    catch_exceptions=False)
+    finally:
+        for operation in ("SendMessage", "SendMessageBatch"):
+            events.unregister(f"provide-client-params.sqs.{operation}", record)
+    assert result.exit_code == 0, result.output
+    [params] = sent
+    entry = params["Entries"][0] if "Entries" in params else params
+    assert entry["DelaySeconds"] == 900  # SQS's limit; the rest hops through the queue
+    body = json.loads(entry["MessageBody"])
+    assert body["type"] == "ship" and body["source"] == "cloudqueue://cli" and "cqnotbefore" in body
+    assert body["id"] == result.stdout.strip()

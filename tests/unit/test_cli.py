@@ -109,6 +109,7 @@ USAGE_ERRORS = [
     (("enqueue", APP, "send_receipt", "{}", "--delay", "soon"), "'soon' is not a valid float"),
     (("enqueue", APP, "send_receipt", '{"to": "a@b.c"}'), "field 'order_id': Field required"),
     (("enqueue", APP, "nope", "{}"), "no job 'nope'"),
+    (("enqueue", URL, "send_receipt", "{}", "--ordering-key", "g"), "ordering_key needs a FIFO queue"),
     (("enqueue", "no_such_module_xyz:app", "x", "{}"), "cannot import module 'no_such_module_xyz'"),
     (("worker", APP, "--concurrency", "0"), "0 is not in the range x>=1"),
     (("worker", "sqs://orders?region=eu-west-1"), "is a queue URL, but this command needs"),
