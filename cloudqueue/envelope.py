@@ -129,6 +129,41 @@ def encode(*, job_id: str, app: str, job_type: str, time: datetime, data: Any = 
     return b"".join(parts)
 
 
+_TRACEPARENT_ATTR = b',"traceparent":'
+_PLAIN_TRACEPARENT = re.compile(rb'"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}"').fullmatch
+
+
+def with_traceparent(body: bytes, traceparent: str) -> bytes:
+    """``body`` with its ``traceparent`` attribute set to ``traceparent``, without parsing it.
+
+    ``encode`` writes ``traceparent`` last, so the value between it and the closing brace
+    is replaced (or the attribute added before that brace). A body written otherwise gets
+    the attribute appended: a repeated key keeps its last value, so both parsers read the
+    new one. A body that is not a JSON object comes back unchanged (it is poison anyway).
+    """
+    end = len(body.rstrip()) - 1
+    if end < 1 or body[end] != 0x7D:  # "}"
+        return body
+    value = _dumps(traceparent).encode()
+    at = body.rfind(_TRACEPARENT_ATTR, 0, end)
+    if at >= 0 and _is_last_value(body[at + len(_TRACEPARENT_ATTR):end]):
+        return b"".join((body[:at], _TRACEPARENT_ATTR, value, b"}"))
+    return b"".join((body[:end], _TRACEPARENT_ATTR, value, body[end:]))
+
+
+def _is_last_value(tail: bytes) -> bool:
+    """Whether ``tail`` is one JSON string or null: the envelope's own last attribute, not
+    a key of the same name inside the payload (whose object would close in ``tail``)."""
+    if _PLAIN_TRACEPARENT(tail) is not None or tail == b"null":
+        return True
+    if not tail.startswith(b'"'):
+        return False
+    try:
+        return type(from_json(tail)) is str
+    except ValueError:
+        return False
+
+
 def decode(body: bytes | str) -> Envelope:
     """Parse bytes into an ``Envelope``, strictly (the rules are in this module's docstring).
 

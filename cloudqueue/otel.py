@@ -1,0 +1,357 @@
+"""OpenTelemetry traces and metrics for cloudqueue jobs, as one middleware.
+
+    from cloudqueue.otel import OpenTelemetry
+
+    telemetry = OpenTelemetry()                      # the global providers, or pass your own
+    app = cq.App("shop", middleware=[telemetry])
+    telemetry.watch(app)                             # queue gauges, and the queue on send spans
+
+Traces follow OpenTelemetry's messaging conventions::
+
+    send send_receipt        PRODUCER   around each enqueue / enqueue_many; its context
+      │                                 becomes the envelope's traceparent
+      └─ process send_receipt CONSUMER  around each run, a child of that context (linked to
+                                        the ambient span, e.g. a Lambda invocation's), current
+                                        while the job runs, ended when the outcome is settled
+
+Metrics (attributes: ``cloudqueue.job.type``, ``messaging.destination.name``, and
+``cloudqueue.reason.kind`` where there is a reason): counters ``cloudqueue.jobs.enqueued``,
+``.completed``, ``.failed``, ``.retried``, ``.dead_lettered``; histograms
+``cloudqueue.job.duration`` and ``cloudqueue.job.queue_latency`` (seconds); observable
+gauges ``cloudqueue.queue.waiting``, ``.in_flight``, ``.delayed``, ``.dead_lettered``,
+``.oldest_age`` from ``backend.stats()`` of each watched app (nothing where a figure is
+unknown, never 0).
+
+Needs the API only: ``pip install "cloudqueue[otel]"``. ``import cloudqueue`` never
+imports this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import metrics, trace
+    from opentelemetry.metrics import CallbackOptions, Observation
+    from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without the extra
+    raise ImportError('cloudqueue.otel needs the OpenTelemetry API: pip install "cloudqueue[otel]" '
+                      f"(importing it failed: {exc})") from exc
+
+from . import __version__
+from ._errors import Defer, EnqueueError, Skip
+from .clock import parse_time
+from .envelope import with_traceparent
+from .lifecycle import Middleware, Outcome, ReasonKind
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from .app import App
+    from .backends.base import Backend, OutgoingMessage, QueueStats
+    from .dispatch import Result, Task
+
+__all__ = ["OpenTelemetry"]
+
+log = logging.getLogger("cloudqueue")
+
+#: ``messaging.system`` where the conventions name the service; cloudqueue otherwise
+_SYSTEMS = {"sqs": "aws_sqs", "pubsub": "gcp_pubsub"}
+_PROPAGATOR = TraceContextTextMapPropagator()
+#: spans of runs whose settle never came (a caller that runs without settling) are ended
+#: once this many are open, oldest first
+_OPEN_LIMIT = 10_000
+#: one backend.stats() call serves every gauge of one collection
+_STATS_TTL = 1.0
+_FAILED_KINDS = frozenset({ReasonKind.PERMANENT, ReasonKind.EXHAUSTED})
+
+
+class _Queue:
+    """What the middleware knows of one app's queue: its name and messaging system."""
+
+    __slots__ = ("app", "destination", "stats", "stats_at", "system")
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        url = app.backend_url
+        scheme = url.split("://", 1)[0] if url else app.backend.scheme
+        self.system = _SYSTEMS.get(scheme, "cloudqueue")
+        self.destination = destination_name(app)
+        self.stats: QueueStats | None = None
+        self.stats_at = float("-inf")
+
+
+def destination_name(app: App) -> str:
+    """The queue's name: the URL's last path part (``sqs://orders?...`` -> ``orders``,
+    ``pubsub://project/topic`` -> ``topic``), else the app's name."""
+    url = app.backend_url
+    if url:
+        rest = url.split("://", 1)[-1].split("?", 1)[0].rstrip("/")
+        name = rest.rsplit("/", 1)[-1]
+        if name:
+            return name
+    return app.name
+
+
+class OpenTelemetry(Middleware):
+    """Producer and consumer spans and job metrics, following OpenTelemetry's messaging
+    conventions.
+
+    Args:
+        tracer_provider: where spans go (default: the global one; the API's default
+            records nothing).
+        meter_provider: where metrics go (default: the global one).
+
+    One instance may serve several apps; ``watch(app)`` adds an app's queue gauges and
+    names its queue on producer spans (an app is also learnt from the first job it runs).
+    """
+
+    def __init__(self, tracer_provider: trace.TracerProvider | None = None,
+                 meter_provider: metrics.MeterProvider | None = None) -> None:
+        self._tracer = trace.get_tracer("cloudqueue", __version__, tracer_provider=tracer_provider)
+        meter = metrics.get_meter("cloudqueue", __version__, meter_provider=meter_provider)
+        self._enqueued = meter.create_counter(
+            "cloudqueue.jobs.enqueued", "{job}", "Jobs the queue accepted")
+        self._completed = meter.create_counter(
+            "cloudqueue.jobs.completed", "{job}", "Runs that succeeded and were acknowledged")
+        self._failed = meter.create_counter(
+            "cloudqueue.jobs.failed", "{job}", "Runs that raised (retried or dead-lettered after)")
+        self._retried = meter.create_counter(
+            "cloudqueue.jobs.retried", "{job}", "Failed runs given back to be retried")
+        self._dead_lettered = meter.create_counter(
+            "cloudqueue.jobs.dead_lettered", "{job}",
+            "Messages moved to dead letters (poison, permanent, exhausted)")
+        self._duration = meter.create_histogram(
+            "cloudqueue.job.duration", "s", "How long each run of a job took")
+        self._latency = meter.create_histogram(
+            "cloudqueue.job.queue_latency", "s",
+            "From enqueue to the start of a job's first run (a delay asked for included)")
+        for name, figure, description in (
+                ("waiting", "waiting", "Messages due and not received"),
+                ("in_flight", "in_flight", "Messages received and not settled"),
+                ("delayed", "delayed", "Messages not due yet"),
+                ("dead_lettered", "dead_lettered", "Messages in dead letters")):
+            meter.create_observable_gauge(f"cloudqueue.queue.{name}", [self._gauge(figure)],
+                                          "{message}", description)
+        meter.create_observable_gauge("cloudqueue.queue.oldest_age", [self._oldest_age], "s",
+                                      "Age of the oldest message in the queue")
+        self._queues: dict[int, _Queue] = {}  # by id(app)
+        self._by_name: dict[str, _Queue] = {}
+        self._lock = threading.Lock()
+        self._open: dict[int, tuple[Span, int, _Queue]] = {}  # id(delivery) -> run not yet settled
+        self._attrs: dict[tuple[str | None, str | None, str | None], dict[str, str]] = {}
+
+    # -- apps ------------------------------------------------------------------------------
+    def watch(self, app: App) -> App:
+        """Report ``app``'s queue gauges and name its queue on producer spans; returns ``app``."""
+        self._queue(app)
+        return app
+
+    def _queue(self, app: App) -> _Queue:
+        queue = self._queues.get(id(app))
+        if queue is None:
+            with self._lock:
+                queue = self._queues.get(id(app))
+                if queue is None:
+                    queue = self._queues[id(app)] = _Queue(app)
+                    self._by_name.setdefault(app.name, queue)
+        return queue
+
+    def _sender(self, body: bytes) -> _Queue | None:
+        """The watched app that wrote ``body`` (its envelope's ``source``)."""
+        if len(self._queues) == 1:
+            return next(iter(self._queues.values()))
+        start = body.find(b'"source":"cloudqueue://')
+        if start < 0:
+            return None
+        start += len(b'"source":"cloudqueue://')
+        end = body.find(b'"', start)
+        return self._by_name.get(body[start:end].decode(errors="replace"))
+
+    def _attributes(self, job_type: str | None, queue: _Queue | None,
+                    kind: ReasonKind | None = None) -> dict[str, str]:
+        key = (job_type, queue.destination if queue else None, kind.value if kind else None)
+        attrs = self._attrs.get(key)
+        if attrs is None:
+            attrs = {"messaging.system": queue.system if queue else "cloudqueue"}
+            if job_type:
+                attrs["cloudqueue.job.type"] = job_type
+            if queue is not None:
+                attrs["messaging.destination.name"] = queue.destination
+            if kind is not None:
+                attrs["cloudqueue.reason.kind"] = kind.value
+            self._attrs[key] = attrs
+        return attrs
+
+    # -- producer --------------------------------------------------------------------------
+    def enqueue(self, messages: Sequence[OutgoingMessage],
+                call_next: Callable[[Sequence[OutgoingMessage]], list[str]]) -> list[str]:
+        if not messages:
+            return call_next(messages)
+        first = messages[0]
+        types = {m.job_type for m in messages}
+        job_type = first.job_type if len(types) == 1 else None
+        queue = self._sender(first.body)
+        attributes: dict[str, Any] = {
+            "messaging.system": queue.system if queue else "cloudqueue",
+            "messaging.operation.type": "send", "messaging.operation.name": "send"}
+        if queue is not None:
+            attributes["messaging.destination.name"] = queue.destination
+        if job_type is not None:
+            attributes["cloudqueue.job.type"] = job_type
+        if len(messages) == 1:
+            attributes["messaging.message.id"] = first.job_id
+        else:
+            attributes["messaging.batch.message_count"] = len(messages)
+        parent = None
+        if not trace.get_current_span().get_span_context().is_valid and first.body.endswith(b'"}'):
+            # no span around this enqueue: a traceparent given to it is the parent
+            from .envelope import decode
+
+            try:
+                given = decode(first.body).traceparent
+            except ValueError:
+                given = None
+            if given:
+                parent = _PROPAGATOR.extract({"traceparent": given})
+        name = f"send {job_type}" if job_type else "send"
+        with self._tracer.start_as_current_span(name, context=parent, kind=SpanKind.PRODUCER,
+                                                attributes=attributes) as span:
+            ctx = span.get_span_context()
+            if ctx.is_valid:
+                traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+                from dataclasses import replace
+
+                messages = [replace(m, body=with_traceparent(m.body, traceparent)) for m in messages]
+            try:
+                ids = call_next(messages)
+            except EnqueueError as exc:
+                self._count_sent(messages, set(exc.sent), queue)
+                raise
+            self._count_sent(messages, None, queue)
+            return ids
+
+    def _count_sent(self, messages: Sequence[OutgoingMessage], sent: set[str] | None,
+                    queue: _Queue | None) -> None:
+        counts: dict[str, int] = {}
+        seen: set[str] = set()
+        for message in messages:
+            if (sent is None or message.job_id in sent) and message.job_id not in seen:
+                seen.add(message.job_id)
+                counts[message.job_type] = counts.get(message.job_type, 0) + 1
+        for job_type, count in counts.items():
+            self._enqueued.add(count, self._attributes(job_type, queue))
+
+    # -- consumer --------------------------------------------------------------------------
+    def run(self, task: Task, call_next: Callable[[], Any]) -> Any:
+        job = task.job
+        queue = self._queues.get(id(job.app)) or self._queue(job.app)
+        delivery = task.delivery
+        parent = links = None
+        if task.traceparent:
+            parent = _PROPAGATOR.extract({"traceparent": task.traceparent})
+            ambient = trace.get_current_span().get_span_context()
+            if ambient.is_valid:  # e.g. the function invocation's span: linked, not the parent
+                links = (Link(ambient),)
+        span = self._tracer.start_span(f"process {job.name}", context=parent, kind=SpanKind.CONSUMER,
+                                       links=links, attributes={
+                                           "messaging.system": queue.system,
+                                           "messaging.operation.type": "process",
+                                           "messaging.operation.name": "process",
+                                           "messaging.destination.name": queue.destination,
+                                           "messaging.message.id": task.job_id,
+                                           "cloudqueue.job.type": job.name,
+                                           "cloudqueue.job.attempt": delivery.attempt})
+        if delivery.attempt == 1:
+            try:
+                waited = (job.app.clock.now() - parse_time(task.enqueued_at)).total_seconds()
+            except ValueError:
+                pass
+            else:
+                self._latency.record(max(waited, 0.0), self._attributes(job.name, queue))
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            return call_next()
+        except BaseException as exc:
+            if not isinstance(exc, (Skip, Defer)):
+                span.record_exception(exc)
+                span.set_attribute("error.type", type(exc).__qualname__)
+            raise
+        finally:
+            otel_context.detach(token)
+            opened = self._open
+            opened[id(delivery)] = (span, time.time_ns(), queue)
+            if len(opened) > _OPEN_LIMIT:
+                stale, end, _ = opened.pop(next(iter(opened)))
+                stale.end(end)
+
+    def settled(self, result: Result) -> None:
+        opened = self._open.pop(id(result.delivery), None)
+        queue = opened[2] if opened is not None else self._only_queue()
+        outcome, reason = result.outcome, result.reason
+        kind = reason.kind if reason is not None else None
+        if opened is not None:
+            span, ended, _ = opened
+            span.set_attribute("cloudqueue.outcome", outcome.value)
+            if kind is not None:
+                span.set_attribute("cloudqueue.reason.kind", kind.value)
+            if not result.applied:
+                span.set_attribute("cloudqueue.settled", False)
+            if outcome is Outcome.RETRY or outcome is Outcome.DEAD_LETTER:
+                span.set_status(Status(StatusCode.ERROR, str(reason) if reason else outcome.value))
+            span.end(ended)
+        if result.duration is not None:
+            self._duration.record(result.duration, self._attributes(result.job_type, queue))
+        if not result.applied:  # the queue delivers it again: counted when it settles
+            return
+        if outcome is Outcome.ACK:
+            self._completed.add(1, self._attributes(result.job_type, queue))
+        elif outcome is Outcome.RETRY:
+            attrs = self._attributes(result.job_type, queue, kind)
+            self._failed.add(1, attrs)
+            self._retried.add(1, attrs)
+        elif outcome is Outcome.DEAD_LETTER:
+            attrs = self._attributes(result.job_type, queue, kind)
+            if kind in _FAILED_KINDS:
+                self._failed.add(1, attrs)
+            self._dead_lettered.add(1, attrs)
+
+    def _only_queue(self) -> _Queue | None:
+        if len(self._queues) == 1:
+            return next(iter(self._queues.values()))
+        return None
+
+    # -- gauges ----------------------------------------------------------------------------
+    def _stats(self, queue: _Queue) -> QueueStats | None:
+        now = time.monotonic()
+        if now - queue.stats_at >= _STATS_TTL:
+            backend: Backend = queue.app.backend
+            try:
+                queue.stats = backend.stats()
+            except Exception as exc:
+                log.warning("cloudqueue.otel: stats of %s failed (%s); its gauges report nothing "
+                            "this time", backend, exc)
+                queue.stats = None
+            queue.stats_at = now
+        return queue.stats
+
+    def _gauge(self, figure: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            for queue in list(self._queues.values()):
+                stats = self._stats(queue)
+                value = getattr(stats, figure) if stats is not None else None
+                if value is not None:  # unknown is reported as nothing, never as 0
+                    yield Observation(value, self._attributes(None, queue))
+        return observe
+
+    def _oldest_age(self, options: CallbackOptions) -> Iterable[Observation]:
+        for queue in list(self._queues.values()):
+            stats = self._stats(queue)
+            if stats is not None and stats.oldest_age is not None:
+                yield Observation(stats.oldest_age.total_seconds(), self._attributes(None, queue))
