@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from cloudqueue.backends.memory import MemoryBackend
 from cloudqueue.cli import cli
+from tests.conftest import missing_component
 
 from .cli_app import app
 
@@ -132,8 +133,15 @@ def test_every_usage_error_exits_1_with_one_error_line(args: tuple[str, ...], me
     assert result.stdout == ""
 
 
-def test_a_usage_error_exits_1_with_one_line_in_a_real_process() -> None:
-    done = subprocess.run([str(CLI), "enqueue", APP, "send_receipt", "{not json"],
+@pytest.fixture
+def console_script() -> Path:
+    if not CLI.exists():
+        missing_component("the cloudqueue console script", f"install the package: pip install -e . (looked for {CLI})")
+    return CLI
+
+
+def test_a_usage_error_exits_1_with_one_line_in_a_real_process(console_script: Path) -> None:
+    done = subprocess.run([str(console_script), "enqueue", APP, "send_receipt", "{not json"],
                           check=False, capture_output=True, text=True, cwd=ROOT, timeout=60,
                           env={**os.environ, "PYTHONWARNINGS": "error"})
     assert done.returncode == 1, done.stderr
@@ -179,9 +187,9 @@ def test_a_private_memory_url_is_refused_and_a_named_one_warns(empty_queue: Memo
     assert named.stderr.startswith("warning: memory://cli-tests lives inside this process only")
 
 
-def test_the_default_queue_is_refused_in_a_real_process_too() -> None:
+def test_the_default_queue_is_refused_in_a_real_process_too(console_script: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "CLOUDQUEUE_URL"}
-    done = subprocess.run([str(CLI), "enqueue", "tests.unit.cli_default_app:app",
+    done = subprocess.run([str(console_script), "enqueue", "tests.unit.cli_default_app:app",
                            "send_receipt", '{"to": "a@b.c", "order_id": "1"}'],
                           check=False, capture_output=True, text=True, cwd=ROOT, timeout=60, env=env)
     assert done.returncode == 1 and done.stdout == ""
