@@ -89,12 +89,17 @@ class _Queue:
 
 def destination_name(app: App) -> str:
     """The queue's name: the URL's last path part (``sqs://orders?...`` -> ``orders``,
-    ``pubsub://project/topic`` -> ``topic``), else the app's name."""
+    ``pubsub://project/topic`` -> ``topic``), else the backend's ``name`` where it has
+    one (the memory and SQS backends do), else the app's name."""
     url = app.backend_url
     if url:
         rest = url.split("://", 1)[-1].split("?", 1)[0].rstrip("/")
         name = rest.rsplit("/", 1)[-1]
         if name:
+            return name
+    else:
+        name = getattr(app.backend, "name", None)  # optional on Backend: read, not required
+        if isinstance(name, str) and name:
             return name
     return app.name
 
