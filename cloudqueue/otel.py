@@ -98,9 +98,9 @@ def destination_name(app: App) -> str:
         if name:
             return name
     else:
-        name = getattr(app.backend, "name", None)  # optional on Backend: read, not required
-        if isinstance(name, str) and name:
-            return name
+        named = getattr(app.backend, "name", None)  # optional on Backend: read, not required
+        if isinstance(named, str) and named:
+            return named
     return app.name
 
 
