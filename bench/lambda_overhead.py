@@ -8,18 +8,30 @@ parser (an ``SqsRecordModel`` whose body is ``Json[...]`` of a typed envelope mo
 Every record succeeds, so no SQS call is made (and no boto3 is imported). Runs alternate
 between all rows, in one process, on the same event; medians.
 
+Observability rows: the shim with ``cloudqueue.otel.OpenTelemetry`` on the API's no-op
+providers (what an app pays with the extra installed and no SDK configured), and on the
+SDK's recording providers (a span per record into an in-memory exporter, counters and
+histograms into an in-memory reader); beside them Powertools' ``BatchProcessor`` with its
+``Tracer`` (an X-Ray subsegment per record, sent over UDP to a daemon address nobody
+listens on, as in a function without the daemon) and ``Metrics`` (one EMF metric per
+record, flushed once per invocation), run with the Lambda environment variables they read.
+
     python -m bench.lambda_overhead [--records 1000] [--runs 41]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import io
 import json
+import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,10 +124,114 @@ def powertools_peers(event: dict[str, Any], context: Context) -> dict[str, Calla
             POWERTOOLS_MODEL: timed(modelled, modelled_handler)}
 
 
+#: what the Lambda runtime sets and Powertools' Tracer and X-Ray read
+LAMBDA_ENVIRONMENT = {
+    "AWS_LAMBDA_FUNCTION_NAME": "receipts", "LAMBDA_TASK_ROOT": "/var/task",
+    "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    "POWERTOOLS_SERVICE_NAME": "receipts", "POWERTOOLS_METRICS_NAMESPACE": "shop",
+}
+
+
+@contextlib.contextmanager
+def lambda_environment() -> Iterator[None]:
+    """The Lambda environment variables, set for the block and put back after it."""
+    saved = {name: os.environ.get(name) for name in LAMBDA_ENVIRONMENT}
+    os.environ.update(LAMBDA_ENVIRONMENT)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def powertools_observed(event: dict[str, Any], context: Context) -> Callable[[], float]:
+    """Powertools' BatchProcessor with a Tracer subsegment and a Metrics count per record."""
+    from aws_lambda_powertools import Metrics, Tracer
+    from aws_lambda_powertools.metrics import MetricUnit
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+    with lambda_environment():  # outside a function the Tracer turns itself off
+        tracer = Tracer(service="receipts", auto_patch=False)  # patching botocore reaches beyond this row
+        metrics = Metrics(namespace="shop", service="receipts")
+    processor = BatchProcessor(event_type=EventType.SQS)
+    validate, loads = Receipt.model_validate, json.loads
+
+    @tracer.capture_method
+    def record_handler(record: Any) -> None:
+        validate(loads(record.body)["data"])
+        metrics.add_metric(name="completed", unit=MetricUnit.Count, value=1)
+
+    @tracer.capture_lambda_handler
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        return process_partial_response(event=event, record_handler=record_handler,
+                                        processor=processor, context=context)
+
+    def run() -> float:
+        with lambda_environment(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            # the final flush finds nothing when every 100th metric value flushed already
+            warnings.filterwarnings("ignore", message="No application metrics to publish")
+            start = time.perf_counter()
+            response = handler(event, context)
+            metrics.flush_metrics()  # what @metrics.log_metrics does after the handler
+            elapsed = time.perf_counter() - start
+        assert response == {"batchItemFailures": []}, response
+        return elapsed
+
+    return run
+
+
+def opentelemetry_rows(event: dict[str, Any], context: Context, job: Callable[..., Any],
+                       ) -> dict[str, Callable[[], float]]:
+    """The shim with the OpenTelemetry middleware on the API's no-op and the SDK's providers."""
+    import cloudqueue_aws
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import NoOpTracerProvider
+
+    import cloudqueue as cq
+    from cloudqueue.otel import OpenTelemetry
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+
+    def timed(middleware: cq.Middleware, after: Callable[[], None]) -> Callable[[], float]:
+        app = cq.App("shop", backend="memory://", middleware=[middleware])
+        app.job(job, name="send_receipt")
+        handler = cloudqueue_aws.lambda_handler(app)
+
+        def run() -> float:
+            start = time.perf_counter()
+            response = handler(event, context)
+            elapsed = time.perf_counter() - start
+            assert response == {"batchItemFailures": []}, response
+            after()
+            return elapsed
+        return run
+
+    def spans_recorded() -> None:
+        assert len(exporter.get_finished_spans()) == len(event["Records"])
+        exporter.clear()
+
+    return {SHIM_OTEL_NOOP: timed(OpenTelemetry(NoOpTracerProvider(), NoOpMeterProvider()), lambda: None),
+            SHIM_OTEL_SDK: timed(OpenTelemetry(tracer_provider, meter_provider), spans_recorded)}
+
+
 FLOOR = "json.loads + model_validate"
 CORE = "core dispatcher prepare + run"
 SHIM = "cloudqueue_aws.lambda_handler"
 SHIM_MIDDLEWARE = "lambda_handler + 1 no-op middleware"
+SHIM_OTEL_NOOP = "lambda_handler + OpenTelemetry, API no-op"
+SHIM_OTEL_SDK = "lambda_handler + OpenTelemetry, SDK recording"
+POWERTOOLS_OBSERVED = "Powertools BatchProcessor + Tracer + Metrics"
 POWERTOOLS_PLAIN = "Powertools BatchProcessor + json/validate"
 POWERTOOLS_MODEL = "Powertools BatchProcessor + SqsRecordModel"
 
@@ -186,7 +302,9 @@ def main(argv: list[str] | None = None) -> None:
     # boto3 is checked before the peers load: Powertools imports botocore pieces itself
     ours_imported = sorted(m for m in sys.modules
                            if m.split(".")[0] in ("boto3", "botocore") and m not in already)
+    contenders.update(opentelemetry_rows(event, context, send_receipt.func))
     contenders.update(powertools_peers(event, context))
+    contenders[POWERTOOLS_OBSERVED] = powertools_observed(event, context)
     for _ in range(3):  # warm up every row
         for measure in contenders.values():
             measure()
@@ -201,6 +319,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  {SHIM} over the bare loop: {found[SHIM] / found[FLOOR]:.2f}x (budget: 1.15x)")
     print(f"  with one no-op middleware (run and settled hooks): "
           f"{found[SHIM_MIDDLEWARE] / found[FLOOR]:.2f}x")
+    for row in (SHIM_OTEL_NOOP, SHIM_OTEL_SDK, POWERTOOLS_OBSERVED):
+        print(f"  {row} over the bare loop: {found[row] / found[FLOOR]:.2f}x, "
+              f"over the plain shim: {found[row] / found[SHIM]:.2f}x")
+    print(f"  {SHIM_OTEL_SDK} is {found[POWERTOOLS_OBSERVED] / found[SHIM_OTEL_SDK]:.2f}x as fast as "
+          f"{POWERTOOLS_OBSERVED}")
     loaded = "none" if not ours_imported else ", ".join(ours_imported)
     note = " (boto3 was loaded before: this process cannot tell)" if already else ""
     print(f"  boto3/botocore imported by cloudqueue: {loaded}{note}")
