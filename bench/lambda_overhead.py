@@ -205,7 +205,7 @@ def opentelemetry_rows(event: dict[str, Any], context: Context, job: Callable[..
 
     def timed(middleware: cq.Middleware, after: Callable[[], None]) -> Callable[[], float]:
         app = cq.App("shop", backend="memory://", middleware=[middleware])
-        app.job(job, name="send_receipt")
+        app.job(name="send_receipt")(job)
         handler = cloudqueue_aws.lambda_handler(app)
 
         def run() -> float:
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
             pass
 
     wrapped = cq.App("shop", backend="memory://", middleware=[NoOp()])
-    wrapped.job(send_receipt.func, name="send_receipt")
+    wrapped.job(name="send_receipt")(send_receipt.func)
     wrapped_handler = cloudqueue_aws.lambda_handler(wrapped)
     event = build_event(args.records)
     context = Context()
