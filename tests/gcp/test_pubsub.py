@@ -463,3 +463,60 @@ def test_an_early_pushed_message_is_not_acknowledged(http_function: Any, pubsub:
                            data={"order_id": "o-12"}, not_before=now + timedelta(hours=1))
     assert _post(http_function.url, _push_body(body, 1, cq_type="remind")) == 500
     assert runs == []
+
+
+def test_worker_until_empty_waits_for_a_retry_it_gave_back(pubsub: PubSubSetup) -> None:
+    app = _app(pubsub)
+    attempts: list[int] = []
+
+    @app.job(retry=cq.Retry(attempts=3, backoff=cq.Backoff.fixed(timedelta(seconds=2))))
+    def flaky(payload: Order, ctx: cq.JobContext) -> None:
+        attempts.append(ctx.attempt)
+        if ctx.attempt == 1:
+            raise RuntimeError("try again")
+
+    flaky.enqueue(Order(order_id="o-13"))
+    worker = app.worker(concurrency=2, poll_wait=timedelta(seconds=1), handle_signals=False)
+    done: list[Any] = []
+    thread = threading.Thread(target=lambda: done.append(worker.run(until_empty=True)))
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert attempts == [1, 2]  # it did not claim empty while the retry was pending
+    assert done[0].succeeded == 1 and done[0].retried == 1
+
+
+def test_stats_count_what_this_worker_holds_and_gave_back(pubsub: PubSubSetup) -> None:
+    backend = from_url(pubsub.url())
+    backend.send([cq.OutgoingMessage(body=b"{}", job_id=str(n), job_type="x") for n in range(2)])
+    received: list[Any] = []
+    deadline = time.monotonic() + 10
+    while len(received) < 2 and time.monotonic() < deadline:
+        received += backend.receive(max_messages=2, wait=timedelta(seconds=1))
+    assert backend.stats().in_flight == 2
+    backend.retry(received[0], timedelta(seconds=30))
+    backend.ack(received[1])
+    stats = backend.stats()
+    assert (stats.in_flight, stats.delayed) == (0, 1)
+
+
+def test_a_worker_on_a_missing_subscription_exits_1_with_one_line(emulator: Any, project: str,
+                                                                  tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    make_pubsub(emulator.host, project)
+    (tmp_path / "missing_sub_app.py").write_text(
+        "import cloudqueue as cq\n"
+        f"app = cq.App('shop', backend='pubsub://{project}/jobs?subscription=nowhere&emulator={emulator.host}')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    try:
+        answer = subprocess.run([sys.executable, "-c", "from cloudqueue.cli import main; main()", "worker",
+                                 "missing_sub_app:app", "--concurrency", "1"],
+                                capture_output=True, text=True, env=env, timeout=60)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the worker kept running on a missing subscription: {str(exc.stderr)[-300:]}")
+    assert answer.returncode == 1
+    errors = [line for line in answer.stderr.splitlines() if "Traceback" in line or line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error:") and "nowhere does not exist" in errors[0]

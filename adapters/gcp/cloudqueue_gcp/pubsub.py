@@ -21,6 +21,12 @@ Semantics, honestly:
 - Permanent, poison and exhausted messages are published to the dead-letter topic with a
   ``cq_reason`` attribute, then acknowledged; the subscription's own dead-letter policy
   moves messages Pub/Sub gave up on (max delivery attempts).
+- The first look at ``capabilities`` of a backend with a subscription checks that the
+  subscription exists (``QueueNotFound`` otherwise, so a worker on a missing subscription
+  stops at once with one line) and reads its ack deadline.
+- Pub/Sub's API counts nothing a pull can see, so ``stats()`` reports what this process
+  knows: messages it holds (``in_flight``) and retries it gave back that have not come back
+  yet (``delayed``); ``run(until_empty=True)`` waits for those before it returns.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from cloudqueue import ConfigurationError, QueueNotFound, UnsupportedFeature
+from cloudqueue import CloudQueueError, ConfigurationError, QueueNotFound, UnsupportedFeature
 from cloudqueue.backends.base import (
     Backend,
     Capabilities,
@@ -85,6 +91,9 @@ _OPTIONS = ("subscription", "dead_letter_topic", "dead_letter_subscription", "or
             "push_audience", "push_service_account", "timeout")
 PUBSUB_ENDPOINT = "pubsub.googleapis.com"
 _warned_no_attempts = False
+#: how long past its due time a retry this process gave back still counts as pending (it
+#: may come back to another consumer instead; after this it is no longer waited for)
+_PENDING_GRACE = 30.0
 
 
 def _clients(emulator: str | None, timeout: timedelta) -> tuple[Any, Any]:
@@ -332,10 +341,47 @@ class PubSubBackend(Backend):
                                   max_message_size=MAX_MESSAGE_SIZE, max_batch=1000, fifo=ordering,
                                   dedup=False, pull=subscription is not None, push=True,
                                   visibility=True)
+        self._checked = subscription is None
+        self._ack_deadline: timedelta | None = None
+        # what this process knows is not yet done: held (received, unsettled) and given back
+        self._track = threading.Lock()
+        self._holding: dict[str, float] = {}  # message id -> monotonic time its hold runs out
+        self._pending: dict[str, float] = {}  # message id -> monotonic time it is due back
 
     @property
     def capabilities(self) -> Capabilities:
+        if not self._checked:
+            self._check_subscription()
         return self._caps
+
+    def _check_subscription(self) -> None:
+        """Fail at once on a missing subscription; learn its ack deadline.
+
+        Raises:
+            QueueNotFound: the subscription does not exist.
+        """
+        from google.api_core import exceptions as gexc
+
+        name, clients = self._subscription(), self._clients
+        try:
+            with translated(f"reading subscription {name} at {clients.endpoint}"):
+                try:
+                    found = clients.subscriber.get_subscription(
+                        request={"subscription": name}, retry=clients.retry, timeout=clients.timeout.total_seconds())
+                except gexc.NotFound:
+                    raise QueueNotFound(
+                        f"Pub/Sub subscription {name} does not exist (at {clients.endpoint}); create it "
+                        "(cloudqueue_gcp.admin.ensure_subscription, or the gcp-pubsub Terraform module)") from None
+        except QueueNotFound:
+            raise
+        except CloudQueueError as exc:
+            # a publisher may not read subscriptions, or the service is not reachable yet:
+            # nothing learnt, and the calls that need the subscription say what is wrong
+            log.debug("could not read subscription %s: %s", name, exc)
+        else:
+            if found.ack_deadline_seconds:
+                self._ack_deadline = timedelta(seconds=found.ack_deadline_seconds)
+        self._checked = True
 
     @property
     def publisher(self) -> PublisherClient:
@@ -388,6 +434,11 @@ class PubSubBackend(Backend):
                     self._modify_many(deliveries, seconds, f"setting the ack deadline of messages from {name}")
                     for delivery in deliveries:
                         delivery.visibility = timedelta(seconds=seconds)
+                elif self._ack_deadline is not None:
+                    for delivery in deliveries:
+                        delivery.visibility = self._ack_deadline
+                if deliveries:
+                    self._note_held(deliveries, deliveries[0].visibility)
                 return deliveries
             time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
 
@@ -400,6 +451,28 @@ class PubSubBackend(Backend):
         return Delivery(body=bytes(message.data), attempt=attempt, message_id=message.message_id,
                         handle=received.ack_id, ordering_key=message.ordering_key or None,
                         attributes=dict(message.attributes))
+
+    # -- what this process knows is pending (for stats and until_empty) ---------------------
+    def _note_held(self, deliveries: Sequence[Delivery], hold: timedelta | None, *, extended: bool = False) -> None:
+        """Held until ``hold`` from now runs out (then Pub/Sub hands it out again)."""
+        until = time.monotonic() + (hold or self._ack_deadline or MAX_ACK_DEADLINE).total_seconds()
+        with self._track:
+            for delivery in deliveries:
+                if extended and delivery.message_id not in self._holding:
+                    continue  # settled meanwhile: an extension racing the ack
+                if delivery.handle is not None:
+                    self._pending.pop(delivery.message_id, None)
+                    self._holding[delivery.message_id] = until
+
+    def _note_done(self, delivery: Delivery, back_in: float | None = None) -> None:
+        """``delivery`` is settled; ``back_in`` seconds: it was given back and returns then."""
+        if delivery.handle is None:
+            return
+        mid = delivery.message_id
+        with self._track:
+            self._holding.pop(mid, None)
+            if back_in is not None:
+                self._pending[mid] = time.monotonic() + back_in
 
     def _modify_many(self, deliveries: Sequence[Delivery], seconds: int, what: str) -> None:
         handles = [d.handle for d in deliveries if d.handle is not None]
@@ -424,18 +497,23 @@ class PubSubBackend(Backend):
             clients.subscriber.acknowledge(request={"subscription": self._subscription(),
                                                     "ack_ids": [delivery.handle]},
                                            retry=clients.retry, timeout=clients.timeout.total_seconds())
+        self._note_done(delivery)
 
     def release_many(self, deliveries: Sequence[Delivery]) -> None:
         """Give back unstarted messages at once, in one call."""
         self._modify_many(deliveries, 0, "giving back unstarted messages")
+        for delivery in deliveries:
+            self._note_done(delivery, 0.0)
 
     def retry(self, delivery: Delivery, delay: timedelta) -> None:
         """Let the message come back after ``delay`` (the ack deadline, at most 600 s)."""
         seconds = math.ceil(min(delay, MAX_ACK_DEADLINE).total_seconds())
         self._modify(delivery, seconds, f"delaying the retry of {delivery.message_id}")
+        self._note_done(delivery, float(seconds))
 
     def release(self, delivery: Delivery) -> None:
         self._modify(delivery, 0, f"giving back {delivery.message_id}")
+        self._note_done(delivery, 0.0)
 
     def hop(self, delivery: Delivery, delay: timedelta) -> None:
         """Hold an early message for up to 600 s (Pub/Sub has no delay; this counts a delivery).
@@ -452,6 +530,7 @@ class PubSubBackend(Backend):
     def extend_visibility(self, delivery: Delivery, timeout: timedelta) -> None:
         seconds = math.ceil(min(max(timeout, timedelta(seconds=10)), MAX_ACK_DEADLINE).total_seconds())
         self._modify(delivery, seconds, f"extending the ack deadline of {delivery.message_id}")
+        self._note_held((delivery,), timedelta(seconds=seconds), extended=True)
 
     # -- dead letters --------------------------------------------------------------------
     def _dead_letters(self) -> TopicDeadLetters:
@@ -479,8 +558,18 @@ class PubSubBackend(Backend):
         return self._dead_letters().purge()
 
     def stats(self) -> QueueStats:
-        """Pub/Sub's API reports no counts (Cloud Monitoring does); every field is None."""
-        return QueueStats()
+        """What this process knows: messages it holds (``in_flight``) and retries it gave back
+        that have not come back yet (``delayed``); the rest is None (the API counts nothing)."""
+        now = time.monotonic()
+        with self._track:
+            for mid, due in list(self._pending.items()):
+                if now > due + _PENDING_GRACE:
+                    del self._pending[mid]
+            for mid, until in list(self._holding.items()):
+                if now > until:  # its hold ran out unsettled: Pub/Sub hands it out again
+                    del self._holding[mid]
+                    self._pending[mid] = until
+            return QueueStats(in_flight=len(self._holding), delayed=len(self._pending))
 
     def close(self) -> None:
         self._clients.close()
