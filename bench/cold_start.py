@@ -10,10 +10,11 @@ verification on, as deployed), the same plus the code its first token check load
 (google-auth's JWT code and cryptography), and the Cloud Tasks and Pub/Sub client
 libraries (what a shim that imports them up front pays).
 
-A second, untimed run of each program lists the boto3/botocore/s3transfer, google.* and
-grpc modules it left in ``sys.modules`` beyond those a bare interpreter has (a namespace
-package's .pth file may load ``google`` at start-up); the Lambda consume path must load
-none of them.
+A second, untimed run of each program lists the boto3/botocore/s3transfer, google.*,
+grpc and opentelemetry modules it left in ``sys.modules`` beyond those a bare interpreter
+has (a namespace package's .pth file may load ``google`` at start-up); ``import
+cloudqueue``, an app and the Lambda consume path must load none of them (OpenTelemetry
+only with ``cloudqueue.otel``, which an app imports itself).
 
     python -m bench.cold_start [--runs 10] [--importtime 0]
 """
@@ -80,7 +81,7 @@ _PROGRAMS = {
 #: rows that need the Google side installed
 _GOOGLE_ROWS = (GCP, GCP_TOKEN, "google.cloud.tasks_v2", "google.cloud.pubsub_v1")
 
-#: paths that must load neither boto3 nor any google.* module
+#: paths that must load neither boto3, any google.* module nor opentelemetry
 CLOUD_FREE = ("import cloudqueue", CORE, LAMBDA)
 #: a Google push shim consumes without the Cloud Tasks or Pub/Sub client libraries (or grpc)
 GOOGLE_CLIENT_FREE = (GCP, GCP_TOKEN)
@@ -89,7 +90,7 @@ _GOOGLE_CLIENTS = ("google.cloud.tasks", "google.cloud.pubsub", "grpc", "boto3",
 _LIST_MODULES = (
     "\nimport json as _j, sys as _s\n"
     "print(_j.dumps(sorted(m for m in _s.modules if m.split('.')[0] in "
-    "('boto3', 'botocore', 's3transfer', 'google', 'grpc'))))\n")
+    "('boto3', 'botocore', 's3transfer', 'google', 'grpc', 'opentelemetry'))))\n")
 
 
 def programs() -> dict[str, str]:
@@ -123,7 +124,7 @@ def wall(program: str) -> float:
 
 
 def cloud_modules(program: str) -> list[str]:
-    """The boto*/google*/grpc modules ``program`` leaves loaded."""
+    """The boto*/google*/grpc/opentelemetry modules ``program`` leaves loaded."""
     out = subprocess.run([sys.executable, "-c", program + _LIST_MODULES], check=True,
                          capture_output=True, text=True, env=_ENV).stdout
     names: list[str] = json.loads(out.strip().splitlines()[-1])
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     if GCP_TOKEN in found:
         print(f"  the first token check adds {found[GCP_TOKEN] - found[GCP]:.1f} ms")
     print("\n  cloud SDK modules loaded beyond a bare interpreter (boto3/botocore/s3transfer, "
-          "google.*, grpc):")
+          "google.*, grpc, opentelemetry):")
     width = max(len(name) for name in progs)
     for name in progs:
         if name != "bare interpreter":

@@ -53,8 +53,10 @@ def test_cold_start_times_every_path_and_the_lambda_path_loads_no_cloud_sdk(
     assert "cloudqueue_aws + Lambda handler over pydantic:" in out
     lambda_modules = out.split("cloud SDK modules loaded", 1)[1]
     assert "cloudqueue_aws + Lambda handler  " in lambda_modules
-    assert next(line for line in lambda_modules.splitlines()
-                if line.strip().startswith("cloudqueue_aws + Lambda handler")).endswith("none")
+    assert "grpc, opentelemetry):" in lambda_modules  # OpenTelemetry is looked for too
+    for path in ("cloudqueue_aws + Lambda handler", "import cloudqueue", "cloudqueue core + app + job"):
+        assert next(line for line in lambda_modules.splitlines()
+                    if line.strip().startswith(path)).endswith("none"), path
 
 
 def test_lambda_overhead_compares_the_shim_with_the_bare_loop_and_powertools(
