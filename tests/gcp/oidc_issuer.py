@@ -28,11 +28,8 @@ class OidcIssuer:
     """Mints Google-shaped ID tokens with a test key and serves ``{kid: PEM}`` at ``certs_url``."""
 
     def __init__(self) -> None:
-        self.key_id = uuid.uuid4().hex
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        public = self._key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                     serialization.PublicFormat.SubjectPublicKeyInfo)
-        self._certs = json.dumps({self.key_id: public.decode()}).encode()
+        self._published: dict[str, str] = {}
+        self.rotate()
         self.fetches = 0
         issuer = self
 
@@ -52,6 +49,15 @@ class OidcIssuer:
         self.certs_url = f"http://127.0.0.1:{self._server.server_address[1]}/oauth2/v1/certs"
         self._thread = threading.Thread(target=self._server.serve_forever, name="oidc-issuer", daemon=True)
         self._thread.start()
+
+    def rotate(self) -> None:
+        """Sign with a new key from now on; the certificate map publishes the old ones too."""
+        self.key_id = uuid.uuid4().hex
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        public = self._key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo)
+        self._published[self.key_id] = public.decode()
+        self._certs = json.dumps(self._published).encode()
 
     def claims(self, audience: str, email: str, *, lifetime: float = 3600,
                issuer: str = GOOGLE_ISSUER, **extra: Any) -> dict[str, Any]:
@@ -73,6 +79,13 @@ class OidcIssuer:
         """A token naming this issuer's key id, signed by another key."""
         other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         signer = crypt.RSASigner.from_string(_pem_private(other), key_id=self.key_id)
+        token: bytes = jwt.encode(signer, self.claims(audience, email))
+        return token.decode()
+
+    def unknown_key_token(self, audience: str, email: str) -> str:
+        """A token naming a key id the issuer never published (a fresh one each call)."""
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        signer = crypt.RSASigner.from_string(_pem_private(other), key_id=uuid.uuid4().hex)
         token: bytes = jwt.encode(signer, self.claims(audience, email))
         return token.decode()
 

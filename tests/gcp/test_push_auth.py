@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -62,7 +64,8 @@ def test_a_valid_token_of_the_invoker_runs_the_job(served: Any, http_function: A
 @pytest.mark.parametrize(("case", "status"), [
     ("missing", 401), ("not a jwt", 401), ("unsigned", 401), ("signed by another key", 401),
     ("expired", 401), ("wrong audience", 401), ("wrong issuer", 401), ("wrong email", 403),
-    ("email not verified", 403),
+    ("email not verified", 403), ("not valid for another hour", 401), ("nbf not a number", 401),
+    ("unknown key id", 401),
 ])
 def test_a_bad_token_is_refused_and_nothing_runs(served: Any, http_function: Any, issuer: Any,
                                                  case: str, status: int) -> None:
@@ -77,6 +80,9 @@ def test_a_bad_token_is_refused_and_nothing_runs(served: Any, http_function: Any
         "wrong issuer": issuer.token(AUDIENCE, SERVICE_ACCOUNT, issuer="https://evil.example"),
         "wrong email": issuer.token(AUDIENCE, "someone@other-project.iam.gserviceaccount.com"),
         "email not verified": issuer.token(AUDIENCE, SERVICE_ACCOUNT, email_verified=False),
+        "not valid for another hour": issuer.token(AUDIENCE, SERVICE_ACCOUNT, nbf=int(time.time()) + 3600),
+        "nbf not a number": issuer.token(AUDIENCE, SERVICE_ACCOUNT, nbf="soon"),
+        "unknown key id": issuer.unknown_key_token(AUDIENCE, SERVICE_ACCOUNT),
     }
     assert _post(http_function.url, body, tokens[case]) == status
     assert runs == []
@@ -132,3 +138,50 @@ def test_push_auth_checks_every_claim_directly(issuer: Any) -> None:
     with pytest.raises(cloudqueue_gcp.AuthError) as refused:
         auth.verify(f"Basic {issuer.token(AUDIENCE, SERVICE_ACCOUNT)}")
     assert refused.value.status == 401
+
+
+def test_a_token_valid_from_now_runs(served: Any, http_function: Any, issuer: Any) -> None:
+    _, runs, body = served
+    assert _post(http_function.url, body, issuer.token(AUDIENCE, SERVICE_ACCOUNT, nbf=int(time.time()))) == 200
+    assert runs == ["o-1"]
+
+
+def test_forged_tokens_do_not_make_every_request_fetch_certificates(served: Any, http_function: Any,
+                                                                    issuer: Any) -> None:
+    _, runs, body = served
+    assert _post(http_function.url, body, issuer.token(AUDIENCE, SERVICE_ACCOUNT)) == 200  # certs cached
+    before = issuer.fetches
+    unknown = [issuer.unknown_key_token(AUDIENCE, SERVICE_ACCOUNT) for _ in range(4)]
+    forged = issuer.forged_token(AUDIENCE, SERVICE_ACCOUNT)  # a known key id, another key's signature
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def attack(token: str) -> None:
+        for _ in range(5):
+            status = _post(http_function.url, body, token)
+            with lock:
+                statuses.append(status)
+
+    threads = [threading.Thread(target=attack, args=(token,)) for token in [*unknown, forged]]
+    for thread in threads:
+        thread.start()
+    valid = [_post(http_function.url, body, issuer.token(AUDIENCE, SERVICE_ACCOUNT)) for _ in range(5)]
+    for thread in threads:
+        thread.join(timeout=60)
+    assert statuses == [401] * 25
+    assert valid == [200] * 5
+    assert issuer.fetches - before <= 1  # one refetch per interval at most, then the negative cache
+    assert len(runs) == 6
+
+
+def test_an_unknown_key_id_refetches_once_then_finds_a_rotated_key(issuer: Any) -> None:
+    from datetime import timedelta
+
+    auth = cloudqueue_gcp.PushAuth.of(AUDIENCE, SERVICE_ACCOUNT, certs_url=issuer.certs_url,
+                                      min_refetch=timedelta(0))
+    auth.verify(f"Bearer {issuer.token(AUDIENCE, SERVICE_ACCOUNT)}")
+    before = issuer.fetches
+    issuer.rotate()
+    claims = auth.verify(f"Bearer {issuer.token(AUDIENCE, SERVICE_ACCOUNT)}")
+    assert claims["email"] == SERVICE_ACCOUNT
+    assert issuer.fetches - before == 1
