@@ -151,6 +151,7 @@ class OpenTelemetry(Middleware):
         self._lock = threading.Lock()
         self._open: dict[int, tuple[Span, int, _Queue]] = {}  # id(delivery) -> run not yet settled
         self._attrs: dict[tuple[str | None, str | None, str | None], dict[str, str]] = {}
+        self._process: dict[tuple[_Queue, str], tuple[str, dict[str, str]]] = {}  # span name, attributes
 
     # -- apps ------------------------------------------------------------------------------
     def watch(self, app: App) -> App:
@@ -264,15 +265,15 @@ class OpenTelemetry(Middleware):
             ambient = trace.get_current_span().get_span_context()
             if ambient.is_valid:  # e.g. the function invocation's span: linked, not the parent
                 links = (Link(ambient),)
-        span = self._tracer.start_span(f"process {job.name}", context=parent, kind=SpanKind.CONSUMER,
-                                       links=links, attributes={
-                                           "messaging.system": queue.system,
-                                           "messaging.operation.type": "process",
-                                           "messaging.operation.name": "process",
-                                           "messaging.destination.name": queue.destination,
-                                           "messaging.message.id": task.job_id,
-                                           "cloudqueue.job.type": job.name,
-                                           "cloudqueue.job.attempt": delivery.attempt})
+        named = self._process.get((queue, job.name))
+        if named is None:
+            named = self._process[(queue, job.name)] = (f"process {job.name}", {
+                "messaging.system": queue.system, "messaging.operation.type": "process",
+                "messaging.operation.name": "process", "messaging.destination.name": queue.destination})
+        span = self._tracer.start_span(named[0], context=parent, kind=SpanKind.CONSUMER, links=links,
+                                       attributes={**named[1], "messaging.message.id": task.job_id,
+                                                   "cloudqueue.job.type": job.name,
+                                                   "cloudqueue.job.attempt": delivery.attempt})
         if delivery.attempt == 1:
             try:
                 waited = (job.app.clock.now() - parse_time(task.enqueued_at)).total_seconds()
@@ -290,18 +291,21 @@ class OpenTelemetry(Middleware):
             raise
         finally:
             otel_context.detach(token)
-            opened = self._open
-            opened[id(delivery)] = (span, time.time_ns(), queue)
-            if len(opened) > _OPEN_LIMIT:
-                stale, end, _ = opened.pop(next(iter(opened)))
-                stale.end(end)
+            if span.is_recording():  # ended when settled, with the outcome on it
+                opened = self._open
+                opened[id(delivery)] = (span, time.time_ns(), queue)
+                if len(opened) > _OPEN_LIMIT:
+                    stale, end, _ = opened.pop(next(iter(opened)))
+                    stale.end(end)
+            else:  # the API's no-op span: nothing will be written on it
+                span.end()
 
     def settled(self, result: Result) -> None:
-        opened = self._open.pop(id(result.delivery), None)
+        opened = self._open.pop(id(result.delivery), None) if self._open else None
         queue = opened[2] if opened is not None else self._only_queue()
         outcome, reason = result.outcome, result.reason
         kind = reason.kind if reason is not None else None
-        if opened is not None:
+        if opened is not None:  # the run's span: what became of it, then ended as the run did
             span, ended, _ = opened
             span.set_attribute("cloudqueue.outcome", outcome.value)
             if kind is not None:
