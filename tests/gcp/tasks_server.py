@@ -83,6 +83,7 @@ class CloudTasksServer:
         return {
             "CreateQueue": (self.create_queue, t.CreateQueueRequest, t.Queue.serialize),
             "GetQueue": (self.get_queue, t.GetQueueRequest, t.Queue.serialize),
+            "UpdateQueue": (self.update_queue, t.UpdateQueueRequest, t.Queue.serialize),
             "DeleteQueue": (self.delete_queue, t.DeleteQueueRequest, empty),
             "PauseQueue": (self.pause_queue, t.PauseQueueRequest, t.Queue.serialize),
             "ResumeQueue": (self.resume_queue, t.ResumeQueueRequest, t.Queue.serialize),
@@ -129,6 +130,16 @@ class CloudTasksServer:
     def get_queue(self, request: tasks_v2.GetQueueRequest) -> tasks_v2.Queue:
         with self._lock:
             return self._queue(request.name).queue
+
+    def update_queue(self, request: tasks_v2.UpdateQueueRequest) -> tasks_v2.Queue:
+        """Set the fields the mask names (Cloud Tasks' UpdateQueue; retry_config and rate_limits)."""
+        with self._lock:
+            queue = self._queue(request.queue.name).queue
+            for path in request.update_mask.paths:
+                if path not in ("retry_config", "rate_limits", "stackdriver_logging_config"):
+                    raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"cannot update {path}")
+                setattr(queue, path, getattr(request.queue, path))
+            return queue
 
     def delete_queue(self, request: tasks_v2.DeleteQueueRequest) -> empty_pb2.Empty:
         with self._lock:
