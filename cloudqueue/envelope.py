@@ -24,7 +24,10 @@ explains a refusal). The rules both follow:
   only a zero offset is taken, so every time converts to UTC.
 - Optional attributes (``datacontenttype``, ``cqkey``, ``cqnotbefore``, ``traceparent``)
   may be ``null``, which means absent (as the CloudEvents JSON format says); when set
-  they are strings, and ``datacontenttype`` is exactly ``"application/json"``.
+  they are strings, and ``datacontenttype`` is the media type ``application/json`` (its
+  letters in any case) with any media-type parameters, as CloudEvents allows
+  (``application/json; charset=utf-8``): ``; name=value`` with optional spaces or tabs
+  around the ``;``, a token or a quoted string as the value.
 - Other attributes are ignored.
 """
 
@@ -69,6 +72,13 @@ _OFFSET = "(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 _RFC3339 = f"(?:{_DATE}{_CLOCK}{_OFFSET}|(?:0001-01-01|9999-12-31){_CLOCK}(?:[Zz]|[+-]00:00))"
 _TIME = f"^{_RFC3339}$"
 _is_time = re.compile(_RFC3339).fullmatch
+# RFC 9110 media type: type "/" subtype *( OWS ";" OWS name "=" ( token / quoted-string ) ).
+# Letters spelled as classes, not a case-insensitive flag: Python's and Rust's regex engines
+# fold other characters than ASCII differently (the Kelvin sign, the long s).
+_MEDIA_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_MEDIA_TYPE = ("[Aa][Pp][Pp][Ll][Ii][Cc][Aa][Tt][Ii][Oo][Nn]/[Jj][Ss][Oo][Nn]"
+               rf'(?:[ \t]*;[ \t]*{_MEDIA_TOKEN}=(?:{_MEDIA_TOKEN}|"(?:[^"\\]|\\.)*"))*')
+_is_json_media_type = re.compile(_MEDIA_TYPE).fullmatch
 
 
 class EnvelopeError(ValueError):
@@ -202,9 +212,11 @@ def from_dict(raw: Any) -> Envelope:
     if "data" not in raw:
         raise EnvelopeError(f"{where}attribute 'data' is missing")
     content_type = raw.get("datacontenttype")
-    if content_type is not None and (type(content_type) is not str or content_type != CONTENT_TYPE):
+    if content_type is not None and (type(content_type) is not str
+                                     or (content_type != CONTENT_TYPE and not _is_json_media_type(content_type))):
         raise EnvelopeError(f"{where}datacontenttype is {content_type!r}, expected {CONTENT_TYPE!r} "
-                            f"(or leave it out)")
+                            f"with optional parameters (e.g. 'application/json; charset=utf-8'), "
+                            f"or leave it out")
     for name in _OPTIONAL_STR:
         value = raw.get(name)
         if value is not None and type(value) is not str:
@@ -251,7 +263,7 @@ def envelope_validator(jobs: dict[str, CoreSchema]) -> SchemaValidator:
             "id": cs.typed_dict_field(text), "source": cs.typed_dict_field(text),
             "type": cs.typed_dict_field(cs.literal_schema([name])),
             "time": cs.typed_dict_field(moment),
-            "datacontenttype": optional(cs.literal_schema([CONTENT_TYPE])),
+            "datacontenttype": optional(cs.str_schema(pattern=f"^{_MEDIA_TYPE}$", strict=True)),
             "data": cs.typed_dict_field(payload),
             "cqv": cs.typed_dict_field(cs.int_schema(strict=True, ge=ENVELOPE_VERSION, le=ENVELOPE_VERSION)),
             "cqkey": optional(cs.str_schema(strict=True)),

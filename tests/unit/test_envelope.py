@@ -155,8 +155,18 @@ DEEP = b'{"specversion":"1.0","id":"j","source":"s","type":"send","time":"2030-0
     (_with("datacontenttype", "null"), True),
     (_with("cqkey", "5"), False),
     (_with("traceparent", "true"), False),
-    (_with("datacontenttype", '"application/json; charset=utf-8"'), False),
-    (_with("datacontenttype", '"Application/JSON"'), False),
+    # CloudEvents allows media-type parameters; type and subtype are case-insensitive
+    (_with("datacontenttype", '"application/json; charset=utf-8"'), True),
+    (_with("datacontenttype", '"Application/JSON"'), True),
+    (_with("datacontenttype", '"application/json;charset=\\"utf-8\\""'), True),
+    (_with("datacontenttype", '"application/json ;\\tq=\\"a\\\\\\"b\\""'), True),
+    (_with("datacontenttype", '"application/json;"'), False),  # a ';' without a parameter
+    (_with("datacontenttype", '"application/json\\n"'), False),  # Python's $ would take this
+    (_with("datacontenttype", '" application/json"'), False),
+    (_with("datacontenttype", '"application/json; x=\\u017f"'), False),  # not a token
+    (_with("datacontenttype", '"application/\\u212aSON"'), False),  # the Kelvin sign folds to k
+    (_with("datacontenttype", '"application/cloudevents+json"'), False),
+    (_with("datacontenttype", '"text/plain; charset=utf-8"'), False),
     (_with("specversion", "1.0"), False),
     (_with("id", "null"), False),
     (_with("extension", "NaN"), True),

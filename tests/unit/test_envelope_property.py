@@ -218,7 +218,9 @@ def mutate(draw: st.DrawFn, pairs: list[tuple[str, Any]]) -> None:
                                              Raw("1.0"), Raw("-0"), Raw("1" + "0" * 30)])),
         "content": lambda: draw(st.sampled_from([
             "application/json", "application/json; charset=utf-8", "Application/JSON", "text/plain",
-            "", None, 5, "application/cloudevents+json", " application/json"])),
+            "", None, 5, "application/cloudevents+json", " application/json", "application/json;",
+            'application/json ;\tcharset="utf-8"', "application/json\n", "application/\u212aSON",
+            "application/json; a=\u017f", 'application/json; q="a\\"b"', "application/json; q=\"a"])),
         "data": lambda: draw(json_values | payloads(draw(st.sampled_from(sorted(PAYLOADS))))),
         "specversion": lambda: draw(st.sampled_from(["1.0", "1", 1.0, Raw("1.0"), "0.3", None, "1.0 "])),
         "text": lambda: draw(texts | surrogates),
