@@ -35,9 +35,11 @@ from urllib.parse import parse_qs, urlsplit
 from cloudqueue.doctor import Finding, QueueUnderCheck
 from cloudqueue.retry import receive_headroom
 
-from ._common import sdk_errors, translate
+from ._common import DEFAULT_TIMEOUT, translated
 from .pubsub import PubSubBackend
 from .tasks import CloudTasksBackend
+
+_TIMEOUT = DEFAULT_TIMEOUT.total_seconds()
 
 __all__ = ["check_cloud_tasks", "check_pubsub"]
 
@@ -61,10 +63,8 @@ def check_cloud_tasks(target: QueueUnderCheck) -> list[Finding]:
         return [target.note("checks", f"{backend!r} is not a Cloud Tasks backend", "nothing checked")]
     from google.cloud import tasks_v2
 
-    try:
-        queue = backend.client.get_queue(name=backend.queue_path)
-    except sdk_errors() as exc:
-        translate(exc, f"reading queue {backend.queue_path}")
+    with translated(f"reading queue {backend.queue_path}"):
+        queue = backend.client.get_queue(name=backend.queue_path, timeout=_TIMEOUT)
     findings: list[Finding] = []
     if queue.state != tasks_v2.Queue.State.RUNNING:
         findings.append(target.error(
@@ -173,10 +173,9 @@ def check_pubsub(target: QueueUnderCheck) -> list[Finding]:
     if backend.subscription_path is None:
         return [target.note("subscription", "the URL names no subscription",
                             "add ?subscription=... to check how the jobs are delivered")]
-    try:
-        sub = backend.subscriber.get_subscription(request={"subscription": backend.subscription_path})
-    except sdk_errors() as exc:
-        translate(exc, f"reading subscription {backend.subscription_path}")
+    with translated(f"reading subscription {backend.subscription_path}"):
+        sub = backend.subscriber.get_subscription(request={"subscription": backend.subscription_path},
+                                                  timeout=_TIMEOUT)
     findings = _dead_letter_policy(target, sub)
     findings += _retry_policy(target, sub)
     push = bool(sub.push_config.push_endpoint)

@@ -67,8 +67,6 @@ from ._common import (
     parse_options,
     parse_timeout,
     require,
-    sdk_errors,
-    translate,
     translated,
     truncate,
 )
@@ -186,14 +184,13 @@ def pull(clients: _Clients, subscription: str, max_messages: int, timeout: timed
     """One synchronous pull; an empty list when nothing came within ``timeout``."""
     from google.api_core.exceptions import DeadlineExceeded
 
-    try:
-        response = clients.subscriber.pull(
-            request={"subscription": subscription, "max_messages": max(1, min(max_messages, 1000))},
-            retry=None, timeout=min(timeout, clients.timeout).total_seconds())
-    except DeadlineExceeded:
-        return []
-    except sdk_errors() as exc:
-        translate(exc, f"{what} at {clients.endpoint}")
+    with translated(f"{what} at {clients.endpoint}"):
+        try:
+            response = clients.subscriber.pull(
+                request={"subscription": subscription, "max_messages": max(1, min(max_messages, 1000))},
+                retry=None, timeout=min(timeout, clients.timeout).total_seconds())
+        except DeadlineExceeded:
+            return []
     return list(response.received_messages)
 
 
