@@ -82,12 +82,12 @@ class _Queue:
         url = app.backend_url
         scheme = url.split("://", 1)[0] if url else app.backend.scheme
         self.system = _SYSTEMS.get(scheme, "cloudqueue")
-        self.destination = destination_name(app)
+        self.destination = _destination_name(app)
         self.stats: QueueStats | None = None
         self.stats_at = float("-inf")
 
 
-def destination_name(app: App) -> str:
+def _destination_name(app: App) -> str:
     """The queue's name: the URL's last path part (``sqs://orders?...`` -> ``orders``,
     ``pubsub://project/topic`` -> ``topic``), else the backend's ``name`` where it has
     one (the memory and SQS backends do), else the app's name."""

@@ -39,7 +39,7 @@ class Telemetry:
                         found += [(dict(p.attributes), p) for p in m.data.data_points]
         return found
 
-    def counts(self, metric: str, by: str = "cloudqueue.job.type") -> dict[Any, int]:
+    def counts(self, metric: str, by: str | tuple[str, ...] = "cloudqueue.job.type") -> dict[Any, int]:
         """A counter's values keyed by one attribute (or a tuple of them)."""
         keys = (by,) if isinstance(by, str) else by
         out: dict[Any, int] = {}

@@ -60,7 +60,8 @@ def _app(telemetry: Telemetry, sqs: Any, url: str) -> cq.App:
     from cloudqueue_aws import SQSBackend
 
     app = cq.App("shop", backend=SQSBackend(url, client=sqs), middleware=[telemetry.middleware])
-    return telemetry.middleware.watch(app)
+    telemetry.middleware.watch(app)
+    return app
 
 
 def test_the_send_and_process_spans_of_one_job_share_a_trace_across_sqs_and_the_lambda_shim(

@@ -323,3 +323,25 @@ def test_an_app_seen_only_by_its_jobs_is_learnt_from_the_first_run(telemetry: Te
     sends = [s for s in telemetry.spans() if s.name == "send ship"]
     assert [s.attributes.get("messaging.destination.name") for s in sends] == [None, queue]
     assert telemetry.span("process ship").attributes["messaging.destination.name"] == queue
+
+
+@pytest.mark.parametrize("consumer", ["drain", "worker"])
+def test_an_async_job_runs_inside_its_process_span(telemetry: Telemetry, consumer: str) -> None:
+    from opentelemetry import trace
+
+    app = _app(telemetry)
+    current: list[str] = []
+
+    @app.job
+    async def ship(payload: Order) -> None:
+        current.append(trace.get_current_span().name)  # type: ignore[attr-defined]
+
+    ship.enqueue(Order(order_id="1"))
+    try:
+        if consumer == "drain":
+            app.drain()
+        else:
+            app.worker(concurrency=1).run(until_empty=True)
+    finally:
+        app.close()  # the event loop async jobs ran on
+    assert current == ["process ship"]

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 import cloudqueue as cq
+from cloudqueue.backends.memory import MemoryBackend
 from cloudqueue.testing import FakeClock
 
 from .conftest import Telemetry
@@ -54,7 +55,7 @@ def render(spans: list[Any]) -> str:
 
 def test_the_readme_shows_the_spans_of_one_job_as_recorded(telemetry: Telemetry) -> None:
     clock = FakeClock()
-    app = cq.App("shop", backend="memory://orders", clock=clock, middleware=[telemetry.middleware])
+    app = cq.App("shop", backend=MemoryBackend(name="orders", clock=clock), middleware=[telemetry.middleware])
     telemetry.middleware.watch(app)
 
     @app.job(retry=cq.Retry(attempts=3, backoff=cq.Backoff.fixed(timedelta(seconds=10))))
