@@ -115,6 +115,8 @@ class OpenTelemetry(Middleware):
 
     One instance may serve several apps; ``watch(app)`` adds an app's queue gauges and
     names its queue on producer spans (an app is also learnt from the first job it runs).
+    Make one instance per meter provider: a second one's counters add up with the first's,
+    but the provider keeps the first one's gauges only.
     """
 
     def __init__(self, tracer_provider: trace.TracerProvider | None = None,
@@ -149,7 +151,8 @@ class OpenTelemetry(Middleware):
         self._queues: dict[int, _Queue] = {}  # by id(app)
         self._by_name: dict[str, _Queue] = {}
         self._lock = threading.Lock()
-        self._open: dict[int, tuple[Span, int, _Queue]] = {}  # id(delivery) -> run not yet settled
+        #: id(delivery) -> a run not yet settled: its recording span, when it ended, its queue
+        self._open: dict[int, tuple[Span | None, int, _Queue]] = {}
         self._attrs: dict[tuple[str | None, str | None, str | None], dict[str, str]] = {}
         self._process: dict[tuple[_Queue, str], tuple[str, dict[str, str]]] = {}  # span name, attributes
 
@@ -291,22 +294,23 @@ class OpenTelemetry(Middleware):
             raise
         finally:
             otel_context.detach(token)
-            if span.is_recording():  # ended when settled, with the outcome on it
+            recording = span.is_recording()  # if so, ended when settled, with the outcome on it
+            if not recording:
+                span.end()  # the API's no-op span: nothing will be written on it
+            if recording or len(self._queues) > 1:  # the settle needs the span, or whose queue
                 opened = self._open
-                opened[id(delivery)] = (span, time.time_ns(), queue)
+                opened[id(delivery)] = (span if recording else None, time.time_ns(), queue)
                 if len(opened) > _OPEN_LIMIT:
                     stale, end, _ = opened.pop(next(iter(opened)))
-                    stale.end(end)
-            else:  # the API's no-op span: nothing will be written on it
-                span.end()
+                    if stale is not None:
+                        stale.end(end)
 
     def settled(self, result: Result) -> None:
         opened = self._open.pop(id(result.delivery), None) if self._open else None
-        queue = opened[2] if opened is not None else self._only_queue()
+        span, ended, queue = opened if opened is not None else (None, 0, self._only_queue())
         outcome, reason = result.outcome, result.reason
         kind = reason.kind if reason is not None else None
-        if opened is not None:  # the run's span: what became of it, then ended as the run did
-            span, ended, _ = opened
+        if span is not None:  # the run's span: what became of it, then ended when the run did
             span.set_attribute("cloudqueue.outcome", outcome.value)
             if kind is not None:
                 span.set_attribute("cloudqueue.reason.kind", kind.value)

@@ -20,6 +20,7 @@ class Telemetry:
     middleware: Any
     exporter: Any
     reader: Any
+    meter_provider: Any = None
 
     def spans(self) -> list[Any]:
         return list(self.exporter.get_finished_spans())
@@ -71,6 +72,6 @@ def telemetry() -> Iterator[Telemetry]:
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
-    yield Telemetry(OpenTelemetry(tracer_provider, meter_provider), exporter, reader)
+    yield Telemetry(OpenTelemetry(tracer_provider, meter_provider), exporter, reader, meter_provider)
     tracer_provider.shutdown()
     meter_provider.shutdown()

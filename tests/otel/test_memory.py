@@ -345,3 +345,38 @@ def test_an_async_job_runs_inside_its_process_span(telemetry: Telemetry, consume
     finally:
         app.close()  # the event loop async jobs ran on
     assert current == ["process ship"]
+
+
+@pytest.mark.parametrize("tracing", ["recording", "no-op"])
+def test_one_middleware_serving_two_apps_names_each_ones_queue(telemetry: Telemetry, tracing: str) -> None:
+    from opentelemetry.trace import NoOpTracerProvider
+
+    from cloudqueue.otel import OpenTelemetry
+
+    middleware = telemetry.middleware
+    if tracing == "no-op":  # metrics only: each count still names its own app's queue
+        middleware = OpenTelemetry(NoOpTracerProvider(), telemetry.meter_provider)
+    apps = []
+    for queue in ("orders", "mail"):
+        app = cq.App(f"shop-{queue}", backend=MemoryBackend(name=queue), middleware=[middleware])
+        middleware.watch(app)
+
+        @app.job(name="ship", retry=cq.Retry(attempts=1))
+        def ship(payload: Order) -> None:
+            if payload.order_id == "mail":
+                raise RuntimeError("mail server down")
+
+        app.enqueue("ship", {"order_id": queue})
+        apps.append(app)
+    for app in apps:
+        app.drain()
+    where = "messaging.destination.name"
+    assert telemetry.counts("cloudqueue.jobs.enqueued", where) == {"orders": 1, "mail": 1}
+    assert telemetry.counts("cloudqueue.jobs.completed", where) == {"orders": 1}
+    assert telemetry.counts("cloudqueue.jobs.dead_lettered", where) == {"mail": 1}
+    if tracing == "recording":  # (a second instance on one meter provider gets no gauges of its own)
+        dead = {a[where]: p.value for a, p in telemetry.points("cloudqueue.queue.dead_lettered")}
+        assert dead == {"orders": 0, "mail": 1}
+        sends = {s.attributes[where] for s in telemetry.spans() if s.name == "send ship"}
+        processes = {s.attributes[where] for s in telemetry.spans() if s.name == "process ship"}
+        assert sends == processes == {"orders", "mail"}
