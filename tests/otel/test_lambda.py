@@ -142,3 +142,25 @@ def test_counts_on_sqs_match_what_the_shim_did(telemetry: Telemetry, sqs: Any, m
     assert [(a, p.value) for a, p in telemetry.points("cloudqueue.queue.waiting")] == [(where, 0)]
     assert [(a, p.value) for a, p in telemetry.points("cloudqueue.queue.dead_lettered")] == [(where, 2)]
     assert telemetry.points("cloudqueue.queue.oldest_age") == []
+
+
+def test_a_send_the_queue_refuses_ends_its_span_in_error_and_counts_nothing(
+        telemetry: Telemetry, sqs: Any, make_queue: Any) -> None:
+    from opentelemetry.trace import StatusCode
+
+    pair = make_queue(prefix="otel")
+    app = _app(telemetry, sqs, pair.url)
+
+    @app.job
+    def ship(payload: Order) -> None:
+        pass
+
+    ship.enqueue(Order(order_id="1"))
+    sqs.delete_queue(QueueUrl=pair.url)
+    with pytest.raises(cq.QueueNotFound):
+        ship.enqueue(Order(order_id="2"))
+    ok, refused = (s for s in telemetry.spans() if s.name == "send ship")
+    assert ok.status.status_code is StatusCode.UNSET
+    assert refused.status.status_code is StatusCode.ERROR
+    assert [e.attributes["exception.type"] for e in refused.events] == ["cloudqueue._errors.QueueNotFound"]
+    assert telemetry.counts("cloudqueue.jobs.enqueued") == {"ship": 1}
