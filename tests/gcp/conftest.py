@@ -26,6 +26,15 @@ def issuer(pytestconfig: pytest.Config) -> Any:
 
 
 @pytest.fixture(scope="session")
+def monitoring_server() -> Iterator[Any]:
+    from .monitoring_server import MonitoringServer
+
+    server = MonitoringServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
 def tasks_server(pytestconfig: pytest.Config) -> Any:
     return components.tasks_server(pytestconfig)
 

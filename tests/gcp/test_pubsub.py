@@ -520,3 +520,24 @@ def test_a_worker_on_a_missing_subscription_exits_1_with_one_line(emulator: Any,
     assert answer.returncode == 1
     errors = [line for line in answer.stderr.splitlines() if "Traceback" in line or line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error:") and "nowhere does not exist" in errors[0]
+
+
+def test_stats_report_the_backlog_from_cloud_monitoring(pubsub: PubSubSetup, monitoring_server: Any) -> None:
+    from cloudqueue_gcp._monitoring import OLDEST_UNACKED, UNDELIVERED
+
+    backend = from_url(pubsub.url(monitoring=monitoring_server.endpoint))
+    assert backend.stats().waiting is None  # no point sampled yet: unknown, not zero
+    monitoring_server.record(pubsub.project, pubsub.subscription, UNDELIVERED, 9)
+    monitoring_server.record(pubsub.project, pubsub.subscription, UNDELIVERED, 7)  # the newest counts
+    monitoring_server.record(pubsub.project, pubsub.subscription, OLDEST_UNACKED, 42)
+    monitoring_server.record(pubsub.project, pubsub.dead_subscription, UNDELIVERED, 2)
+    stats = backend.stats()
+    assert (stats.waiting, stats.oldest_age, stats.dead_lettered) == (7, timedelta(seconds=42), 2)
+
+
+def test_stats_without_a_reachable_monitoring_say_unknown_and_never_raise(pubsub: PubSubSetup) -> None:
+    from tests.conftest import free_port
+
+    backend = from_url(pubsub.url(monitoring=f"127.0.0.1:{free_port()}", timeout="2"))
+    stats = backend.stats()
+    assert (stats.waiting, stats.oldest_age, stats.dead_lettered, stats.in_flight) == (None, None, None, 0)

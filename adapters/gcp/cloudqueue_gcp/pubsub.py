@@ -4,7 +4,9 @@ URL: ``pubsub://PROJECT/TOPIC?subscription=SUB&dead_letter_topic=TOPIC`` with op
 ``dead_letter_subscription`` (where dead letters are listed from; default: the dead-letter
 topic's own name), ``ordering=true`` (the subscription has message ordering on: ordering
 keys are honoured), ``emulator=HOST:PORT`` (default: ``$PUBSUB_EMULATOR_HOST``),
-``push_audience`` and ``push_service_account`` (what the push shim verifies), and
+``push_audience`` and ``push_service_account`` (what the push shim verifies),
+``monitoring=HOST:PORT`` (a Cloud Monitoring server over plain HTTP, for tests; default:
+Google's, or none with an emulator; ``monitoring=off`` turns it off), and
 ``timeout`` (seconds: the longest any one call, retries included, may take; default 30 s;
 past it the call raises ``BackendUnavailable`` naming the endpoint).
 
@@ -24,9 +26,12 @@ Semantics, honestly:
 - The first look at ``capabilities`` of a backend with a subscription checks that the
   subscription exists (``QueueNotFound`` otherwise, so a worker on a missing subscription
   stops at once with one line) and reads its ack deadline.
-- Pub/Sub's API counts nothing a pull can see, so ``stats()`` reports what this process
-  knows: messages it holds (``in_flight``) and retries it gave back that have not come back
-  yet (``delayed``); ``run(until_empty=True)`` waits for those before it returns.
+- Pub/Sub's API counts nothing, so ``stats()`` takes the backlog from Cloud Monitoring
+  (``waiting``: the subscription's unacknowledged messages; ``oldest_age``; and
+  ``dead_lettered``: the dead-letter subscription's), sampled every minute and a few
+  minutes late, None where unknown; and from this process: messages it holds
+  (``in_flight``) and retries it gave back that have not come back yet (``delayed``).
+  ``run(until_empty=True)`` waits for all of them before it returns.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ from ._common import (
     translated,
     truncate,
 )
+from ._monitoring import OLDEST_UNACKED, UNDELIVERED, Monitoring
 
 if TYPE_CHECKING:
     from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient  # type: ignore[import-untyped]
@@ -86,7 +92,7 @@ _SHORT_PULL = timedelta(seconds=0.5)
 #: attributes Pub/Sub adds when its dead-letter policy moves a message
 _NATIVE_PREFIX = "CloudPubSubDeadLetter"
 _OPTIONS = ("subscription", "dead_letter_topic", "dead_letter_subscription", "ordering", "emulator",
-            "push_audience", "push_service_account", "timeout")
+            "push_audience", "push_service_account", "timeout", "monitoring")
 PUBSUB_ENDPOINT = "pubsub.googleapis.com"
 _warned_no_attempts = False
 #: how long past its due time a retry this process gave back still counts as pending (it
@@ -313,6 +319,9 @@ class PubSubBackend(Backend):
         ordering: the subscription has message ordering enabled (ordering keys honoured).
         emulator: HOST:PORT of a Pub/Sub emulator (default: ``$PUBSUB_EMULATOR_HOST``).
         timeout: the longest one call (retries included) may take before ``BackendUnavailable``.
+        monitoring: where ``stats()`` reads backlog numbers: HOST:PORT of a Cloud Monitoring
+            server over plain HTTP, ``"google"`` (Google's), or ``"off"``. Default: Google's,
+            or off with an emulator (which has no Monitoring).
         publisher / subscriber: injected ``google.cloud.pubsub_v1`` clients.
     """
 
@@ -322,7 +331,8 @@ class PubSubBackend(Backend):
                  dead_letter_topic: str | None = None, dead_letter_subscription: str | None = None,
                  ordering: bool = False, emulator: str | None = None,
                  publisher: PublisherClient | None = None, subscriber: SubscriberClient | None = None,
-                 clock: Clock = SYSTEM_CLOCK, timeout: timedelta = DEFAULT_TIMEOUT) -> None:
+                 clock: Clock = SYSTEM_CLOCK, timeout: timedelta = DEFAULT_TIMEOUT,
+                 monitoring: str | None = None) -> None:
         if not project or not topic:
             raise ConfigurationError("pubsub backend needs a project and a topic")
         self.project = project
@@ -331,6 +341,9 @@ class PubSubBackend(Backend):
         self.subscription_path = f"projects/{project}/subscriptions/{subscription}" if subscription else None
         self.clock = clock
         self._clients = _Clients(publisher, subscriber, emulator, timeout)
+        where = monitoring or ("off" if emulator else "google")
+        self._monitoring = None if where == "off" else Monitoring(project, None if where == "google" else where,
+                                                                  timeout)
         self._dead = TopicDeadLetters(self._clients, project, dead_letter_topic,
                                       dead_letter_subscription or dead_letter_topic, clock) \
             if dead_letter_topic else None
@@ -555,8 +568,20 @@ class PubSubBackend(Backend):
         return self._dead_letters().purge()
 
     def stats(self) -> QueueStats:
-        """What this process knows: messages it holds (``in_flight``) and retries it gave back
-        that have not come back yet (``delayed``); the rest is None (the API counts nothing)."""
+        """Backlog from Cloud Monitoring (``waiting``, ``oldest_age``, ``dead_lettered``; None
+        where unknown) and from this process: messages it holds (``in_flight``) and retries
+        it gave back that have not come back yet (``delayed``)."""
+        backlog: int | None = None
+        dead: int | None = None
+        oldest: timedelta | None = None
+        if self._monitoring is not None:
+            if self.subscription_path is not None:
+                short = self.subscription_path.rsplit("/", 1)[-1]
+                backlog = self._monitoring.latest(UNDELIVERED, short)
+                age = self._monitoring.latest(OLDEST_UNACKED, short)
+                oldest = timedelta(seconds=age) if age is not None else None
+            if self._dead is not None and self._dead.subscription is not None:
+                dead = self._monitoring.latest(UNDELIVERED, self._dead.subscription.rsplit("/", 1)[-1])
         now = time.monotonic()
         with self._track:
             for mid, due in list(self._pending.items()):
@@ -566,7 +591,8 @@ class PubSubBackend(Backend):
                 if now > until:  # its hold ran out unsettled: Pub/Sub hands it out again
                     del self._holding[mid]
                     self._pending[mid] = until
-            return QueueStats(in_flight=len(self._holding), delayed=len(self._pending))
+            return QueueStats(waiting=backlog, in_flight=len(self._holding), delayed=len(self._pending),
+                              dead_lettered=dead, oldest_age=oldest)
 
     def close(self) -> None:
         self._clients.close()
@@ -606,4 +632,4 @@ def from_url(url: str, *, publisher: PublisherClient | None = None,
         ordering=parse_bool("pubsub", "ordering", options.get("ordering", "false")),
         emulator=options.get("emulator") or os.environ.get("PUBSUB_EMULATOR_HOST") or None,
         publisher=publisher, subscriber=subscriber, clock=clock,
-        timeout=parse_timeout("pubsub", options.get("timeout")))
+        timeout=parse_timeout("pubsub", options.get("timeout")), monitoring=options.get("monitoring") or None)
