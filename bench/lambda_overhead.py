@@ -11,7 +11,8 @@ between all rows, in one process, on the same event; medians.
 Observability rows: the shim with ``cloudqueue.otel.OpenTelemetry`` on the API's no-op
 providers (what an app pays with the extra installed and no SDK configured), and on the
 SDK's recording providers (a span per record into an in-memory exporter, counters and
-histograms into an in-memory reader); beside them Powertools' ``BatchProcessor`` with its
+histograms into an in-memory reader), both on the same records each carrying a
+``traceparent`` as a traced producer writes them; beside them Powertools' ``BatchProcessor`` with its
 ``Tracer`` (an X-Ray subsegment per record, sent over UDP to a daemon address nobody
 listens on, as in a function without the daemon) and ``Metrics`` (one EMF metric per
 record, flushed once per invocation), run with the Lambda environment variables they read.
@@ -145,6 +146,17 @@ def lambda_environment() -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def traced(event: dict[str, Any]) -> dict[str, Any]:
+    """The same records as a traced producer sends them: each body with its own traceparent."""
+    from cloudqueue.envelope import with_traceparent
+
+    out = copy.deepcopy(event)
+    for record in out["Records"]:
+        traceparent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
+        record["body"] = with_traceparent(record["body"].encode(), traceparent).decode()
+    return out
 
 
 def powertools_observed(event: dict[str, Any], context: Context) -> Callable[[], float]:
@@ -302,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     # boto3 is checked before the peers load: Powertools imports botocore pieces itself
     ours_imported = sorted(m for m in sys.modules
                            if m.split(".")[0] in ("boto3", "botocore") and m not in already)
-    contenders.update(opentelemetry_rows(event, context, send_receipt.func))
+    contenders.update(opentelemetry_rows(traced(event), context, send_receipt.func))
     contenders.update(powertools_peers(event, context))
     contenders[POWERTOOLS_OBSERVED] = powertools_observed(event, context)
     for _ in range(3):  # warm up every row

@@ -29,6 +29,7 @@ imports this module.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -38,8 +39,15 @@ try:
     from opentelemetry import context as otel_context
     from opentelemetry import metrics, trace
     from opentelemetry.metrics import CallbackOptions, Observation
-    from opentelemetry.trace import Link, SpanKind, Status, StatusCode
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    from opentelemetry.trace import (
+        Link,
+        NonRecordingSpan,
+        SpanContext,
+        SpanKind,
+        Status,
+        StatusCode,
+        TraceFlags,
+    )
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without the extra
     raise ImportError('cloudqueue.otel needs the OpenTelemetry API: pip install "cloudqueue[otel]" '
                       f"(importing it failed: {exc})") from exc
@@ -63,13 +71,30 @@ log = logging.getLogger("cloudqueue")
 
 #: ``messaging.system`` where the conventions name the service; cloudqueue otherwise
 _SYSTEMS = {"sqs": "aws_sqs", "pubsub": "gcp_pubsub"}
-_PROPAGATOR = TraceContextTextMapPropagator()
+#: W3C trace context as the envelope carries it (a future version may append fields)
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?").fullmatch
 #: spans of runs whose settle never came (a caller that runs without settling) are ended
 #: once this many are open, oldest first
 _OPEN_LIMIT = 10_000
 #: one backend.stats() call serves every gauge of one collection
 _STATS_TTL = 1.0
 _FAILED_KINDS = frozenset({ReasonKind.PERMANENT, ReasonKind.EXHAUSTED})
+
+
+def _remote(traceparent: str) -> otel_context.Context | None:
+    """The current context with ``traceparent``'s span as a remote parent (None when it is
+    not W3C trace context: version ff, a zero id, or not the format)."""
+    match = _TRACEPARENT(traceparent)
+    if match is None:
+        return None
+    version, trace_id, span_id, flags = match.groups()
+    if version == "ff" or (version == "00" and len(traceparent) != 55):
+        return None
+    parent = SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True,
+                         trace_flags=TraceFlags(int(flags, 16) & 1))
+    if not parent.is_valid:
+        return None
+    return trace.set_span_in_context(NonRecordingSpan(parent))
 
 
 class _Queue:
@@ -139,6 +164,8 @@ class OpenTelemetry(Middleware):
         self._latency = meter.create_histogram(
             "cloudqueue.job.queue_latency", "s",
             "From enqueue to the start of a job's first run (a delay asked for included)")
+        #: a no-op meter's histogram: the latency is not worth parsing a time for
+        self._latency_off = isinstance(self._latency, metrics.NoOpHistogram)
         for name, figure, description in (
                 ("waiting", "waiting", "Messages due and not received"),
                 ("in_flight", "in_flight", "Messages received and not settled"),
@@ -228,7 +255,7 @@ class OpenTelemetry(Middleware):
             except ValueError:
                 given = None
             if given:
-                parent = _PROPAGATOR.extract({"traceparent": given})
+                parent = _remote(given)
         name = f"send {job_type}" if job_type else "send"
         with self._tracer.start_as_current_span(name, context=parent, kind=SpanKind.PRODUCER,
                                                 attributes=attributes) as span:
@@ -264,10 +291,10 @@ class OpenTelemetry(Middleware):
         delivery = task.delivery
         parent = links = None
         if task.traceparent:
-            parent = _PROPAGATOR.extract({"traceparent": task.traceparent})
+            parent = _remote(task.traceparent)
             ambient = trace.get_current_span().get_span_context()
-            if ambient.is_valid:  # e.g. the function invocation's span: linked, not the parent
-                links = (Link(ambient),)
+            if parent is not None and ambient.is_valid:
+                links = (Link(ambient),)  # e.g. the function invocation's span: linked, not the parent
         named = self._process.get((queue, job.name))
         if named is None:
             named = self._process[(queue, job.name)] = (f"process {job.name}", {
@@ -277,7 +304,7 @@ class OpenTelemetry(Middleware):
                                        attributes={**named[1], "messaging.message.id": task.job_id,
                                                    "cloudqueue.job.type": job.name,
                                                    "cloudqueue.job.attempt": delivery.attempt})
-        if delivery.attempt == 1:
+        if delivery.attempt == 1 and not self._latency_off:
             try:
                 waited = (job.app.clock.now() - parse_time(task.enqueued_at)).total_seconds()
             except ValueError:

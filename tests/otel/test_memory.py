@@ -380,3 +380,45 @@ def test_one_middleware_serving_two_apps_names_each_ones_queue(telemetry: Teleme
         sends = {s.attributes[where] for s in telemetry.spans() if s.name == "send ship"}
         processes = {s.attributes[where] for s in telemetry.spans() if s.name == "process ship"}
         assert sends == processes == {"orders", "mail"}
+
+
+@pytest.mark.parametrize("carried", [
+    "garbage", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+    "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01",
+    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra"])
+def test_a_traceparent_that_is_not_w3c_trace_context_starts_a_new_trace(telemetry: Telemetry,
+                                                                         carried: str) -> None:
+    from cloudqueue.envelope import with_traceparent
+
+    app = _app(telemetry)
+
+    @app.job
+    def ship(payload: Order) -> None:
+        pass
+
+    message = ship.message(Order(order_id="1"))
+    app.backend.send([cq.OutgoingMessage(body=with_traceparent(message.body, carried),
+                                         job_id=message.job_id, job_type="ship")])
+    assert app.drain().succeeded == 1
+    process = telemetry.span("process ship")
+    assert process.parent is None
+    assert f"{process.context.trace_id:032x}" != GIVEN.split("-")[1]
+
+
+def test_a_later_version_of_trace_context_is_read_by_its_version_00_fields(telemetry: Telemetry) -> None:
+    from cloudqueue.envelope import with_traceparent
+
+    app = _app(telemetry)
+
+    @app.job
+    def ship(payload: Order) -> None:
+        pass
+
+    message = ship.message(Order(order_id="1"))
+    later = "01" + GIVEN[2:] + "-future"
+    app.backend.send([cq.OutgoingMessage(body=with_traceparent(message.body, later),
+                                         job_id=message.job_id, job_type="ship")])
+    app.drain()
+    process = telemetry.span("process ship")
+    assert (f"{process.context.trace_id:032x}", f"{process.parent.span_id:016x}") == tuple(GIVEN.split("-")[1:3])
