@@ -8,8 +8,9 @@ parser (an ``SqsRecordModel`` whose body is ``Json[...]`` of a typed envelope mo
 Every record succeeds, so no SQS call is made (and no boto3 is imported). Runs alternate
 between all rows, in one process, on the same event; medians.
 
-Observability rows: the shim with ``cloudqueue.otel.OpenTelemetry`` on the API's no-op
-providers (what an app pays with the extra installed and no SDK configured), and on the
+Observability rows: the shim with ``cloudqueue.otel.OpenTelemetry`` on the API's global
+providers with no SDK set, which hand out no-op tracers and meters (what an app pays with
+the extra installed and nothing configured), and on the
 SDK's recording providers (a span per record into an in-memory exporter, counters and
 histograms into an in-memory reader), both on the same records each carrying a
 ``traceparent`` as a traced producer writes them; beside them Powertools' ``BatchProcessor`` with its
@@ -199,13 +200,12 @@ def opentelemetry_rows(event: dict[str, Any], context: Context, job: Callable[..
                        ) -> dict[str, Callable[[], float]]:
     """The shim with the OpenTelemetry middleware on the API's no-op and the SDK's providers."""
     import cloudqueue_aws
-    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry import metrics, trace
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-    from opentelemetry.trace import NoOpTracerProvider
 
     import cloudqueue as cq
     from cloudqueue.otel import OpenTelemetry
@@ -233,7 +233,11 @@ def opentelemetry_rows(event: dict[str, Any], context: Context, job: Callable[..
         assert len(exporter.get_finished_spans()) == len(event["Records"])
         exporter.clear()
 
-    return {SHIM_OTEL_NOOP: timed(OpenTelemetry(NoOpTracerProvider(), NoOpMeterProvider()), lambda: None),
+    # no SDK set up: the API's global providers hand out proxies to its no-op ones, as in an
+    # app that installed the extra and configured nothing (an SDK set later would take over)
+    assert type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider", trace.get_tracer_provider()
+    assert type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider", metrics.get_meter_provider()
+    return {SHIM_OTEL_NOOP: timed(OpenTelemetry(), lambda: None),
             SHIM_OTEL_SDK: timed(OpenTelemetry(tracer_provider, meter_provider), spans_recorded)}
 
 
