@@ -33,6 +33,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -55,7 +56,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 from . import __version__
 from ._errors import Defer, EnqueueError, Skip
 from .clock import parse_time
-from .envelope import with_traceparent
+from .envelope import decode, with_traceparent
 from .lifecycle import Middleware, Outcome, ReasonKind
 
 if TYPE_CHECKING:
@@ -248,8 +249,6 @@ class OpenTelemetry(Middleware):
         parent = None
         if not trace.get_current_span().get_span_context().is_valid and first.body.endswith(b'"}'):
             # no span around this enqueue: a traceparent given to it is the parent
-            from .envelope import decode
-
             try:
                 given = decode(first.body).traceparent
             except ValueError:
@@ -262,8 +261,6 @@ class OpenTelemetry(Middleware):
             ctx = span.get_span_context()
             if ctx.is_valid:
                 traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
-                from dataclasses import replace
-
                 messages = [replace(m, body=with_traceparent(m.body, traceparent)) for m in messages]
             try:
                 ids = call_next(messages)
