@@ -50,15 +50,20 @@ class Telemetry:
         return out
 
 
-def _sdk() -> None:
-    if importlib.util.find_spec("opentelemetry.sdk") is None:
+def needs_sdk() -> None:
+    """Skip loudly (fail in CI) when the OpenTelemetry API and SDK are not installed."""
+    try:
+        found = importlib.util.find_spec("opentelemetry.sdk") is not None
+    except ModuleNotFoundError:  # not even the API
+        found = False
+    if not found:
         missing_component("the OpenTelemetry SDK", 'install the dev extra: pip install -e ".[dev,otel]"')
 
 
 @pytest.fixture
 def telemetry() -> Iterator[Telemetry]:
     """``cloudqueue.otel.OpenTelemetry`` with its own SDK providers (not the global ones)."""
-    _sdk()
+    needs_sdk()
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider

@@ -18,7 +18,7 @@ import cloudqueue as cq
 from cloudqueue.backends.memory import MemoryBackend
 from cloudqueue.testing import FakeClock
 
-from .conftest import Telemetry
+from .conftest import Telemetry, needs_sdk
 
 GIVEN = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -271,6 +271,7 @@ def test_a_skip_from_an_inner_middleware_ends_the_span_as_skipped_not_as_an_erro
 
 
 def test_with_the_apis_no_op_providers_jobs_run_and_the_given_trace_passes_through() -> None:
+    needs_sdk()
     from opentelemetry.metrics import NoOpMeterProvider
     from opentelemetry.trace import NoOpTracerProvider
 
