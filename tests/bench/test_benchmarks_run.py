@@ -61,7 +61,7 @@ def test_cold_start_times_every_path_and_the_lambda_path_loads_no_cloud_sdk(
 
 def test_lambda_overhead_compares_the_shim_with_the_bare_loop_and_powertools(
         capsys: pytest.CaptureFixture[str]) -> None:
-    needs("cloudqueue_aws", "aws_lambda_powertools", "aws_xray_sdk", "opentelemetry.sdk")
+    needs("cloudqueue_aws", "aws_lambda_powertools", "aws_xray_sdk", "opentelemetry", "opentelemetry.sdk")
     from bench import lambda_overhead
 
     lambda_overhead.main(["--records", "12", "--runs", "1"])
@@ -103,7 +103,7 @@ def test_memory_throughput_runs_all_four_peers_at_a_tiny_size(capsys: pytest.Cap
 
 
 def test_python_dash_m_bench_runs_the_chosen_benchmarks_with_tiny_sizes() -> None:
-    needs("cloudqueue_aws", "aws_lambda_powertools", "aws_xray_sdk", "opentelemetry.sdk")
+    needs("cloudqueue_aws", "aws_lambda_powertools", "aws_xray_sdk", "opentelemetry", "opentelemetry.sdk")
     done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "lambda"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
