@@ -47,9 +47,21 @@ def test_pubsub_ack_and_pull_against_an_unreachable_endpoint_end_in_backend_unav
     backend = from_url(f"pubsub://proj-x/jobs?subscription=jobs-sub&emulator={endpoint}&timeout=2")
     with pytest.raises(cq.BackendUnavailable, match=endpoint):
         backend.receive(max_messages=1, wait=_s(1))
-    delivery = cq.Delivery(body=b"{}", attempt=1, message_id="m", handle="ack-id")
     with pytest.raises(cq.BackendUnavailable, match=endpoint):
-        backend.ack(delivery)
+        backend.release(cq.Delivery(body=b"{}", attempt=1, message_id="m", handle="ack-id"))
+
+
+def test_a_batched_ack_that_cannot_be_sent_is_logged_and_the_wait_for_it_is_bounded(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # acks go out in batches from one thread (as the streaming-pull client sends them); one
+    # that cannot be sent means the message comes back: at-least-once, said in the log
+    endpoint = f"127.0.0.1:{free_port()}"
+    backend = from_url(f"pubsub://proj-x/jobs?subscription=jobs-sub&emulator={endpoint}&timeout=2")
+    backend.ack(cq.Delivery(body=b"{}", attempt=1, message_id="m", handle="ack-id"))
+    with caplog.at_level("WARNING", logger="cloudqueue.gcp"):
+        backend.close()  # flushes, within the timeout
+    assert f"could not acknowledge 1 message(s) on projects/proj-x/subscriptions/jobs-sub at {endpoint}" \
+        in caplog.text
 
 
 def _s(seconds: float) -> Any:

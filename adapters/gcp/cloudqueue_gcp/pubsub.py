@@ -36,11 +36,13 @@ Semantics, honestly:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import timedelta
@@ -98,6 +100,10 @@ _warned_no_attempts = False
 #: how long past its due time a retry this process gave back still counts as pending (it
 #: may come back to another consumer instead; after this it is no longer waited for)
 _PENDING_GRACE = 30.0
+#: messages one pull takes when a receive asks for fewer; the rest wait in a buffer for the
+#: next receive at most _BUFFER_AGE seconds, then go back to Pub/Sub
+_PREFETCH = 32
+_BUFFER_AGE = 1.0
 
 
 def _clients(emulator: str | None, timeout: timedelta) -> tuple[Any, Any]:
@@ -198,6 +204,72 @@ def pull(clients: _Clients, subscription: str, max_messages: int, timeout: timed
         except DeadlineExceeded:
             return []
     return list(response.received_messages)
+
+
+class _AckBatcher:
+    """Acknowledgements sent in batches by one thread, as the streaming-pull client does.
+
+    ``add`` returns at once; a thread sends what gathered (up to 2,500 ids a call) every
+    few milliseconds. A lost acknowledgement only means a redelivery (at-least-once), and
+    Pub/Sub's acknowledge tells nothing more than that either. ``flush`` waits until
+    everything added was sent; the backend flushes on ``stats()`` and ``close()`` and at exit.
+    """
+
+    _LINGER = 0.005
+    _MOST = 2500
+
+    def __init__(self, clients: _Clients, subscription: str) -> None:
+        self._clients = clients
+        self._subscription = subscription
+        self._ids: list[str] = []
+        self._sending = 0
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def add(self, ack_id: str) -> None:
+        with self._cond:
+            self._ids.append(ack_id)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="cloudqueue-pubsub-acks", daemon=True)
+                self._thread.start()
+                atexit.register(self.flush)
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        clients = self._clients
+        while True:
+            with self._cond:
+                while not self._ids and not self._closed:
+                    self._cond.wait()
+                if not self._ids:
+                    return
+            time.sleep(self._LINGER)  # let acks of other consumers gather
+            with self._cond:
+                batch, self._ids = self._ids[:self._MOST], self._ids[self._MOST:]
+                self._sending += len(batch)
+            try:
+                clients.subscriber.acknowledge(request={"subscription": self._subscription, "ack_ids": batch},
+                                               retry=clients.retry, timeout=clients.timeout.total_seconds())
+            except Exception as exc:  # the messages come back after their ack deadline
+                log.warning("could not acknowledge %d message(s) on %s at %s (%s); Pub/Sub delivers them "
+                            "again", len(batch), self._subscription, clients.endpoint, exc)
+            finally:
+                with self._cond:
+                    self._sending -= len(batch)
+                    self._cond.notify_all()
+
+    def flush(self, timeout: float = 30.0) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._ids and not self._sending, timeout=timeout)
+
+    def close(self) -> None:
+        self.flush()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
 
 class TopicDeadLetters:
@@ -356,6 +428,10 @@ class PubSubBackend(Backend):
         # what this process knows is not yet done: held (received, unsettled) and given back
         self._track = threading.Lock()
         self._holding: dict[str, float] = {}  # message id -> monotonic time its hold runs out
+        self._acks: _AckBatcher | None = None
+        self._buffer: deque[tuple[float, Delivery]] = deque()
+        self._buffer_lock = threading.Lock()
+        self._janitor: threading.Timer | None = None
         self._pending: dict[str, float] = {}  # message id -> monotonic time it is due back
 
     @property
@@ -432,10 +508,17 @@ class PubSubBackend(Backend):
         """Pull up to ``max_messages``; ``visibility`` sets their ack deadline (10-600 s),
         else the subscription's own deadline holds (unknown here: deliveries say None)."""
         name = self._subscription()
+        buffered = self._take(max_messages)
+        if buffered:
+            return buffered
         deadline = time.monotonic() + wait.total_seconds()
+        # one pull serves several small receives (a worker's consumers ask for 1 at a time):
+        # the rest wait here at most _BUFFER_AGE, then go back (unordered subscriptions only)
+        want = max_messages if self._caps.fifo else max(max_messages, _PREFETCH)
         while True:
             left = timedelta(seconds=max(deadline - time.monotonic(), 0))
-            received = pull(self._clients, name, max_messages, max(left, _SHORT_PULL), f"pulling from {name}")
+            pulled_at = self.clock.time()
+            received = pull(self._clients, name, want, max(left, _SHORT_PULL), f"pulling from {name}")
             if received or time.monotonic() >= deadline:
                 deliveries = [self._delivery(r) for r in received]
                 if visibility is not None and deliveries:
@@ -449,8 +532,57 @@ class PubSubBackend(Backend):
                         delivery.visibility = self._ack_deadline
                 if deliveries:
                     self._note_held(deliveries, deliveries[0].visibility)
-                return deliveries
+                    if deliveries[0].visibility is not None:
+                        lease = pulled_at + deliveries[0].visibility.total_seconds()
+                        for delivery in deliveries:
+                            delivery.lease_until = lease
+                if len(deliveries) > max_messages:
+                    self._keep(deliveries[max_messages:])
+                return deliveries[:max_messages]
             time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
+
+    # -- the short prefetch buffer ---------------------------------------------------------
+    def _take(self, count: int) -> list[Delivery]:
+        """Up to ``count`` buffered deliveries that are still fresh."""
+        if not self._buffer:
+            return []
+        taken: list[Delivery] = []
+        fresh_after = time.monotonic() - _BUFFER_AGE
+        with self._buffer_lock:
+            while self._buffer and len(taken) < count:
+                pulled, delivery = self._buffer[0]
+                if pulled < fresh_after:
+                    break  # the janitor gives the stale ones back
+                self._buffer.popleft()
+                taken.append(delivery)
+        return taken
+
+    def _keep(self, deliveries: Sequence[Delivery]) -> None:
+        now = time.monotonic()
+        with self._buffer_lock:
+            self._buffer.extend((now, d) for d in deliveries)
+            if self._janitor is None:
+                self._janitor = threading.Timer(_BUFFER_AGE, self._give_back_stale)
+                self._janitor.daemon = True
+                self._janitor.start()
+
+    def _give_back_stale(self, everything: bool = False) -> None:
+        """Release buffered deliveries nobody took within _BUFFER_AGE (or all of them)."""
+        stale: list[Delivery] = []
+        fresh_after = time.monotonic() - _BUFFER_AGE
+        with self._buffer_lock:
+            while self._buffer and (everything or self._buffer[0][0] < fresh_after):
+                stale.append(self._buffer.popleft()[1])
+            self._janitor = None
+            if self._buffer and not everything:
+                self._janitor = threading.Timer(_BUFFER_AGE / 2, self._give_back_stale)
+                self._janitor.daemon = True
+                self._janitor.start()
+        if stale:
+            try:
+                self.release_many(stale)
+            except Exception as exc:  # they come back after their ack deadline
+                log.warning("could not give back %d prefetched message(s): %s", len(stale), exc)
 
     def _delivery(self, received: Any) -> Delivery:
         message = received.message
@@ -502,11 +634,13 @@ class PubSubBackend(Backend):
     def ack(self, delivery: Delivery) -> None:
         if delivery.handle is None:
             return
-        clients = self._clients
-        with translated(f"acknowledging {delivery.message_id} at {clients.endpoint}"):
-            clients.subscriber.acknowledge(request={"subscription": self._subscription(),
-                                                    "ack_ids": [delivery.handle]},
-                                           retry=clients.retry, timeout=clients.timeout.total_seconds())
+        acks = self._acks
+        if acks is None:
+            with self._track:
+                if self._acks is None:
+                    self._acks = _AckBatcher(self._clients, self._subscription())
+                acks = self._acks
+        acks.add(delivery.handle)
         self._note_done(delivery)
 
     def release_many(self, deliveries: Sequence[Delivery]) -> None:
@@ -571,6 +705,8 @@ class PubSubBackend(Backend):
         """Backlog from Cloud Monitoring (``waiting``, ``oldest_age``, ``dead_lettered``; None
         where unknown) and from this process: messages it holds (``in_flight``) and retries
         it gave back that have not come back yet (``delayed``)."""
+        if self._acks is not None:
+            self._acks.flush()  # what was acknowledged here is gone before anything is counted
         backlog: int | None = None
         dead: int | None = None
         oldest: timedelta | None = None
@@ -595,6 +731,9 @@ class PubSubBackend(Backend):
                               dead_lettered=dead, oldest_age=oldest)
 
     def close(self) -> None:
+        self._give_back_stale(everything=True)
+        if self._acks is not None:
+            self._acks.close()
         self._clients.close()
 
     def __repr__(self) -> str:
