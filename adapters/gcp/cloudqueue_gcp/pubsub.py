@@ -110,7 +110,7 @@ def _clients(emulator: str | None, timeout: timedelta) -> tuple[Any, Any]:
     pubsub = require("google.cloud.pubsub_v1")
     publisher_options = pubsub.types.PublisherOptions(enable_message_ordering=True, retry=call_retry(timeout),
                                                       timeout=timeout.total_seconds())
-    batching = pubsub.types.BatchSettings(max_messages=100, max_bytes=1_000_000, max_latency=0.01)
+    batching = pubsub.types.BatchSettings(max_messages=1000, max_bytes=9_000_000, max_latency=0.01)
     if emulator is None:
         return (pubsub.PublisherClient(batch_settings=batching, publisher_options=publisher_options),
                 pubsub.SubscriberClient())
