@@ -17,9 +17,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import cold_start, lambda_overhead, memory_throughput, sqs_enqueue
+from . import cold_start, lambda_overhead, memory_throughput, pubsub_throughput, sqs_enqueue
 
-NAMES = ("cold", "lambda", "sqs", "memory")
+NAMES = ("cold", "lambda", "sqs", "memory", "pubsub")
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -68,6 +68,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[list[str]], None
                                            runs=pick(args.sqs_runs, 1))),
         ("memory", memory_throughput.main,
          _options(jobs=pick(args.jobs, 20), runs=pick(args.memory_runs, 1))),
+        ("pubsub", pubsub_throughput.main, ["--jobs", "20", "--runs", "1"] if quick else []),
     ]
     chosen = args.only.split(",")
     return [step for step in steps if step[0] in chosen]
