@@ -2,7 +2,7 @@
 
     python -m bench                      # the default sizes (a few minutes)
     python -m bench --quick              # tiny sizes: checks that each one runs
-    python -m bench --only lambda,sqs    # some of them: cold, lambda, sqs, memory
+    python -m bench --only lambda,sqs    # some of them: cold, lambda, sqs, memory, pubsub
 
 Sizes and run counts can be set per benchmark (``--cold-runs``, ``--records``, ...);
 each benchmark is also a module of its own (``python -m bench.cold_start --help``).
