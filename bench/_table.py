@@ -29,9 +29,14 @@ def interleaved_medians(runs: int, measures: Mapping[str, Callable[[], float]]) 
 
     Taking turns spreads drift on a busy machine (other processes, CPU frequency) over
     every row alike, where ``runs`` back-to-back calls per row would charge it to one.
+    A garbage collection before each measurement keeps one row's garbage (the tracing
+    rows make a lot) from being collected on another row's time.
     """
+    import gc
+
     values: dict[str, list[float]] = {name: [] for name in measures}
     for _ in range(runs):
         for name, measure in measures.items():
+            gc.collect()
             values[name].append(measure())
     return [(name, statistics.median(found)) for name, found in values.items()]

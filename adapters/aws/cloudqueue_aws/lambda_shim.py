@@ -230,9 +230,8 @@ def _deliveries(event: Any, deadline: datetime | None) -> list[Delivery]:
             attributes = record["attributes"]
             message_id, handle, body = record["messageId"], record["receiptHandle"], record["body"]
             attempt = int(attributes["ApproximateReceiveCount"])
-            if type(message_id) is not str or type(handle) is not str or type(record["eventSourceARN"]) \
-                    is not str or not message_id:
-                raise TypeError("messageId, receiptHandle and eventSourceARN must be strings")
+            if type(message_id) is not str or type(handle) is not str or not message_id:
+                raise TypeError("messageId and receiptHandle must be strings")
             extra = record.get("messageAttributes")
             data = _decoded(body, extra) if extra and _ENCODING in extra else body.encode()
             group = attributes.get("MessageGroupId")
@@ -247,6 +246,9 @@ def _deliveries(event: Any, deadline: datetime | None) -> list[Delivery]:
                 "eventSourceARN and attributes.ApproximateReceiveCount, as the event source "
                 "mapping sends them") from None
         append(Delivery(data, attempt, message_id, handle, group, deadline, _NO_ATTRIBUTES, None, None, extra))
+    if out and type(records[0].get("eventSourceARN")) is not str:  # one mapping, one queue: settles need it
+        raise SQSEventError("SQS event record 0 is incomplete or malformed (missing 'eventSourceARN'); "
+                            "no job ran")
     return out
 
 
