@@ -57,7 +57,7 @@ def _event(bodies: list[str], *, attributes: dict[str, Any] | None = None) -> di
 @pytest.mark.parametrize("broken", [
     lambda r: r.pop("messageId"), lambda r: r.pop("receiptHandle"), lambda r: r.pop("attributes"),
     lambda r: r["attributes"].pop("ApproximateReceiveCount"), lambda r: r.update(body=None),
-    lambda r: r["attributes"].update(ApproximateReceiveCount="many"), lambda r: r.pop("eventSourceARN"),
+    lambda r: r["attributes"].update(ApproximateReceiveCount="many"),
 ])
 def test_a_malformed_record_refuses_the_whole_event_before_any_job_runs(broken: Any) -> None:
     ran: list[str] = []
@@ -67,6 +67,16 @@ def test_a_malformed_record_refuses_the_whole_event_before_any_job_runs(broken: 
     with pytest.raises(SQSEventError, match="record 2 is incomplete or malformed"):
         lambda_handler(app)(event, FakeLambdaContext(60_000))
     assert ran == []  # the first two did not run: the redelivered batch runs them once
+
+
+def test_an_event_whose_queue_is_unknown_is_refused_before_any_job_runs() -> None:
+    ran: list[str] = []
+    app = _app(ran)
+    event = _event([_body(app, "1"), _body(app, "2")])
+    del event["Records"][0]["eventSourceARN"]
+    with pytest.raises(SQSEventError, match="eventSourceARN"):
+        lambda_handler(app)(event, FakeLambdaContext(60_000))
+    assert ran == []
 
 
 def test_a_record_from_another_source_refuses_the_whole_event() -> None:
