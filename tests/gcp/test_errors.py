@@ -113,3 +113,27 @@ def test_missing_credentials_are_a_configuration_error_with_the_fix(url: str) ->
         charge.enqueue(Order(order_id="o-1"))
     assert "GOOGLE_APPLICATION_CREDENTIALS" in str(raised.value)
     assert "emulator" in str(raised.value)
+
+
+@pytest.mark.timeout(20)  # the 30 s call timeout would run past this; a quarter window does not
+def test_an_ack_deadline_extension_to_a_silent_endpoint_gives_up_within_a_quarter_window() -> None:
+    # the heartbeat extends every held message from one thread: a call that hangs must end
+    # well before the other messages' deadlines, not after the 30 s call timeout
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections and never answers a byte
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True).start()
+    endpoint = f"127.0.0.1:{silent.getsockname()[1]}"
+    backend = from_url(f"pubsub://proj-x/jobs?subscription=jobs-sub&emulator={endpoint}")
+    delivery = cq.Delivery(body=b"{}", attempt=1, message_id="m", handle="ack-id")
+    try:
+        with pytest.raises(cq.BackendUnavailable, match=endpoint):
+            backend.extend_visibility(delivery, _s(10))
+    finally:
+        silent.close()
+        for sock in accepted:
+            sock.close()

@@ -616,17 +616,20 @@ class PubSubBackend(Backend):
             if back_in is not None:
                 self._pending[mid] = time.monotonic() + back_in
 
-    def _modify_many(self, deliveries: Sequence[Delivery], seconds: int, what: str) -> None:
+    def _modify_many(self, deliveries: Sequence[Delivery], seconds: int, what: str,
+                     bound: timedelta | None = None) -> None:
         handles = [d.handle for d in deliveries if d.handle is not None]
         if not handles:
             return  # push deliveries: the HTTP status settles them
         clients = self._clients
+        limit = clients.timeout if bound is None else min(bound, clients.timeout)
+        retry = clients.retry if bound is None else call_retry(limit)
         with translated(f"{what} at {clients.endpoint}"):
             for start in range(0, len(handles), 1000):
                 clients.subscriber.modify_ack_deadline(
                     request={"subscription": self._subscription(), "ack_ids": handles[start:start + 1000],
                              "ack_deadline_seconds": seconds},
-                    retry=clients.retry, timeout=clients.timeout.total_seconds())
+                    retry=retry, timeout=limit.total_seconds())
 
     def _modify(self, delivery: Delivery, seconds: int, what: str) -> None:
         self._modify_many((delivery,), seconds, what)
@@ -673,7 +676,10 @@ class PubSubBackend(Backend):
 
     def extend_visibility(self, delivery: Delivery, timeout: timedelta) -> None:
         seconds = math.ceil(min(max(timeout, timedelta(seconds=10)), MAX_ACK_DEADLINE).total_seconds())
-        self._modify(delivery, seconds, f"extending the ack deadline of {delivery.message_id}")
+        # the heartbeat beats every quarter window for every held message from one thread:
+        # one slow call must not hold it past the others' deadlines
+        self._modify_many((delivery,), seconds, f"extending the ack deadline of {delivery.message_id}",
+                          bound=timedelta(seconds=seconds / 4))
         self._note_held((delivery,), timedelta(seconds=seconds), extended=True)
 
     # -- dead letters --------------------------------------------------------------------
