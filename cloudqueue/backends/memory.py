@@ -119,7 +119,9 @@ class MemoryBackend(Backend):
         self._caps = Capabilities(max_delay=None, max_message_size=max_message_size,
                                   max_batch=1000, fifo=fifo, dedup=True, pull=True,
                                   visibility=True, uncounted_release=True)
-        self._cond = threading.Condition(threading.Lock())
+        # ``with self._lock`` enters the lock in C; the condition shares it for waiting
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._msgs: dict[str, _Msg] = {}
         self._ready: deque[str] = deque()
         self._timed: list[tuple[float, int, str, int]] = []  # (visible_at, seq, mid, token)
@@ -143,7 +145,7 @@ class MemoryBackend(Backend):
             if len(out.body) > limit:
                 raise PayloadError(f"message for job {out.job_type!r} is {len(out.body)} bytes, "
                                    f"over the queue's limit of {limit}", job=out.job_type)
-        with self._cond:
+        with self._lock:
             self._check_open()
             now = self.clock.time()
             for out in messages:
@@ -177,7 +179,7 @@ class MemoryBackend(Backend):
                 visibility: timedelta | None = None) -> list[Delivery]:
         give_up = _time.monotonic() + wait.total_seconds()
         hide = visibility if visibility is not None and visibility > timedelta(0) else self.visibility_timeout
-        with self._cond:
+        with self._lock:
             while True:
                 self._check_open()
                 now = self.clock.time()
@@ -268,7 +270,7 @@ class MemoryBackend(Backend):
                 msg.visible_at - _ACK_MARGIN > self.clock.time() and \
                 self._msgs.pop(delivery.message_id, None) is msg:
             return
-        with self._cond:
+        with self._lock:
             self._owned(delivery)
             del self._msgs[delivery.message_id]
 
@@ -282,7 +284,7 @@ class MemoryBackend(Backend):
         self._reschedule(delivery, delay, count=False)
 
     def _reschedule(self, delivery: Delivery, delay: timedelta, *, count: bool) -> None:
-        with self._cond:
+        with self._lock:
             msg = self._owned(delivery)
             now = self.clock.time()
             if not count:
@@ -294,7 +296,7 @@ class MemoryBackend(Backend):
                 self._cond.notify_all()
 
     def extend_visibility(self, delivery: Delivery, timeout: timedelta) -> None:
-        with self._cond:
+        with self._lock:
             msg = self._owned(delivery)
             msg.visible_at = self.clock.time() + timeout.total_seconds()
             if not self.fifo:
@@ -304,7 +306,7 @@ class MemoryBackend(Backend):
         self._reschedule(delivery, delay, count=False)
 
     def dead_letter(self, delivery: Delivery, reason: Reason) -> None:
-        with self._cond:
+        with self._lock:
             self._bury(self._owned(delivery), str(reason), self.clock.time())
 
     def _bury(self, msg: _Msg, reason: str, now: float) -> None:
@@ -318,7 +320,7 @@ class MemoryBackend(Backend):
 
     # -- inspecting ----------------------------------------------------------------------
     def stats(self) -> QueueStats:
-        with self._cond:
+        with self._lock:
             now = self.clock.time()
             waiting = in_flight = delayed = 0
             oldest: float | None = None
@@ -336,7 +338,7 @@ class MemoryBackend(Backend):
 
     def pending(self) -> list[PendingMessage]:
         """Every message not yet settled, oldest first."""
-        with self._cond:
+        with self._lock:
             now = self.clock.time()
             return [PendingMessage(m.mid, m.job_id, m.job_type, m.body, _utc(m.visible_at),
                                    m.receives, bool(m.token) and m.visible_at > now, m.group)
@@ -344,16 +346,16 @@ class MemoryBackend(Backend):
 
     def next_due(self) -> datetime | None:
         """When the next message not in flight becomes visible (None: nothing waits)."""
-        with self._cond:
+        with self._lock:
             times = [m.visible_at for m in list(self._msgs.values()) if not m.token]
             return _utc(min(times)) if times else None
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        with self._cond:
+        with self._lock:
             return [d.letter for d in itertools.islice(self._dead.values(), limit)]
 
     def redrive(self, message_ids: Sequence[str] | None = None) -> int:
-        with self._cond:
+        with self._lock:
             chosen = list(self._dead) if message_ids is None else \
                 [mid for mid in message_ids if mid in self._dead]
             missing = [] if message_ids is None else [m for m in message_ids if m not in self._dead]
@@ -370,14 +372,14 @@ class MemoryBackend(Backend):
             return len(chosen)
 
     def purge_dead_letters(self) -> int:
-        with self._cond:
+        with self._lock:
             count = len(self._dead)
             self._dead.clear()
             return count
 
     def purge(self) -> int:
         """Drop every message still in the queue (not the dead letters); return how many."""
-        with self._cond:
+        with self._lock:
             count = len(self._msgs)
             self._msgs.clear()
             self._ready.clear()
@@ -385,7 +387,7 @@ class MemoryBackend(Backend):
             return count
 
     def close(self) -> None:
-        with self._cond:
+        with self._lock:
             if self.name:
                 return  # a named queue outlives one user; it is dropped with the process
             self._closed = True
