@@ -399,3 +399,20 @@ def test_enqueue_many_creates_every_task(queues: TasksSetup, http_function: Any,
     assert len(set(ids)) == 25 and len(_tasks(app.backend)) == 25
     queues.server.dispatch_due()
     assert sorted(done, key=int) == [str(n) for n in range(25)]
+
+
+def test_stats_count_dead_letters_on_a_pubsub_topic_from_cloud_monitoring(
+        tasks_server: Any, project: str, emulator: Any, monitoring_server: Any) -> None:
+
+    from cloudqueue_gcp._monitoring import UNDELIVERED
+
+    from .conftest import make_pubsub, make_queues
+
+    setup = make_queues(tasks_server, project)
+    pubsub = make_pubsub(emulator.host, project)
+    dead = (f"pubsub://{project}/{pubsub.dead_topic}?subscription={pubsub.dead_subscription}"
+            f"&emulator={emulator.host}&monitoring={monitoring_server.endpoint}")
+    backend = from_url(setup.url("https://fn.example/", dead_letter=dead))
+    assert backend.stats().dead_lettered is None  # nothing sampled yet: unknown
+    monitoring_server.record(project, pubsub.dead_subscription, UNDELIVERED, 3)
+    assert backend.stats().dead_lettered == 3

@@ -276,8 +276,9 @@ class TopicDeadLetters:
     """Dead letters kept on a Pub/Sub topic, listed and taken back through a subscription."""
 
     def __init__(self, clients: _Clients, project: str, topic: str, subscription: str | None,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK, monitoring: Monitoring | None = None) -> None:
         self._clients = clients
+        self.monitoring = monitoring
         self.topic = f"projects/{project}/topics/{topic}"
         self.subscription = f"projects/{project}/subscriptions/{subscription}" if subscription else None
         self.clock = clock
@@ -293,6 +294,12 @@ class TopicDeadLetters:
         if attempts is not None:
             attrs[ATTR_ATTEMPTS] = str(attempts)
         publish_all(self._clients, self.topic, [(body, attrs, "")], f"publishing a dead letter to {self.topic}")
+
+    def backlog(self) -> int | None:
+        """How many dead letters wait, from Cloud Monitoring (None when unknown)."""
+        if self.monitoring is None or self.subscription is None:
+            return None
+        return self.monitoring.latest(UNDELIVERED, self.subscription.rsplit("/", 1)[-1])
 
     def _listing(self) -> str:
         if self.subscription is None:
@@ -413,12 +420,12 @@ class PubSubBackend(Backend):
         self.subscription_path = f"projects/{project}/subscriptions/{subscription}" if subscription else None
         self.clock = clock
         self._clients = _Clients(publisher, subscriber, emulator, timeout)
-        where = monitoring or ("off" if emulator else "google")
-        self._monitoring = None if where == "off" else Monitoring(project, None if where == "google" else where,
-                                                                  timeout)
+        self._monitoring = monitoring_for(project, monitoring, emulator, timeout)
         self._dead = TopicDeadLetters(self._clients, project, dead_letter_topic,
                                       dead_letter_subscription or dead_letter_topic, clock) \
             if dead_letter_topic else None
+        if self._dead is not None:
+            self._dead.monitoring = self._monitoring
         self._caps = Capabilities(max_delay=timedelta(0), delay_hops=False,
                                   max_message_size=MAX_MESSAGE_SIZE, max_batch=1000, fifo=ordering,
                                   dedup=False, pull=subscription is not None, push=True,
@@ -722,8 +729,8 @@ class PubSubBackend(Backend):
                 backlog = self._monitoring.latest(UNDELIVERED, short)
                 age = self._monitoring.latest(OLDEST_UNACKED, short)
                 oldest = timedelta(seconds=age) if age is not None else None
-            if self._dead is not None and self._dead.subscription is not None:
-                dead = self._monitoring.latest(UNDELIVERED, self._dead.subscription.rsplit("/", 1)[-1])
+            if self._dead is not None:
+                dead = self._dead.backlog()
         now = time.monotonic()
         with self._track:
             for mid, due in list(self._pending.items()):
@@ -744,6 +751,15 @@ class PubSubBackend(Backend):
 
     def __repr__(self) -> str:
         return f"<PubSubBackend {self.topic_path}>"
+
+
+def monitoring_for(project: str, where: str | None, emulator: str | None, timeout: timedelta) -> Monitoring | None:
+    """The Monitoring reader a ``monitoring=`` option asks for (default: Google's, none with
+    an emulator)."""
+    where = where or ("off" if emulator else "google")
+    if where == "off":
+        return None
+    return Monitoring(project, None if where == "google" else where, timeout)
 
 
 def _warn_no_attempts(subscription: str) -> None:

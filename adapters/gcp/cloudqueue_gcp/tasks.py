@@ -391,7 +391,8 @@ class CloudTasksBackend(Backend):
                 if task.create_time:
                     created = _aware(task.create_time)
                     oldest = created if oldest is None else min(oldest, created)
-        dead = len(self._dead.list(10_000)) if isinstance(self._dead, QueueDeadLetters) else None
+        dead = len(self._dead.list(10_000)) if isinstance(self._dead, QueueDeadLetters) else \
+            _topic_backlog(self._dead)
         return QueueStats(waiting=waiting, in_flight=in_flight, delayed=delayed, dead_lettered=dead,
                           oldest_age=max(now - oldest, timedelta(0)) if oldest else None)
 
@@ -400,6 +401,13 @@ class CloudTasksBackend(Backend):
 
     def __repr__(self) -> str:
         return f"<CloudTasksBackend {self.queue_path}>"
+
+
+def _topic_backlog(store: DeadLetterStore | None) -> int | None:
+    """Dead letters waiting on a Pub/Sub topic, from Cloud Monitoring (None when unknown)."""
+    from .pubsub import TopicDeadLetters
+
+    return store.backlog() if isinstance(store, TopicDeadLetters) else None
 
 
 def _aware(moment: datetime) -> datetime:
@@ -415,16 +423,17 @@ def dead_letter_store(url: str, *, client: CloudTasksClient | None = None, endpo
     parts = urlsplit(url)
     path = (parts.netloc + parts.path).strip("/").split("/")
     if parts.scheme == "pubsub":
-        from .pubsub import TopicDeadLetters, _Clients
+        from .pubsub import TopicDeadLetters, _Clients, monitoring_for
 
-        options = parse_options("pubsub", parts.query, ("subscription", "emulator"))
+        options = parse_options("pubsub", parts.query, ("subscription", "emulator", "monitoring"))
         if len(path) != 2 or not all(path):
             raise ConfigurationError(f"dead_letter URL {url!r} must be pubsub://PROJECT/TOPIC")
         import os
 
         emulator = options.get("emulator") or os.environ.get("PUBSUB_EMULATOR_HOST") or None
         return TopicDeadLetters(_Clients(publisher, subscriber, emulator, timeout), path[0], path[1],
-                                options.get("subscription") or None, clock)
+                                options.get("subscription") or None, clock,
+                                monitoring_for(path[0], options.get("monitoring") or None, emulator, timeout))
     if parts.scheme == "cloudtasks":
         options = parse_options("cloudtasks", parts.query, ("endpoint",))
         if len(path) != 3 or not all(path):
