@@ -102,7 +102,7 @@ _warned_no_attempts = False
 _PENDING_GRACE = 30.0
 #: messages one pull takes when a receive asks for fewer; the rest wait in a buffer for the
 #: next receive at most _BUFFER_AGE seconds, then go back to Pub/Sub
-_PREFETCH = 32
+_PREFETCH = 100
 _BUFFER_AGE = 1.0
 
 
