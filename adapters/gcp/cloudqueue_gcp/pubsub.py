@@ -42,6 +42,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -226,23 +227,24 @@ class _AckBatcher:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
+        atexit.register(_flush_at_exit, weakref.ref(self))
 
     def add(self, ack_id: str) -> None:
         with self._cond:
             self._ids.append(ack_id)
-            if self._thread is None:
+            if self._thread is None:  # started on demand; it ends after a second with nothing to send
                 self._thread = threading.Thread(target=self._run, name="cloudqueue-pubsub-acks", daemon=True)
                 self._thread.start()
-                atexit.register(self.flush)
             self._cond.notify_all()
 
     def _run(self) -> None:
         clients = self._clients
         while True:
             with self._cond:
-                while not self._ids and not self._closed:
-                    self._cond.wait()
+                if not self._ids and not self._closed:
+                    self._cond.wait(timeout=1.0)
                 if not self._ids:
+                    self._thread = None
                     return
             time.sleep(self._LINGER)  # let acks of other consumers gather
             with self._cond:
@@ -270,6 +272,12 @@ class _AckBatcher:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+def _flush_at_exit(batcher: weakref.ref[_AckBatcher]) -> None:
+    found = batcher()
+    if found is not None:
+        found.flush(timeout=5.0)
 
 
 class TopicDeadLetters:
