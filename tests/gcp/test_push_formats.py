@@ -172,3 +172,52 @@ def test_a_task_retry_count_that_is_not_a_non_negative_integer_is_refused(http_f
                "X-CloudTasks-TaskName": "t-1", "X-CloudTasks-TaskRetryCount": count}
     assert _post(http_function.url, charge.message(Order(order_id="o-3")).body, headers) == 400
     assert runs == []
+
+
+_DEFERRED_PUSH = """
+import sys, json
+from datetime import datetime, timedelta, timezone
+import cloudqueue as cq
+import cloudqueue_gcp
+from cloudqueue import envelope
+from pydantic import BaseModel
+
+class Later(cq.Middleware):
+    def run(self, task, call_next):
+        raise cq.Defer(timedelta(seconds=30), "rate limited")
+
+class Order(BaseModel):
+    order_id: str
+
+app = cq.App("shop", backend="pubsub://p-push/jobs?subscription=jobs-sub&emulator={nowhere}",
+             middleware=[Later()])
+
+@app.job
+def charge(payload: Order) -> None:
+    pass
+
+class Request:
+    headers = {{"x-goog-pubsub-message-id": "1", "x-goog-pubsub-subscription-name": "s"}}
+    def get_data(self):  # built as the producer did, without this app's backend
+        return envelope.encode(job_id="j-1", app="shop", job_type="charge", time=datetime.now(timezone.utc),
+                               data={{"order_id": "o-1"}})
+
+handler = cloudqueue_gcp.http_handler(app, verify=False)
+print(json.dumps([handler(Request())[1],
+                  sorted(m for m in sys.modules if m.startswith(("google.cloud.", "google.api_core", "grpc")))]))
+"""
+
+
+def test_a_push_shim_on_a_pull_url_never_looks_at_the_subscription() -> None:
+    # a deferred push is answered non-2xx; settling it reads the backend's capabilities, which
+    # for a pull URL look the subscription up on first use: not on the push path
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+
+    code = _DEFERRED_PUSH.format(nowhere=f"127.0.0.1:{free_port()}")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    status, loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert status == 500
+    assert loaded == []

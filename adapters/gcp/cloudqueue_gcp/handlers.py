@@ -277,6 +277,10 @@ class PushBinding(Backend):
 
     @property
     def capabilities(self) -> Capabilities:
+        from .pubsub import PubSubBackend
+
+        if isinstance(self.backend, PubSubBackend):  # no SDK import, no call: nothing is pulled here
+            return self.backend.declared_capabilities
         return self.backend.capabilities
 
     def send(self, messages: Sequence[OutgoingMessage]) -> list[str]:

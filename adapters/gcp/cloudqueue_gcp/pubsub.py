@@ -455,6 +455,12 @@ class PubSubBackend(Backend):
             self._check_subscription()
         return self._caps
 
+    @property
+    def declared_capabilities(self) -> Capabilities:
+        """What the URL says, without the first look at the subscription (no network, no SDK):
+        for a push shim, whose deliveries never come from a pull."""
+        return self._caps
+
     def _check_subscription(self) -> None:
         """Fail at once on a missing subscription; learn its ack deadline.
 
