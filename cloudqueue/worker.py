@@ -194,15 +194,21 @@ class Worker:
         ack = Outcome.ACK
         stop = self._stop
         held, busy = self._held, self._busy
+        worked = False  # the last receive brought messages
+        no_wait = timedelta(0)
         while not stop.is_set():
             received_at = time.monotonic()
+            # until_empty: right after work, look without waiting, so the worker can tell
+            # the queue is empty (and return) at once rather than after a long poll
+            wait = no_wait if worked and self._until_empty else self.poll_wait
             try:
-                batch = backend.receive(max_messages=self.prefetch, wait=self.poll_wait,
+                batch = backend.receive(max_messages=self.prefetch, wait=wait,
                                         visibility=self.visibility_timeout)
             except Exception:  # the queue is unreachable: wait, then try again
                 log.exception("receive failed; retrying in %s", self.poll_wait)
                 stop.wait(self.poll_wait.total_seconds())
                 continue
+            worked = bool(batch)
             if not batch:
                 # in flight counts what another consumer received but has not yet taken up
                 if self._until_empty and self._all_idle() and _is_empty(backend):
