@@ -243,17 +243,17 @@ class App:
         return self.get_job(name).enqueue(payload, delay=delay, at=at, idempotency_key=idempotency_key,
                                           ordering_key=ordering_key, traceparent=traceparent)
 
-    def _build(self, job: Job[Any, Any], payload: Any, *, delay: timedelta | None,
-               at: datetime | None, idempotency_key: str | None,
-               ordering_key: str | None, traceparent: str | None = None) -> OutgoingMessage:
+    def _build(self, job: Job[Any, Any], payload: Any, delay: timedelta | None = None,
+               at: datetime | None = None, idempotency_key: str | None = None,
+               ordering_key: str | None = None, traceparent: str | None = None) -> OutgoingMessage:
         """One outgoing message: validate, schedule, route, name, encode, check the size.
 
         Each step is one method below, so a new enqueue option touches one of them.
         """
         value = job.validate(payload)
-        backend = self.backend
+        backend = self._backend or self.backend
         caps = backend.capabilities
-        now = self.clock.now()
+        now = (self._clock or backend.clock).now()
         wait, not_before = (timedelta(0), None) if delay is None and at is None else \
             self._schedule(job, backend, now, delay, at)
         if ordering_key is not None or job.ordering_key is not None:
@@ -324,7 +324,9 @@ class App:
 
     def _enqueue(self, messages: Sequence[OutgoingMessage]) -> list[str]:
         """Send through the middleware's ``enqueue`` hooks (outermost first)."""
-        hooks = overrides(self._middleware, "enqueue") if self._middleware else ()
+        if not self._middleware:
+            return self.backend.send(messages) if len(messages) == 1 else self._send(messages)
+        hooks = overrides(self._middleware, "enqueue")
         if not hooks:
             return self._send(messages)
         sent: list[list[str]] = []

@@ -102,8 +102,7 @@ class Job(Generic[P, R]):
                 at: datetime | None = None, idempotency_key: str | None = None,
                 ordering_key: str | None = None, traceparent: str | None = None) -> OutgoingMessage:
         """Validate and serialize one job without sending it (see ``enqueue_many``)."""
-        return self.app._build(self, payload, delay=delay, at=at, idempotency_key=idempotency_key,
-                               ordering_key=ordering_key, traceparent=traceparent)
+        return self.app._build(self, payload, delay, at, idempotency_key, ordering_key, traceparent)
 
     def enqueue(self, payload: P | dict[str, Any], *, delay: timedelta | None = None,
                 at: datetime | None = None, idempotency_key: str | None = None,
@@ -123,9 +122,9 @@ class Job(Generic[P, R]):
             PayloadError: the payload does not validate, or is too large; nothing is sent.
             UnsupportedFeature: the backend cannot honour ``delay``/``ordering_key``.
         """
-        msg = self.message(payload, delay=delay, at=at, idempotency_key=idempotency_key,
-                           ordering_key=ordering_key, traceparent=traceparent)
-        return self.app._enqueue([msg])[0]
+        app = self.app
+        msg = app._build(self, payload, delay, at, idempotency_key, ordering_key, traceparent)
+        return app._enqueue([msg])[0]
 
     def enqueue_many(self, payloads: Iterable[P | dict[str, Any] | OutgoingMessage], *,
                      delay: timedelta | None = None, at: datetime | None = None) -> list[str]:
