@@ -286,19 +286,16 @@ def main(argv: list[str] | None = None) -> None:
     event = build_event(args.records)
     context = Context()
 
-    def shim() -> float:
-        start = time.perf_counter()
-        response = handler(event, context)
-        elapsed = time.perf_counter() - start
-        assert response == {"batchItemFailures": []}, response
-        return elapsed
+    def timing(run: Callable[[Any, Any], dict[str, Any]]) -> Callable[[], float]:
+        def measure() -> float:
+            start = time.perf_counter()
+            response = run(event, context)
+            elapsed = time.perf_counter() - start
+            assert response == {"batchItemFailures": []}, response
+            return elapsed
+        return measure
 
-    def shim_middleware() -> float:
-        start = time.perf_counter()
-        response = wrapped_handler(event, context)
-        elapsed = time.perf_counter() - start
-        assert response == {"batchItemFailures": []}, response
-        return elapsed
+    shim, shim_middleware = timing(handler), timing(wrapped_handler)
 
     from cloudqueue import Delivery
     from cloudqueue.dispatch import Task
