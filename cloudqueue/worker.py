@@ -118,6 +118,7 @@ class Worker:
         self._beat_stop = threading.Event()
         self._beat_wake = threading.Event()  # set when new messages are due before its wake-up
         self._beat_at = 0.0  # when the heartbeat wakes next (monotonic)
+        self._steps: dict[timedelta, float] = {}  # visibility window -> seconds between beats
         self._lock = threading.Lock()
         self._held: dict[int, _Held] = {}  # received and not yet settled, for the heartbeat
         self._unstarted: list[Delivery] = []  # received after stop: given back at the end
@@ -288,8 +289,14 @@ class Worker:
 
     def _step(self, delivery: Delivery) -> float:
         """The longest wait between two extensions of ``delivery``."""
-        step = self._window(delivery) / 4
-        return step if self.heartbeat is None else min(step, self.heartbeat.total_seconds())
+        window = self.visibility_timeout or delivery.visibility or _UNKNOWN_WINDOW
+        step = self._steps.get(window)
+        if step is None:  # a few distinct windows at most: worked out once each
+            step = window.total_seconds() / 4
+            if self.heartbeat is not None:
+                step = min(step, self.heartbeat.total_seconds())
+            self._steps[window] = step
+        return step
 
     def _heartbeat(self, backend: Backend) -> None:
         cap = self.heartbeat.total_seconds() if self.heartbeat is not None else float("inf")

@@ -207,7 +207,9 @@ class MemoryBackend(Backend):
             ready.append(mid)
 
     def _take(self, max_messages: int, now: float, hide: timedelta) -> list[Delivery]:
-        self._promote(now)
+        timed = self._timed
+        if timed and timed[0][0] <= now:
+            self._promote(now)
         out: list[Delivery] = []
         ready, msgs = self._ready, self._msgs
         while ready and len(out) < max_messages:
