@@ -324,9 +324,7 @@ class App:
 
     def _enqueue(self, messages: Sequence[OutgoingMessage]) -> list[str]:
         """Send through the middleware's ``enqueue`` hooks (outermost first)."""
-        if not self._middleware:
-            return self.backend.send(messages) if len(messages) == 1 else self._send(messages)
-        hooks = overrides(self._middleware, "enqueue")
+        hooks = overrides(self._middleware, "enqueue") if self._middleware else ()
         if not hooks:
             return self._send(messages)
         sent: list[list[str]] = []

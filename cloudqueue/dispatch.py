@@ -33,7 +33,7 @@ from .backends.base import Backend, Delivery
 from .clock import Clock, parse_time
 from .context import JobContext, current_traceparent
 from .envelope import EnvelopeError, decode, envelope_validator
-from .lifecycle import Outcome, Reason, ReasonKind, overrides
+from .lifecycle import STAYS, Outcome, Reason, ReasonKind, overrides
 
 if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
@@ -400,8 +400,7 @@ class Dispatcher:
             result.applied = False
             log.exception("could not settle job %s %s (%s); the queue delivers it again",
                           result.job_type or "?", result.job_id or delivery.message_id, outcome.value)
-        if self._unrun and outcome is not Outcome.DEFER and outcome is not Outcome.RELEASE \
-                and outcome is not Outcome.RETRY:
+        if self._unrun and outcome not in STAYS:  # settled for good: nothing more to take off
             with self._unrun_lock:
                 self._unrun.pop(delivery.message_id, None)
         if self.observed:
@@ -424,19 +423,18 @@ class Dispatcher:
         """Release deliveries that were received but never started (one batch call)."""
         if not deliveries:
             return
-        results = [Result(Outcome.RELEASE, d, reason=Reason(ReasonKind.DEFERRED, "not started"))
-                   for d in deliveries]
         self.note_unrun(backend, deliveries)
+        applied = True
         try:
             backend.release_many(deliveries)
         except Exception:  # they come back after their visibility timeout
+            applied = False
             log.warning("could not give back %d unstarted message(s); they come back after their "
                         "visibility timeout", len(deliveries), exc_info=True)
-            for result in results:
-                result.applied = False
         if self.observed:
-            for result in results:
-                self._observe(result)
+            for delivery in deliveries:
+                self._observe(Result(Outcome.RELEASE, delivery, applied=applied,
+                                     reason=Reason(ReasonKind.DEFERRED, "not started")))
 
     def _observe(self, result: Result, *, stalled: bool = False) -> None:
         for hook in self._settled_hooks:

@@ -55,6 +55,10 @@ class Outcome(enum.Enum):
     RELEASE = "release"
 
 
+#: outcomes that leave the message in the queue, to be delivered again
+STAYS = frozenset({Outcome.RETRY, Outcome.DEFER, Outcome.RELEASE})
+
+
 class ReasonKind(str, enum.Enum):
     """Why a message left the normal path."""
 
@@ -215,7 +219,7 @@ class Batch:
                 applied = False
             else:
                 applied = settle(backend, result)  # type: ignore[arg-type]
-            if not applied or outcome in _STAYS or (outcome is Outcome.HOP and fifo_hop_stays) or (
+            if not applied or outcome in STAYS or (outcome is Outcome.HOP and fifo_hop_stays) or (
                     kept is not None and kept(delivery)):
                 stays.append(delivery)
                 if group is not None:
@@ -226,5 +230,3 @@ class Batch:
         return stays
 
 
-#: outcomes that leave the message in the queue, to be delivered again
-_STAYS = frozenset({Outcome.RETRY, Outcome.DEFER, Outcome.RELEASE})

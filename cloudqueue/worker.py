@@ -283,13 +283,13 @@ class Worker:
             self._held.pop(id(delivery), None)
 
     # -- around the consumers ------------------------------------------------------------------
-    def _window(self, delivery: Delivery) -> float:
-        window = self.visibility_timeout or delivery.visibility or _UNKNOWN_WINDOW
-        return window.total_seconds()
+    def _window(self, delivery: Delivery) -> timedelta:
+        """How long each extension hides ``delivery``: the visibility its receive used."""
+        return self.visibility_timeout or delivery.visibility or _UNKNOWN_WINDOW
 
     def _step(self, delivery: Delivery) -> float:
-        """The longest wait between two extensions of ``delivery``."""
-        window = self.visibility_timeout or delivery.visibility or _UNKNOWN_WINDOW
+        """The longest wait, in seconds, between two extensions of ``delivery``."""
+        window = self._window(delivery)
         step = self._steps.get(window)
         if step is None:  # a few distinct windows at most: worked out once each
             step = window.total_seconds() / 4
@@ -299,20 +299,18 @@ class Worker:
         return step
 
     def _heartbeat(self, backend: Backend) -> None:
-        cap = self.heartbeat.total_seconds() if self.heartbeat is not None else float("inf")
         warned: set[str] = set()
         while not self._beat_stop.is_set():
             self._beat_wake.clear()  # before the scan: a consumer's later set wakes the wait
             self._beat_at = float("inf")  # while scanning, every new message wakes it again
             now = time.monotonic()
-            wake = now + min(1.0, cap)
+            wake = now + 1.0  # with nothing held; consumers wake it when they take messages
             for entry in list(self._held.values()):
-                window = self._window(entry.delivery)
                 step = self._step(entry.delivery)
                 due = entry.extended + step
                 if now >= due:
                     try:
-                        backend.extend_visibility(entry.delivery, timedelta(seconds=window))
+                        backend.extend_visibility(entry.delivery, self._window(entry.delivery))
                         entry.extended = now
                     except StaleDelivery as exc:
                         mid = entry.delivery.message_id
