@@ -10,6 +10,9 @@
     send_receipt.enqueue(Receipt(to="a@b.c", order_id="1"))
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 from ._errors import (
     BackendError,
     BackendUnavailable,
@@ -36,6 +39,25 @@ from .job import Job
 from .lifecycle import Middleware, Outcome, Reason, ReasonKind
 from .retry import Backoff, Retry
 
+if _TYPE_CHECKING:
+    from .limits import Concurrency, RateLimit
+    from .schedules import Cron
+
+#: names loaded on first use: an app without schedules or limits never imports them
+_LAZY = {"Concurrency": "cloudqueue.limits", "RateLimit": "cloudqueue.limits",
+         "Cron": "cloudqueue.schedules"}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cloudqueue' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -46,7 +68,9 @@ __all__ = [
     "Backoff",
     "Capabilities",
     "CloudQueueError",
+    "Concurrency",
     "ConfigurationError",
+    "Cron",
     "DeadLetter",
     "Defer",
     "Delivery",
@@ -62,6 +86,7 @@ __all__ = [
     "PermissionDenied",
     "QueueNotFound",
     "QueueStats",
+    "RateLimit",
     "Reason",
     "ReasonKind",
     "Result",

@@ -20,6 +20,8 @@ from .lifecycle import EVENTS, Middleware, overrides
 from .retry import DEFAULT_RETRY, Retry
 
 if TYPE_CHECKING:
+    from .limits import Concurrency, RateLimit
+    from .schedules import Cron
     from .worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -176,10 +178,14 @@ class App:
 
     @overload
     def job(self, func: None = None, /, *, name: str | None = None, retry: Retry | None = None,
-            ordering_key: OrderingKey = None) -> Callable[[F], Job[Any, Any]]: ...
+            ordering_key: OrderingKey = None, schedule: Cron | Sequence[Cron] | None = None,
+            rate_limit: str | RateLimit | None = None,
+            concurrency: int | Concurrency | None = None) -> Callable[[F], Job[Any, Any]]: ...
 
     def job(self, func: F | None = None, /, *, name: str | None = None, retry: Retry | None = None,
-            ordering_key: OrderingKey = None) -> Job[Any, Any] | Callable[[F], Job[Any, Any]]:
+            ordering_key: OrderingKey = None, schedule: Cron | Sequence[Cron] | None = None,
+            rate_limit: str | RateLimit | None = None,
+            concurrency: int | Concurrency | None = None) -> Job[Any, Any] | Callable[[F], Job[Any, Any]]:
         """Register a job: ``@app.job`` or ``@app.job(name=..., retry=..., ordering_key=...)``.
 
         Args:
@@ -187,6 +193,11 @@ class App:
             retry: attempts and backoff (default: the app's).
             ordering_key: a FIFO group for every enqueue: a string, or a function of the
                 payload returning one (needs a FIFO backend).
+            schedule: a ``cq.Cron`` (or a list): slots the scheduler or the cloud enqueues
+                (see ``cloudqueue.schedules``); each schedule's payload is validated here.
+            rate_limit: ``"N/s"``, ``"N/m"``, ``"N/h"`` or a ``cq.RateLimit`` (per key).
+            concurrency: most runs at once, an int or a ``cq.Concurrency`` (per key); both
+                limits are enforced by the worker (see ``cloudqueue.limits``).
 
         Raises:
             ConfigurationError: a duplicate name, a missing annotation, a bad retry setting.
@@ -208,9 +219,26 @@ class App:
                 raise ConfigurationError(
                     f"job {job_name!r}: ordering_key must be a string or a function of the payload")
             payload_type, codec, takes_ctx = inspect_job_function(fn, job_name)
+            schedules: tuple[Cron, ...] = ()
+            if schedule is not None:
+                from .schedules import schedules_of
+
+                schedules = schedules_of(job_name, schedule)
+            limits = None
+            if rate_limit is not None or concurrency is not None:
+                from .limits import JobLimits
+
+                limits = JobLimits.build(job_name, rate_limit, concurrency)
             registered: Job[Any, Any] = Job(self, fn, name=job_name, retry=retry or self.retry,
                                             payload_type=payload_type, codec=codec,
-                                            takes_context=takes_ctx, ordering_key=ordering_key)
+                                            takes_context=takes_ctx, ordering_key=ordering_key,
+                                            schedules=schedules, limits=limits)
+            for item in schedules:  # a schedule's payload fails here, not at 3 a.m.
+                try:
+                    registered.validate(item.payload)
+                except PayloadError as exc:
+                    raise ConfigurationError(f"job {job_name!r}: the payload of schedule "
+                                             f"cq.Cron({item.expression!r}) does not validate: {exc}") from None
             self._jobs[job_name] = registered
             self.dispatcher.jobs_changed()
             return registered

@@ -1,6 +1,7 @@
 """The ``cloudqueue`` command line.
 
-    cloudqueue worker module:app [--concurrency N] [--until-empty]
+    cloudqueue worker module:app [--concurrency N] [--until-empty] [--schedules]
+    cloudqueue scheduler module:app [--catch-up HOURS] [--once]
     cloudqueue enqueue TARGET JOB JSON [--delay SECONDS] [--key KEY] [--ordering-key GROUP]
     cloudqueue stats TARGET
     cloudqueue dead-letters list|redrive|purge TARGET
@@ -186,16 +187,62 @@ def cli(verbose: bool) -> None:
                    "the heartbeat extends it while the job runs.")
 @click.option("--prefetch", default=1, show_default=True, type=click.IntRange(min=1),
               help="Messages each consumer takes per receive.")
+@click.option("--schedules", "with_schedules", is_flag=True,
+              help="Also enqueue the jobs' cron slots when due (as `cloudqueue scheduler` does).")
 def worker(app_spec: str, concurrency: int, until_empty: bool, visibility_timeout: float | None,
-           prefetch: int) -> None:
+           prefetch: int, with_schedules: bool) -> None:
     """Consume the app's queue until SIGTERM/SIGINT (graceful: running jobs finish)."""
     app = load_app(app_spec)
     _check_memory(app.backend, app_spec, app)
     visibility = timedelta(seconds=visibility_timeout) if visibility_timeout is not None else None
-    stats = app.worker(concurrency=concurrency, visibility_timeout=visibility,
-                       prefetch=prefetch).run(until_empty=until_empty)
+    scheduler = thread = None
+    if with_schedules:
+        import threading
+
+        from .schedules import Scheduler
+
+        scheduler = Scheduler(app)
+        thread = threading.Thread(target=scheduler.run, name="cloudqueue-scheduler", daemon=True)
+        thread.start()
+    try:
+        stats = app.worker(concurrency=concurrency, visibility_timeout=visibility,
+                           prefetch=prefetch).run(until_empty=until_empty)
+    finally:
+        if scheduler is not None and thread is not None:
+            scheduler.stop()
+            thread.join(timeout=5)
     click.echo(table(["succeeded", "retried", "dead-lettered", "released"],
                      [[stats.succeeded, stats.retried, stats.dead_lettered, stats.released]]))
+
+
+@cli.command()
+@click.argument("app_spec", metavar="MODULE:APP")
+@click.option("--catch-up", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="HOURS",
+              help="On start, enqueue the slots of missed=\"catch_up\" schedules from this many hours "
+                   "back (each at most catch_up_limit; a slot already enqueued keeps its key).")
+@click.option("--grace", type=click.FloatRange(min=0), default=60.0, show_default=True, metavar="SECONDS",
+              help="How late a slot of a missed=\"skip\" schedule may be enqueued.")
+@click.option("--once", is_flag=True, help="Enqueue what is due now and exit.")
+def scheduler(app_spec: str, catch_up: float, grace: float, once: bool) -> None:
+    """Enqueue the app's cron slots when due, until SIGTERM/SIGINT (in the cloud, the
+    schedules that terraform-vars writes do this instead)."""
+    import signal
+
+    from .schedules import Scheduler
+
+    app = load_app(app_spec)
+    _check_memory(app.backend, app_spec, app)
+    runner = Scheduler(app, catch_up=timedelta(hours=catch_up), grace=timedelta(seconds=grace))
+    if not runner.schedules:
+        raise ConfigurationError(f"app {app.name!r} has no job with a schedule=; nothing to do")
+    if once:
+        fired = runner.tick()
+        click.echo(table(["job", "schedule", "slot (UTC)", "job id"],
+                         [[f.job, f.schedule, f.slot.strftime("%Y-%m-%d %H:%M"), f.job_id] for f in fired]))
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: runner.stop())
+    runner.run()
 
 
 @cli.command()

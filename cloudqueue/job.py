@@ -19,6 +19,8 @@ from .retry import Retry
 
 if TYPE_CHECKING:
     from .app import App
+    from .limits import JobLimits
+    from .schedules import Cron
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -33,7 +35,8 @@ class Job(Generic[P, R]):
 
     def __init__(self, app: App, func: Callable[..., R], *, name: str, retry: Retry,
                  payload_type: Any, codec: PayloadCodec, takes_context: bool,
-                 ordering_key: OrderingKey) -> None:
+                 ordering_key: OrderingKey, schedules: tuple[Cron, ...] = (),
+                 limits: JobLimits | None = None) -> None:
         self.app = app
         self.func = func
         self.name = name
@@ -43,6 +46,10 @@ class Job(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(func)
         self.ordering_key = ordering_key
         self.codec = codec
+        #: the job's cron schedules (``@app.job(schedule=...)``)
+        self.schedules = schedules
+        #: rate and concurrency limits (``@app.job(rate_limit=..., concurrency=...)``), or None
+        self.limits = limits
         self._fields = _accepted_fields(payload_type)
         self._warned_extra: set[frozenset[str]] = set()
         self.__doc__ = func.__doc__

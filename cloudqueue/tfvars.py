@@ -9,6 +9,10 @@ registered jobs, so they are written once, in Python:
     Backoff initial / maximum -> min/max backoff        (gcp-cloud-tasks, gcp-pubsub)
     any job's ordering_key    -> fifo / enable_message_ordering
     a standard SQS queue      -> allow_send_to_queue    (delays over 15 minutes hop)
+    @app.job(schedule=Cron)   -> schedules              (EventBridge Scheduler / Cloud Scheduler)
+    concurrency=N             -> maximum_concurrency    (aws-sqs-lambda: the mapping's)
+                              -> max_concurrent_dispatches (gcp-cloud-tasks)
+    rate_limit="N/s"          -> max_dispatches_per_second (gcp-cloud-tasks)
 
 No cloud SDK is imported here.
 """
@@ -39,6 +43,9 @@ PUBSUB_MAX_BACKOFF = timedelta(seconds=600)
 #: SQS's bound on maxReceiveCount, and its longest per-message delay (longer ones hop).
 SQS_MAX_RECEIVE_COUNT = 1000
 SQS_MAX_DELAY = timedelta(minutes=15)
+#: the Lambda event source mapping's maximum_concurrency range
+LAMBDA_MIN_CONCURRENCY = 2
+LAMBDA_MAX_CONCURRENCY = 1000
 
 
 def render_tfvars(app: App, module: str) -> str:
@@ -160,8 +167,24 @@ def _aws(jobs: list[Job[Any, Any]]) -> tuple[list[str], dict[str, object]]:
         comments.append(f"# allow_send_to_queue: any job on a standard queue can be enqueued with a "
                         f"delay over {_seconds(SQS_MAX_DELAY) // 60} minutes, which hops through the "
                         "queue: the function must be able to send to it.")
-    return comments, {"max_receive_count": count, "fifo": bool(ordered),
-                      "allow_send_to_queue": not ordered}
+    values: dict[str, object] = {"max_receive_count": count, "fifo": bool(ordered),
+                                 "allow_send_to_queue": not ordered}
+    concurrency, more = _total_limit(jobs, "concurrency", "maximum_concurrency", "the Lambda mapping")
+    comments += more
+    if concurrency is not None:
+        if concurrency < LAMBDA_MIN_CONCURRENCY:
+            comments.append(f"# maximum_concurrency: Lambda's least is {LAMBDA_MIN_CONCURRENCY}; the "
+                            f"jobs ask for {concurrency}: set reserved_concurrent_executions = "
+                            f"{concurrency} on the function for fewer (throttled receives count).")
+        values["maximum_concurrency"] = min(max(concurrency, LAMBDA_MIN_CONCURRENCY), LAMBDA_MAX_CONCURRENCY)
+    if any(job.limits is not None and job.limits.rate is not None for job in jobs):
+        comments.append("# rate_limit: Lambda has no per-queue rate; only `cloudqueue worker` enforces "
+                        "it. In Lambda, maximum_concurrency (and batch_size) bound the rate.")
+    schedules, more = _schedules(jobs, aws=True)
+    comments += more
+    if schedules:
+        values["schedules"] = schedules
+    return comments, values
 
 
 def _cloud_tasks(jobs: list[Job[Any, Any]]) -> tuple[list[str], dict[str, object]]:
@@ -183,8 +206,21 @@ def _cloud_tasks(jobs: list[Job[Any, Any]]) -> tuple[list[str], dict[str, object
     if ordered:
         comments.append(f"# Cloud Tasks has no ordering: {', '.join(ordered)} use an ordering_key, "
                         "which the cloudtasks backend refuses; use Pub/Sub or SQS FIFO for them.")
-    return comments, {"max_attempts": count, "min_backoff_seconds": _seconds(initial),
-                      "max_backoff_seconds": _seconds(maximum), "max_doublings": doublings}
+    values: dict[str, object] = {"max_attempts": count, "min_backoff_seconds": _seconds(initial),
+                                 "max_backoff_seconds": _seconds(maximum), "max_doublings": doublings}
+    rate, more = _total_limit(jobs, "rate", "max_dispatches_per_second", "the Cloud Tasks queue")
+    comments += more
+    if rate is not None:
+        values["max_dispatches_per_second"] = rate
+    concurrency, more = _total_limit(jobs, "concurrency", "max_concurrent_dispatches", "the Cloud Tasks queue")
+    comments += more
+    if concurrency is not None:
+        values["max_concurrent_dispatches"] = concurrency
+    schedules, more = _schedules(jobs, aws=False)
+    comments += more
+    if schedules:
+        values["schedules"] = schedules
+    return comments, values
 
 
 def _pubsub(jobs: list[Job[Any, Any]]) -> tuple[list[str], dict[str, object]]:
@@ -204,9 +240,94 @@ def _pubsub(jobs: list[Job[Any, Any]]) -> tuple[list[str], dict[str, object]]:
     ordered = _ordered(jobs)
     if ordered:
         comments.append(f"# enable_message_ordering: {', '.join(ordered)} use an ordering_key.")
-    return comments, {"max_delivery_attempts": count, "minimum_backoff_seconds": _seconds(initial),
-                      "maximum_backoff_seconds": _seconds(maximum),
-                      "enable_message_ordering": bool(ordered)}
+    values: dict[str, object] = {"max_delivery_attempts": count, "minimum_backoff_seconds": _seconds(initial),
+                                 "maximum_backoff_seconds": _seconds(maximum),
+                                 "enable_message_ordering": bool(ordered)}
+    if any(job.limits is not None for job in jobs):
+        comments.append("# rate_limit / concurrency: Pub/Sub push has no such setting; only `cloudqueue "
+                        "worker` (pull) enforces them; bound a push function with its max instances.")
+    schedules, more = _schedules(jobs, aws=False)
+    comments += more
+    if schedules:
+        values["schedules"] = schedules
+    return comments, values
+
+
+def _total_limit(jobs: list[Job[Any, Any]], kind: str, variable: str,
+                 where: str) -> tuple[int | float | None, list[str]]:
+    """The queue-wide setting for a per-job limit: the sum of the jobs' limits when every job
+    on the queue has one (exact for a queue with one job), else None."""
+    def limit_of(job: Job[Any, Any]) -> Any:
+        limits = job.limits
+        return None if limits is None else (limits.rate if kind == "rate" else limits.concurrency)
+
+    declared = [(job, limit_of(job)) for job in jobs]
+    limited = [(job, limit) for job, limit in declared if limit is not None]
+    if not limited:
+        return None, []
+    keyed = [job.name for job, limit in limited if limit.key is not None]
+    comments = []
+    if keyed:
+        comments.append(f"# {', '.join(keyed)}: a per-key {kind} limit has no {where} setting; the "
+                        "worker enforces it, a function runtime does not.")
+    limited = [(job, limit) for job, limit in limited if limit.key is None]
+    unlimited = [job.name for job, limit in declared if limit is None or limit.key is not None]
+    if unlimited or not limited:
+        if limited:
+            comments.append(f"# {variable} left unset: {', '.join(unlimited)} share(s) {where} without a "
+                            f"job-wide {kind} limit; give limited jobs a queue of their own for the service "
+                            "to enforce theirs.")
+        return None, comments
+    if kind == "rate":
+        total: int | float = round(sum(limit.per_second for _, limit in limited), 6)
+    else:
+        total = sum(limit.limit for _, limit in limited)
+    if len(limited) > 1:
+        comments.append(f"# {variable} = {total}: the sum of the jobs' {kind} limits ({where} has one "
+                        "setting for all); the worker enforces each job's own.")
+    return total, comments
+
+
+def _schedules(jobs: list[Job[Any, Any]], *, aws: bool) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """One entry per job schedule: the expression, its zone and the envelope to send."""
+    from .schedules import aws_cron_expression, cloud_body, slot_key
+
+    entries: dict[str, dict[str, str]] = {}
+    for job in jobs:
+        for schedule in job.schedules:
+            name = f"{job.name}-{schedule.id}"
+            if aws:
+                entry = {"expression": aws_cron_expression(schedule), "timezone": schedule.tz,
+                         "body": cloud_body(job.app, job, schedule)}
+                if job.ordering_key is not None:  # FIFO: the slot's group
+                    group = job.ordering_key if isinstance(job.ordering_key, str) else job.name
+                    entry["message_group_id"] = group
+            else:
+                schedule.check()
+                entry = {"expression": schedule.expression, "timezone": schedule.tz,
+                         "body": _gcp_body(job, schedule, slot_key)}
+            entries[name] = entry
+    if not entries:
+        return {}, []
+    if aws:
+        comments = ["# schedules: EventBridge Scheduler sends each body to the queue, with "
+                    "<aws.scheduler.scheduled-time> replaced by the slot: the job id and the idempotency "
+                    "key name the slot, so a retried firing is the same job.",
+                    "# A slot in the hour skipped when daylight saving time starts does not fire "
+                    "(EventBridge Scheduler's rule)."]
+    else:
+        comments = ["# schedules: Cloud Scheduler sends each body as it is (it has no per-firing "
+                    "substitution), so every firing is a new job without a per-slot key."]
+    return entries, comments
+
+
+def _gcp_body(job: Job[Any, Any], schedule: Any, slot_key: Any) -> str:
+    from . import envelope
+    from .clock import SYSTEM_CLOCK
+
+    value = job.validate(schedule.payload)
+    return envelope.encode(job_id=f"cron-{job.name}-{schedule.id}", app=job.app.name, job_type=job.name,
+                           time=SYSTEM_CLOCK.now().replace(microsecond=0), data_json=job.dump_json(value)).decode()
 
 
 _RENDERERS: dict[str, Callable[[list[Job[Any, Any]]], tuple[list[str], dict[str, object]]]] = {
@@ -221,13 +342,35 @@ def _seconds(value: timedelta) -> int | float:
     return int(seconds) if seconds.is_integer() else round(seconds, 6)
 
 
-def _assignments(values: dict[str, object]) -> list[str]:
-    # Aligned on "=" as `terraform fmt` writes it, so the output is fmt-clean.
-    width = max(len(name) for name in values)
-    return [f"{name.ljust(width)} = {_hcl(value)}" for name, value in values.items()]
+def _assignments(values: dict[str, object], indent: str = "") -> list[str]:
+    # Aligned on "=" as `terraform fmt` writes it, so the output is fmt-clean: fmt aligns
+    # runs of one-line attributes; a multi-line value ends a run.
+    lines: list[str] = []
+    run: list[tuple[str, object]] = []
+
+    def flush() -> None:
+        if run:
+            width = max(len(name) for name, _ in run)
+            lines.extend(f"{indent}{name.ljust(width)} = {_hcl(value)}" for name, value in run)
+            run.clear()
+
+    for name, value in values.items():
+        label = name if name.isidentifier() else _hcl(name)
+        if isinstance(value, dict):
+            flush()
+            lines.append(f"{indent}{label} = {{")
+            lines.extend(_assignments(value, indent + "  "))
+            lines.append(f"{indent}}}")
+        else:
+            run.append((label, value))
+    flush()
+    return lines
 
 
 def _hcl(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str):
+        text = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return '"' + text.replace("${", "$${").replace("%{", "%%{") + '"'
     return str(value)

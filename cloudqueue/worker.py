@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
 
     from .app import App
+    from .limits import Limiter, LimitStore
 
 log = logging.getLogger("cloudqueue.worker")
 
@@ -92,12 +93,15 @@ class Worker:
         heartbeat: the longest time between two extensions of a message (None: a quarter
             of its visibility window; a longer value is shortened to that).
         handle_signals: stop gracefully on SIGTERM/SIGINT (main thread only).
+        limit_store: where the jobs' rate and concurrency limits keep their state
+            (default: in this process; see ``cloudqueue.limits``).
     """
 
     def __init__(self, app: App, *, concurrency: int = 8,
                  poll_wait: timedelta = timedelta(seconds=1), prefetch: int = 1,
                  visibility_timeout: timedelta | None = None,
-                 heartbeat: timedelta | None = None, handle_signals: bool = True) -> None:
+                 heartbeat: timedelta | None = None, handle_signals: bool = True,
+                 limit_store: LimitStore | None = None) -> None:
         if type(concurrency) is not int or concurrency < 1:
             raise ConfigurationError(f"worker concurrency must be an int >= 1, got {concurrency!r}")
         if type(prefetch) is not int or prefetch < 1:
@@ -113,6 +117,7 @@ class Worker:
         self.visibility_timeout = visibility_timeout
         self.heartbeat = heartbeat
         self.handle_signals = handle_signals
+        self.limit_store = limit_store
         self.stats = WorkerStats()
         self._stop = threading.Event()
         self._beat_stop = threading.Event()
@@ -125,6 +130,7 @@ class Worker:
         self._busy: list[bool] = []  # per consumer: running jobs now
         self._until_empty = False
         self._loop: AbstractEventLoop | None = None
+        self._limiter: Limiter | None = None
         self._loop_thread: threading.Thread | None = None
 
     # -- control -----------------------------------------------------------------------
@@ -191,6 +197,8 @@ class Worker:
         # a lock taken per job makes the consumers queue behind each other.
         dispatcher = self.app.dispatcher
         prepare, run, settle = dispatcher.prepare, dispatcher.run, dispatcher.settle
+        if any(job.limits is not None for job in self.app.jobs.values()):
+            run = self._limited(run)
         runner = self._run_on_loop
         ack = Outcome.ACK
         stop = self._stop
@@ -255,6 +263,30 @@ class Worker:
                         held.pop(id(delivery), None)
             finally:
                 busy[slot] = False
+
+    def _limited(self, run: Callable[..., Result]) -> Callable[..., Result]:
+        """``run`` behind the jobs' limits: a job over one is deferred, not run."""
+        limiter = self._limiter
+        if limiter is None:
+            from .limits import Limiter
+
+            with self._lock:
+                if self._limiter is None:  # one limiter shared by every consumer thread
+                    self._limiter = Limiter(self.app.jobs, self.limit_store)
+                limiter = self._limiter
+        failed = self.app.dispatcher.failed
+
+        def limited(task: Task, runner: Any = None) -> Result:
+            try:
+                place = limiter.admit(task)
+            except Exception as exc:  # Defer, or a key function that raised
+                return failed(task, exc, before_run=True)
+            try:
+                return run(task, runner)
+            finally:
+                limiter.done(place)
+
+        return limited
 
     @staticmethod
     def _count(stats: WorkerStats, result: Result, applied: bool) -> None:

@@ -64,6 +64,33 @@ data "aws_iam_policy_document" "consumer" {
     }
   }
 
+  dynamic "statement" {
+    for_each = var.long_delay_scheduler ? [1] : []
+
+    content {
+      sid = "ScheduleLongDelays"
+      # SQSBackend(long_delay="scheduler"): a one-time schedule per long-delayed job.
+      actions   = ["scheduler:CreateSchedule"]
+      resources = ["arn:${data.aws_partition.current.partition}:scheduler:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:schedule/${var.schedule_group_name}/*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.long_delay_scheduler ? [1] : []
+
+    content {
+      sid       = "PassSchedulerRole"
+      actions   = ["iam:PassRole"]
+      resources = [aws_iam_role.scheduler[0].arn]
+
+      condition {
+        test     = "StringEquals"
+        variable = "iam:PassedToService"
+        values   = ["scheduler.amazonaws.com"]
+      }
+    }
+  }
+
   statement {
     sid       = "Logs"
     actions   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"]

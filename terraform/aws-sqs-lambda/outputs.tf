@@ -69,3 +69,8 @@ output "allow_send_to_queue" {
   description = "Whether the function's role may send to its own queue (delays over 15 minutes hop through it)."
   value       = local.allow_send_to_queue
 }
+
+output "scheduler_role_arn" {
+  description = "The role EventBridge Scheduler sends jobs with (null without schedules or long_delay_scheduler): give it to SQSBackend(long_delay=\"scheduler\", scheduler_role_arn=...) or the URL's scheduler_role_arn option."
+  value       = local.scheduler_role ? aws_iam_role.scheduler[0].arn : null
+}

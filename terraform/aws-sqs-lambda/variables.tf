@@ -331,3 +331,60 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "schedules" {
+  description = "Cron schedules, as `cloudqueue terraform-vars` writes them from @app.job(schedule=cq.Cron(...)): name => { expression (EventBridge cron(...)), timezone (IANA), body (the envelope, with <aws.scheduler.scheduled-time> for the slot), message_group_id (FIFO only) }."
+  type = map(object({
+    expression       = string
+    timezone         = string
+    body             = string
+    message_group_id = optional(string)
+  }))
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = alltrue([for key, s in var.schedules : can(regex("^cron\\(.+\\)$", s.expression)) && length("${var.name}-${key}") <= 64])
+    error_message = "schedules: each expression is an EventBridge cron(...) expression, and \"<name>-<key>\" is at most 64 characters (a schedule's name)."
+  }
+}
+
+variable "schedules_enabled" {
+  description = "Whether the cron schedules fire (false keeps them, disabled)."
+  type        = bool
+  default     = true
+}
+
+variable "schedule_group_name" {
+  description = "The EventBridge Scheduler schedule group of the cron schedules."
+  type        = string
+  default     = "default"
+}
+
+variable "schedule_maximum_event_age_seconds" {
+  description = "How long EventBridge Scheduler keeps retrying a firing it could not send (60-86400)."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.schedule_maximum_event_age_seconds >= 60 && var.schedule_maximum_event_age_seconds <= 86400
+    error_message = "schedule_maximum_event_age_seconds must be 60-86400."
+  }
+}
+
+variable "schedule_maximum_retry_attempts" {
+  description = "Retries of a firing EventBridge Scheduler could not send (0-185)."
+  type        = number
+  default     = 185
+
+  validation {
+    condition     = var.schedule_maximum_retry_attempts >= 0 && var.schedule_maximum_retry_attempts <= 185
+    error_message = "schedule_maximum_retry_attempts must be 0-185."
+  }
+}
+
+variable "long_delay_scheduler" {
+  description = "Create the scheduler role for long delays (SQSBackend(long_delay=\"scheduler\")) and let the function create one-time schedules in schedule_group_name with it, so jobs it enqueues with long delays need no hops."
+  type        = bool
+  default     = false
+}

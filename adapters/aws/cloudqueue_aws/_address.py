@@ -10,7 +10,8 @@ from cloudqueue import ConfigurationError
 from cloudqueue.backends.options import parse_options, parse_seconds
 
 #: URL query options of ``sqs://`` and what they configure
-OPTIONS = ("region", "endpoint_url", "visibility_timeout", "wait", "dead_letter_url")
+OPTIONS = ("region", "endpoint_url", "visibility_timeout", "wait", "dead_letter_url", "long_delay",
+           "scheduler_role_arn", "long_delay_threshold")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,9 @@ class Address:
     visibility_timeout: timedelta | None = None
     wait: timedelta | None = None
     dead_letter_url: str | None = None
+    long_delay: str | None = None
+    scheduler_role_arn: str | None = None
+    long_delay_threshold: timedelta | None = None
 
     @property
     def fifo(self) -> bool:
@@ -66,7 +70,10 @@ def parse_url(url: str) -> Address:
     return Address(name=name, queue_url=queue_url, region=region, endpoint_url=endpoint,
                    visibility_timeout=_seconds(options, "visibility_timeout"),
                    wait=_seconds(options, "wait"),
-                   dead_letter_url=options.get("dead_letter_url") or None)
+                   dead_letter_url=options.get("dead_letter_url") or None,
+                   long_delay=options.get("long_delay") or None,
+                   scheduler_role_arn=options.get("scheduler_role_arn") or None,
+                   long_delay_threshold=_seconds(options, "long_delay_threshold"))
 
 
 def _seconds(options: dict[str, str], key: str) -> timedelta | None:

@@ -1,12 +1,15 @@
 """The SQS backend: standard and FIFO queues, addressed as ``sqs://<queue-name>``.
 
 URL: ``sqs://<queue-name>[?region=eu-west-1&endpoint_url=http://127.0.0.1:5000
-&visibility_timeout=30&wait=20&dead_letter_url=...]`` or, with the full queue URL,
+&visibility_timeout=30&wait=20&dead_letter_url=...&long_delay=scheduler
+&scheduler_role_arn=arn:aws:iam::...:role/...&long_delay_threshold=3600]`` or, with the full queue URL,
 ``sqs://sqs.eu-west-1.amazonaws.com/123456789012/orders``.
 
 - Delays up to 15 minutes use DelaySeconds; longer ones hop (the core writes
   ``cqnotbefore``; a consumer that receives the message early sends it on with the time
-  left). FIFO queues have no per-message delay: a delay there raises UnsupportedFeature.
+  left), or, with ``long_delay=scheduler``, those over ``long_delay_threshold`` (seconds,
+  default 3600) become one EventBridge Scheduler schedule each (``scheduler_role_arn``;
+  see ``cloudqueue_aws.scheduler``). FIFO queues have no per-message delay: a delay there raises UnsupportedFeature.
 - The attempt is ApproximateReceiveCount. A retry sets the message's visibility to the
   backoff and leaves it in the queue, so the queue's own count and redrive policy go on.
 - Dead letters go to the queue's dead-letter queue (from its RedrivePolicy) with the
@@ -61,12 +64,16 @@ if TYPE_CHECKING:
 
     from cloudqueue import Reason
 
+    from .scheduler import LongDelayScheduler
+
 __all__ = ["SQSBackend", "from_url"]
 
 log = logging.getLogger("cloudqueue.aws")
 
 _DEFAULT_SIZE = 256 * 1024
 _BATCH = 10
+#: a delay this long carries a due time (cqnotbefore): a candidate for a one-time schedule
+_LONG = timedelta(seconds=_wire.MAX_DELAY_SECONDS)
 _ENTRY_TRIES = 3
 #: what SQS answers a receipt handle that is no longer current
 _STALE_CODES = frozenset({"ReceiptHandleIsInvalid", "InvalidReceiptHandle", "MessageNotInflight",
@@ -100,7 +107,9 @@ class SQSBackend(Backend):
     def __init__(self, queue: str, *, client: SQSClient | None = None, region: str | None = None,
                  endpoint_url: str | None = None, visibility_timeout: timedelta | None = None,
                  wait: timedelta = timedelta(seconds=20), dead_letter_url: str | None = None,
-                 dedup_window: timedelta = timedelta(minutes=5), clock: Clock = SYSTEM_CLOCK) -> None:
+                 dedup_window: timedelta = timedelta(minutes=5), clock: Clock = SYSTEM_CLOCK,
+                 long_delay: str = "hop", scheduler_role_arn: str | None = None,
+                 long_delay_threshold: timedelta | None = None, scheduler_client: Any = None) -> None:
         if not queue:
             raise ConfigurationError("SQSBackend needs a queue name or URL")
         self._queue_url: str | None = queue if "://" in queue else None
@@ -123,6 +132,16 @@ class SQSBackend(Backend):
         self._move_task = True  # until the endpoint shows it has no StartMessageMoveTask
         self._held: dict[str, deque[Delivery]] = {}  # FIFO: received behind their group's head
         self._outstanding: set[str] = set()  # FIFO: groups whose head is handed out, unsettled
+        self.long_delay = long_delay
+        self._scheduler: LongDelayScheduler | None = None
+        if long_delay == "scheduler":
+            from .scheduler import DEFAULT_THRESHOLD, LongDelayScheduler
+
+            self._scheduler = LongDelayScheduler(
+                role_arn=scheduler_role_arn or "", threshold=long_delay_threshold or DEFAULT_THRESHOLD,
+                client=scheduler_client, region=region, endpoint_url=endpoint_url)
+        elif long_delay != "hop":
+            raise ConfigurationError(f"SQSBackend long_delay must be \"hop\" or \"scheduler\", got {long_delay!r}")
 
     # -- wiring --------------------------------------------------------------------------
     @property
@@ -199,7 +218,11 @@ class SQSBackend(Backend):
         owners: list[int] = []  # index into ``ids`` of each entry
         keys_here: dict[str, tuple[str, float]] = {}  # a key repeated within this call
         now = self.clock.time()
+        scheduler = self._scheduler
         for out in messages:
+            if scheduler is not None and out.delay >= _LONG and self._scheduled(scheduler, out):
+                ids.append(out.job_id)
+                continue
             text, attributes = _wire.body_text(out.body)
             size = _wire.message_size(text, attributes)
             if size > limit:
@@ -488,8 +511,28 @@ class SQSBackend(Backend):
             self.retry(delivery, delay)
             return
         self._check_lease(delivery)
+        scheduler = self._scheduler
+        if scheduler is not None and delay >= _LONG:  # sent before long_delay was set: schedule the rest
+            from .scheduler import due_time
+
+            due = due_time(delivery.body)
+            if due is not None and scheduler.wants(due, self.clock.now()):
+                scheduler.schedule(queue_arn=self._queue_info().arn, body=_wire.body_text(delivery.body)[0],
+                                   due=due, job_id=delivery.message_id)
+                self.ack(delivery)
+                return
         self.send_copy(delivery, delay)
         self.ack(delivery)
+
+    def _scheduled(self, scheduler: LongDelayScheduler, out: OutgoingMessage) -> bool:
+        """Send ``out`` by a one-time schedule if its delay is over the threshold."""
+        from .scheduler import due_time
+
+        due = due_time(out.body)
+        if due is None or not scheduler.wants(due, self.clock.now()):
+            return False
+        scheduler.schedule_message(out, queue_arn=self._queue_info().arn, due=due)
+        return True
 
     def send_copy(self, delivery: Delivery, delay: timedelta) -> None:
         """Send the delivery's message again, attributes and all, due after ``delay``."""
@@ -649,4 +692,6 @@ def from_url(url: str, *, client: SQSClient | None = None, clock: Clock = SYSTEM
     return SQSBackend(address.queue_url or address.name, client=client, region=address.region,
                       endpoint_url=address.endpoint_url, visibility_timeout=address.visibility_timeout,
                       wait=address.wait or timedelta(seconds=20),
-                      dead_letter_url=address.dead_letter_url, clock=clock)
+                      dead_letter_url=address.dead_letter_url, clock=clock,
+                      long_delay=address.long_delay or "hop", scheduler_role_arn=address.scheduler_role_arn,
+                      long_delay_threshold=address.long_delay_threshold)
