@@ -199,7 +199,7 @@ class Limiter:
     """Applies jobs' limits around a run: ``admit`` before, ``done`` after."""
 
     def __init__(self, jobs: Mapping[str, Job[Any, Any]], store: LimitStore | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.limits = {name: job.limits for name, job in jobs.items() if job.limits is not None}
         self.store: LimitStore = store if store is not None else LocalLimits()
         self.clock = clock

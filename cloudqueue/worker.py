@@ -272,7 +272,7 @@ class Worker:
 
             with self._lock:
                 if self._limiter is None:  # one limiter shared by every consumer thread
-                    self._limiter = Limiter(self.app.jobs, self.limit_store)
+                    self._limiter = Limiter(self.app.jobs, self.limit_store, clock=self.app.clock.time)
                 limiter = self._limiter
         failed = self.app.dispatcher.failed
 

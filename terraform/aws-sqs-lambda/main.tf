@@ -27,6 +27,9 @@ locals {
   dlq_kms_key_arn     = var.dlq_kms_key_arn != null ? var.dlq_kms_key_arn : var.kms_key_arn
   dlq_sqs_managed_sse = local.dlq_kms_key_arn == null ? true : null
   dlq_kms_reuse       = local.dlq_kms_key_arn == null ? null : var.kms_data_key_reuse_period_seconds
+  # EventBridge Scheduler sends no deduplication id: on a FIFO queue with schedules the
+  # body's hash is one, and a retried firing of a slot (the same body) is dropped natively.
+  content_based_deduplication = var.fifo ? (var.content_based_deduplication || length(var.schedules) > 0) : null
   # The keys the function's role may use: the queue's to receive, the DLQ's to send.
   kms_key_arns = distinct(compact([var.kms_key_arn, local.dlq_kms_key_arn]))
   # Delays over 15 minutes hop through the queue itself (standard queues only).
@@ -50,7 +53,7 @@ resource "aws_sqs_queue" "dlq" {
 resource "aws_sqs_queue" "this" {
   name                              = local.queue_name
   fifo_queue                        = var.fifo
-  content_based_deduplication       = var.fifo ? var.content_based_deduplication : null
+  content_based_deduplication       = local.content_based_deduplication
   visibility_timeout_seconds        = var.visibility_timeout_seconds
   message_retention_seconds         = var.message_retention_seconds
   receive_wait_time_seconds         = var.receive_wait_time_seconds
