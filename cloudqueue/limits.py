@@ -172,8 +172,8 @@ class LocalLimits:
         with self._lock:
             tokens, at = self._buckets.get(bucket, (count, now))
             tokens = min(count, tokens + max(now - at, 0.0) * per_second)
-            if tokens >= 1.0:
-                self._buckets[bucket] = (tokens - 1.0, now)
+            if tokens >= 1.0 - 1e-9:  # float sums of refills fall a hair short
+                self._buckets[bucket] = (max(tokens - 1.0, 0.0), now)
                 return 0.0
             self._buckets[bucket] = (tokens, now)
             return (1.0 - tokens) / per_second

@@ -57,7 +57,8 @@ def test_bad_expressions_and_zones_are_refused_with_the_fix() -> None:
 
 def test_a_schedule_payload_is_validated_when_the_job_is_registered() -> None:
     app = cq.App("t", backend="memory://")
-    with pytest.raises(cq.ConfigurationError, match=r"(?s)job .nightly.: the payload of schedule .*field .kind.: Field required"):
+    with pytest.raises(cq.ConfigurationError,
+                       match=r"(?s)job .nightly.: the payload of schedule .*field .kind.: Field required"):
         @app.job(schedule=cq.Cron("0 3 * * *", payload={"wrong": 1}))
         def nightly(payload: Report) -> None: ...
 

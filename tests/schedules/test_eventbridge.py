@@ -103,7 +103,7 @@ def test_the_local_scheduler_and_eventbridge_give_a_slot_the_same_key(
         clients: dict[str, Any], queue: dict[str, str]) -> None:
     from cloudqueue.schedules import slot_key
 
-    app, _, nightly = make_app(queue, clients)
+    _, _, nightly = make_app(queue, clients)
     [entry] = module_values([nightly], "aws-sqs-lambda")["schedules"].values()  # type: ignore[union-attr]
     local_key = slot_key("nightly", nightly.schedules[0], datetime(2026, 11, 29, 2, 0, tzinfo=timezone.utc))
     assert f'"cqkey":"{local_key}"' in entry["body"].replace("<aws.scheduler.scheduled-time>", SLOT)
@@ -135,8 +135,8 @@ def test_a_long_delay_becomes_a_one_time_schedule(clients: dict[str, Any], queue
 
 
 def test_a_delay_under_the_threshold_still_hops_through_sqs(clients: dict[str, Any], queue: dict[str, str]) -> None:
-    app, _, nightly = make_app(queue, clients, long_delay="scheduler", scheduler_role_arn=ROLE,
-                               scheduler_client=clients["scheduler"])
+    _, _, nightly = make_app(queue, clients, long_delay="scheduler", scheduler_role_arn=ROLE,
+                             scheduler_client=clients["scheduler"])
     before = len(clients["scheduler"].list_schedules()["Schedules"])
     nightly.enqueue({"kind": "soon"}, delay=timedelta(minutes=30))
     attrs = clients["sqs"].get_queue_attributes(QueueUrl=queue["url"], AttributeNames=["All"])["Attributes"]

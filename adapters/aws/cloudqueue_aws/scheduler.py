@@ -3,8 +3,8 @@
 SQS delays a message at most 15 minutes. A longer delay hops: the message is received
 every 15 minutes, sent on with the time left and deleted, until it is due. Per delayed
 day that is 95 hops: 95 receives, 95 sends and 95 deletes, 285 requests, and, under
-Lambda, up to 95 invocations (``hop_cost``): $0.000133 a message a day at list prices. With ``SQSBackend(long_delay="scheduler",
-scheduler_role_arn=...)`` (or ``sqs://orders?long_delay=scheduler&scheduler_role_arn=...``)
+Lambda, up to 95 invocations (``hop_cost``): $0.000133 a message a day at list prices.
+With ``SQSBackend(long_delay="scheduler", scheduler_role_arn=...)`` (or ``sqs://orders?long_delay=scheduler&scheduler_role_arn=...``)
 a delay over ``long_delay_threshold`` (1 hour by default) becomes one EventBridge
 Scheduler schedule, ``at(<due time>)``, that sends the envelope to the queue once and
 deletes itself: 1 request to create it, 1 invocation, whatever the delay.
