@@ -27,6 +27,13 @@ mock_provider "aws" {
     }
   }
 
+  # The schedules' target checks that the role is an ARN.
+  mock_resource "aws_iam_role" {
+    defaults = {
+      arn = "arn:aws:iam::123456789012:role/mocked"
+    }
+  }
+
   mock_resource "aws_sqs_queue" {
     defaults = {
       arn = "arn:aws:sqs:eu-west-1:123456789012:mocked"
@@ -445,4 +452,117 @@ run "visibility_timeout_must_cover_the_batching_window_too" {
   }
 
   expect_failures = [var.visibility_timeout_seconds]
+}
+
+run "cron_schedules_send_the_envelope_to_the_queue" {
+  command = apply
+
+  variables {
+    schedules = {
+      "nightly-daily" = {
+        expression = "cron(0 3 * * ? *)"
+        timezone   = "Europe/Berlin"
+        body       = "{\"specversion\":\"1.0\",\"cqkey\":\"cron:nightly:daily:<aws.scheduler.scheduled-time>\"}"
+      }
+    }
+  }
+
+  assert {
+    condition     = aws_scheduler_schedule.this["nightly-daily"].name == "orders-nightly-daily"
+    error_message = "one schedule per entry, named <name>-<key>"
+  }
+
+  assert {
+    condition     = aws_scheduler_schedule.this["nightly-daily"].schedule_expression == "cron(0 3 * * ? *)" && aws_scheduler_schedule.this["nightly-daily"].schedule_expression_timezone == "Europe/Berlin"
+    error_message = "the schedule keeps the expression and its time zone"
+  }
+
+  assert {
+    condition     = aws_scheduler_schedule.this["nightly-daily"].target[0].arn == aws_sqs_queue.this.arn && aws_scheduler_schedule.this["nightly-daily"].target[0].role_arn == aws_iam_role.scheduler[0].arn
+    error_message = "the schedule targets the queue with the scheduler role"
+  }
+
+  assert {
+    condition     = strcontains(aws_scheduler_schedule.this["nightly-daily"].target[0].input, "<aws.scheduler.scheduled-time>")
+    error_message = "the body carries the slot placeholder EventBridge Scheduler fills in"
+  }
+
+  assert {
+    condition     = aws_scheduler_schedule.this["nightly-daily"].flexible_time_window[0].mode == "OFF"
+    error_message = "a slot fires at its minute"
+  }
+
+  assert {
+    condition     = aws_scheduler_schedule.this["nightly-daily"].target[0].dead_letter_config[0].arn == aws_sqs_queue.dlq.arn
+    error_message = "a firing that cannot be sent lands in the DLQ"
+  }
+
+  assert {
+    condition     = length(aws_scheduler_schedule.this["nightly-daily"].target[0].sqs_parameters) == 0
+    error_message = "a standard queue takes no message group"
+  }
+}
+
+run "no_schedules_no_scheduler_role" {
+  command = plan
+
+  assert {
+    condition     = length(aws_iam_role.scheduler) == 0 && length(aws_scheduler_schedule.this) == 0 && output.scheduler_role_arn == null
+    error_message = "without schedules or long delays there is no scheduler role"
+  }
+}
+
+run "fifo_schedules_deduplicate_by_content_and_name_a_group" {
+  command = apply
+
+  variables {
+    fifo = true
+    schedules = {
+      "nightly-daily" = {
+        expression       = "cron(0 3 * * ? *)"
+        timezone         = "UTC"
+        body             = "{}"
+        message_group_id = "nightly"
+      }
+    }
+  }
+
+  assert {
+    condition     = aws_sqs_queue.this.content_based_deduplication == true
+    error_message = "EventBridge Scheduler sends no deduplication id: the FIFO queue dedups by content"
+  }
+
+  assert {
+    condition     = aws_scheduler_schedule.this["nightly-daily"].target[0].sqs_parameters[0].message_group_id == "nightly"
+    error_message = "a FIFO target names the message group"
+  }
+}
+
+run "long_delay_scheduler_lets_the_function_create_schedules" {
+  command = apply
+
+  variables {
+    long_delay_scheduler = true
+  }
+
+  assert {
+    condition     = length(aws_iam_role.scheduler) == 1 && output.scheduler_role_arn == aws_iam_role.scheduler[0].arn
+    error_message = "long delays get the scheduler role, as an output"
+  }
+}
+
+run "a_bad_schedule_expression_is_refused" {
+  command = plan
+
+  variables {
+    schedules = {
+      "x" = {
+        expression = "0 3 * * *"
+        timezone   = "UTC"
+        body       = "{}"
+      }
+    }
+  }
+
+  expect_failures = [var.schedules]
 }
