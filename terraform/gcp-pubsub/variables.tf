@@ -148,3 +148,26 @@ variable "labels" {
   type        = map(string)
   default     = {}
 }
+
+variable "schedules" {
+  description = "Cron schedules, as `cloudqueue terraform-vars` writes them from @app.job(schedule=cq.Cron(...)): name => { expression (unix cron), timezone (IANA), body (the envelope) }. Each becomes a Cloud Scheduler job that publishes to the topic."
+  type = map(object({
+    expression = string
+    timezone   = string
+    body       = string
+  }))
+  default  = {}
+  nullable = false
+}
+
+variable "schedules_enabled" {
+  description = "Whether the cron schedules fire (false pauses the Cloud Scheduler jobs)."
+  type        = bool
+  default     = true
+}
+
+variable "scheduler_region" {
+  description = "The Cloud Scheduler region of the cron schedules (null: location)."
+  type        = string
+  default     = null
+}

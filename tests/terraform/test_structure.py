@@ -177,12 +177,49 @@ def test_function_role_is_least_privilege_on_these_queues() -> None:
     assert set(statements["SendDeadLetters"]["actions"]) == {"sqs:SendMessage", "sqs:GetQueueUrl"}
     assert statements["SendDeadLetters"]["resources"] == ["${aws_sqs_queue.dlq.arn}"]
     dynamic = {d["statement"]["content"][0]["sid"]: d["statement"] for d in doc["dynamic"]}
-    assert set(dynamic) == {"SendToQueue", "QueueKey"}
+    assert set(dynamic) == {"SendToQueue", "QueueKey", "ScheduleLongDelays", "PassSchedulerRole"}
+    # long delays (long_delay_scheduler): create schedules in the group, pass the scheduler role only
+    assert dynamic["ScheduleLongDelays"]["content"][0]["actions"] == ["scheduler:CreateSchedule"]
+    assert dynamic["ScheduleLongDelays"]["content"][0]["resources"][0].endswith(
+        ":schedule/${var.schedule_group_name}/*")
+    assert dynamic["PassSchedulerRole"]["content"][0]["resources"] == ["${aws_iam_role.scheduler[0].arn}"]
     assert dynamic["QueueKey"]["for_each"] == "${length(local.kms_key_arns) == 0 ? [] : [local.kms_key_arns]}"
     assert cfg_locals()["kms_key_arns"] == "${distinct(compact([var.kms_key_arn, local.dlq_kms_key_arn]))}"
     assert set(dynamic["QueueKey"]["content"][0]["actions"]) == {"kms:Decrypt", "kms:GenerateDataKey"}
     every_action = [a for s in doc["statement"] for a in s["actions"]]
     assert not [a for a in every_action if a.endswith("*")], every_action
+
+
+def test_cron_schedules_send_to_the_queue_with_a_role_of_their_own() -> None:
+    cfg = config("aws-sqs-lambda")
+    schedule = cfg.resource("aws_scheduler_schedule", "this")
+    assert schedule["for_each"] == "${var.schedules}"
+    [target] = schedule["target"]
+    assert target["arn"] == "${aws_sqs_queue.this.arn}"
+    assert target["role_arn"] == "${aws_iam_role.scheduler[0].arn}"
+    assert target["input"] == "${each.value.body}"
+    assert schedule["flexible_time_window"] == [{"mode": "OFF"}]
+    doc = cfg.data["aws_iam_policy_document"]["scheduler"]
+    [send] = doc["statement"]
+    assert send["actions"] == ["sqs:SendMessage"]
+    assert send["resources"] == ["${aws_sqs_queue.this.arn}", "${aws_sqs_queue.dlq.arn}"]
+    [assume] = cfg.data["aws_iam_policy_document"]["assume_scheduler"]["statement"]
+    assert assume["principals"][0]["identifiers"] == ["scheduler.amazonaws.com"]
+    assert assume["condition"][0]["variable"] == "aws:SourceAccount"
+
+
+@pytest.mark.parametrize("module", ["gcp-cloud-tasks", "gcp-pubsub"])
+def test_gcp_cron_schedules_are_cloud_scheduler_jobs_on_the_queue(module: str) -> None:
+    job = config(module).resource("google_cloud_scheduler_job", "this")
+    assert job["for_each"] == "${var.schedules}"
+    assert job["schedule"] == "${each.value.expression}" and job["time_zone"] == "${each.value.timezone}"
+    if module == "gcp-pubsub":
+        [target] = job["pubsub_target"]
+        assert target["topic_name"] == "${google_pubsub_topic.this.id}"
+    else:
+        [target] = job["http_target"]
+        assert target["uri"] == "${local.tasks_api}"
+        assert target["oauth_token"][0]["service_account_email"] == "${google_service_account.scheduler[0].email}"
 
 
 def test_event_source_mapping_reports_partial_batch_failures() -> None:
@@ -358,8 +395,8 @@ def test_gcp_examples_grant_run_invoker_on_the_function_resource_not_on_a_name(e
 def _module_references(body: Any, cfg: Config) -> set[str]:
     """The module's own resources (``type.name``) a block's arguments refer to."""
     text = json.dumps({k: v for k, v in body.items() if k not in ("lifecycle", "count", "for_each")})
-    found = set(re.findall(r"\b(google_\w+)\.(\w+)\.", text))
-    return {f"{t}.{n}" for t, n in found if n in cfg.resources.get(t, {})}
+    found = set(re.findall(r"\b(google_\w+)\.(\w+)(\[\d+\])?\.", text))
+    return {f"{t}.{n}{i}" for t, n, i in found if n in cfg.resources.get(t, {})}
 
 
 @pytest.mark.parametrize("module", ["gcp-cloud-tasks", "gcp-pubsub"])

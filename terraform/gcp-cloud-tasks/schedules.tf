@@ -1,0 +1,84 @@
+# Cron schedules declared in code (@app.job(schedule=cq.Cron(...))): one Cloud Scheduler
+# job each, which creates a task on this queue through the Cloud Tasks API, so a firing
+# is retried, counted and dead-lettered like any other task. `cloudqueue terraform-vars`
+# writes var.schedules. Cloud Scheduler sends a fixed body: every firing is a new job.
+
+locals {
+  tasks_api = "https://cloudtasks.googleapis.com/v2/${google_cloud_tasks_queue.this.id}/tasks"
+}
+
+resource "google_service_account" "scheduler" {
+  count = length(var.schedules) == 0 ? 0 : 1
+
+  project      = var.project
+  account_id   = replace(substr(lower("${var.name}-cron"), 0, 30), "/-+$/", "")
+  display_name = "cloudqueue: Cloud Scheduler enqueues the cron jobs of queue ${var.name}"
+}
+
+# The scheduler's account may create tasks on this queue only ...
+resource "google_cloud_tasks_queue_iam_member" "scheduler" {
+  count = length(var.schedules) == 0 ? 0 : 1
+
+  project  = var.project
+  location = var.location
+  name     = google_cloud_tasks_queue.this.name
+  role     = "roles/cloudtasks.enqueuer"
+  member   = "serviceAccount:${google_service_account.scheduler[0].email}"
+
+  lifecycle {
+    replace_triggered_by = [google_cloud_tasks_queue.this.id, google_service_account.scheduler[0].id]
+  }
+}
+
+# ... with the invoker's OIDC token, which needs actAs on the invoker.
+resource "google_service_account_iam_member" "scheduler_acts_as_invoker" {
+  count = length(var.schedules) == 0 ? 0 : 1
+
+  service_account_id = google_service_account.invoker.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${google_service_account.scheduler[0].email}"
+
+  lifecycle {
+    replace_triggered_by = [google_service_account.invoker.id, google_service_account.scheduler[0].id]
+  }
+}
+
+resource "google_cloud_scheduler_job" "this" {
+  for_each = var.schedules
+
+  project          = var.project
+  region           = coalesce(var.scheduler_region, var.location)
+  name             = "${var.name}-${each.key}"
+  description      = "cloudqueue cron: ${each.key}"
+  schedule         = each.value.expression
+  time_zone        = each.value.timezone
+  paused           = !var.schedules_enabled
+  attempt_deadline = "30s"
+
+  retry_config {
+    retry_count = 3
+  }
+
+  http_target {
+    http_method = "POST"
+    uri         = local.tasks_api
+    body = base64encode(jsonencode({
+      task = {
+        httpRequest = {
+          url        = var.target_url
+          httpMethod = "POST"
+          headers    = { "Content-Type" = "application/json" }
+          body       = base64encode(each.value.body)
+        }
+      }
+    }))
+    headers = { "Content-Type" = "application/json" }
+
+    oauth_token {
+      service_account_email = google_service_account.scheduler[0].email
+      scope                 = "https://www.googleapis.com/auth/cloud-platform"
+    }
+  }
+
+  depends_on = [google_cloud_tasks_queue_iam_member.scheduler, google_service_account_iam_member.scheduler_acts_as_invoker]
+}
