@@ -196,9 +196,9 @@ class Worker:
         # No lock on this path: the dict and list updates below are atomic in CPython, and
         # a lock taken per job makes the consumers queue behind each other.
         dispatcher = self.app.dispatcher
-        prepare, run, settle = dispatcher.prepare, dispatcher.run, dispatcher.settle
+        handle, settle, ack_ = dispatcher.handle, dispatcher.settle, dispatcher.ack
         if any(job.limits is not None for job in self.app.jobs.values()):
-            run = self._limited(run)
+            handle = self._limited()
         runner = self._run_on_loop
         ack = Outcome.ACK
         stop = self._stop
@@ -246,13 +246,18 @@ class Worker:
                         stats.not_settled += 1
                         continue
                     try:
-                        prepared = prepare(delivery)
-                        result = run(prepared, runner) if type(prepared) is Task else prepared
-                        if settle(backend, result) and result.outcome is ack:  # type: ignore[arg-type,union-attr]
+                        result = handle(delivery, runner, quiet=True)
+                        if result is None:  # a success nothing observes: only the ack is left
+                            if ack_(backend, delivery):
+                                stats.succeeded += 1
+                            else:
+                                stats.not_settled += 1
+                            continue
+                        if settle(backend, result) and result.outcome is ack:
                             stats.succeeded += 1
                         else:
-                            self._count(stats, result, result.applied)  # type: ignore[arg-type,union-attr]
-                        if result.interrupted:  # type: ignore[union-attr]
+                            self._count(stats, result, result.applied)
+                        if result.interrupted:
                             log.warning("a job was interrupted (KeyboardInterrupt): its message "
                                         "went back; stopping")
                             stop.set()
@@ -264,8 +269,8 @@ class Worker:
             finally:
                 busy[slot] = False
 
-    def _limited(self, run: Callable[..., Result]) -> Callable[..., Result]:
-        """``run`` behind the jobs' limits: a job over one is deferred, not run."""
+    def _limited(self) -> Callable[..., Result | None]:
+        """``dispatcher.handle`` behind the jobs' limits: a job over one is deferred, not run."""
         limiter = self._limiter
         if limiter is None:
             from .limits import Limiter
@@ -274,9 +279,14 @@ class Worker:
                 if self._limiter is None:  # one limiter shared by every consumer thread
                     self._limiter = Limiter(self.app.jobs, self.limit_store, clock=self.app.clock.time)
                 limiter = self._limiter
-        failed = self.app.dispatcher.failed
+        dispatcher = self.app.dispatcher
+        prepare, run, failed = dispatcher.prepare, dispatcher.run, dispatcher.failed
 
-        def limited(task: Task, runner: Any = None) -> Result:
+        def limited(delivery: Delivery, runner: Any = None, *, quiet: bool = False) -> Result | None:
+            prepared = prepare(delivery)
+            if type(prepared) is not Task:
+                return prepared  # type: ignore[return-value]
+            task: Task = prepared
             try:
                 place = limiter.admit(task)
             except Exception as exc:  # Defer, or a key function that raised
