@@ -19,6 +19,7 @@ import pytest
 from pydantic import BaseModel
 
 import cloudqueue as cq
+from cloudqueue.tfvars import render_tfvars
 from tests.conftest import missing_component
 
 from .conftest import Terraform
@@ -32,11 +33,32 @@ class Order(BaseModel):
     order_id: str
 
 
+class Report(BaseModel):
+    kind: str
+
+
+def scheduled_app() -> cq.App:
+    app = cq.App("tf-apply")
+
+    @app.job(schedule=cq.Cron("30 6 * * mon-fri", tz="Europe/Berlin", payload={"kind": "daily"}, name="daily"))
+    def report(payload: Report, ctx: cq.JobContext) -> None:
+        SCHEDULED_RUNS.append((payload.kind, ctx.idempotency_key))
+
+    return app
+
+
+SCHEDULED_RUNS: list[tuple[str, str | None]] = []
+
+
 @pytest.fixture(scope="module")
 def applied(terraform: Terraform, scratch: Path, moto_server: str) -> dict[str, Any]:
     """The module applied to moto; its outputs."""
     root = scratch / "moto_root"
     name = f"tf-orders-{uuid.uuid4().hex[:8]}"
+    # the schedules of a job as `cloudqueue terraform-vars` writes them
+    (root / "schedules.auto.tfvars").write_text(
+        "\n".join(line for line in render_tfvars(scheduled_app(), "aws-sqs-lambda").splitlines()
+                  if not line.startswith(("max_receive_count", "fifo", "allow_send_to_queue"))) + "\n")
     terraform.run("init", "-no-color", cwd=root)
     terraform.run("apply", "-auto-approve", "-no-color", "-var", f"endpoint={moto_server}",
                   "-var", f"name={name}", "-var", f"max_receive_count={MAX_RECEIVE_COUNT}",
@@ -158,3 +180,30 @@ def test_sqs_moves_a_message_whose_consumer_keeps_dying_to_the_provisioned_dlq(
                                     WaitTimeSeconds=2, VisibilityTimeout=1)
         received += len(reply.get("Messages", []))
     assert received == MAX_RECEIVE_COUNT
+
+
+def test_the_applied_schedule_sends_its_slot_to_the_applied_queue(
+        applied: dict[str, Any], sqs: Any, moto_server: str) -> None:
+    import boto3
+    from cloudqueue_aws import SQSBackend
+
+    scheduler = boto3.client("scheduler", endpoint_url=moto_server, region_name="us-east-1",
+                             aws_access_key_id="testing", aws_secret_access_key="testing")
+    schedule = scheduler.get_schedule(Name=f"{applied['name']}-report-daily")
+    assert schedule["ScheduleExpression"] == "cron(30 6 ? * 2-6 *)"
+    assert schedule["ScheduleExpressionTimezone"] == "Europe/Berlin"
+    assert schedule["State"] == "ENABLED"
+    target = schedule["Target"]
+    assert target["Arn"] == applied["dlq_arn"].replace("-dlq", "")
+    assert target["RoleArn"] == applied["scheduler_role_arn"]
+    # moto never fires a schedule: send what EventBridge Scheduler would for Monday's slot
+    body = target["Input"].replace("<aws.scheduler.scheduled-time>", "2026-11-30T05:30:00Z")
+    sqs.send_message(QueueUrl=applied["queue_url"], MessageBody=body)
+    app = scheduled_app()
+    app.backend = SQSBackend(applied["queue_url"], client=sqs)
+    SCHEDULED_RUNS.clear()
+    for _ in range(5):  # bounded: moto may take a moment to show the message
+        app.drain()
+        if SCHEDULED_RUNS:
+            break
+    assert SCHEDULED_RUNS == [("daily", "cron:report:daily:2026-11-30T05:30:00Z")]

@@ -28,6 +28,17 @@ variable "max_receive_count" {
   type        = number
 }
 
+variable "schedules" {
+  description = "Cron schedules, as cloudqueue terraform-vars writes them."
+  type = map(object({
+    expression       = string
+    timezone         = string
+    body             = string
+    message_group_id = optional(string)
+  }))
+  default = {}
+}
+
 provider "aws" {
   region                      = "us-east-1"
   access_key                  = "testing"
@@ -38,10 +49,11 @@ provider "aws" {
   skip_requesting_account_id  = true
 
   endpoints {
-    iam    = var.endpoint
-    lambda = var.endpoint
-    sqs    = var.endpoint
-    sts    = var.endpoint
+    iam       = var.endpoint
+    lambda    = var.endpoint
+    scheduler = var.endpoint
+    sqs       = var.endpoint
+    sts       = var.endpoint
   }
 }
 
@@ -51,6 +63,7 @@ module "queue" {
   name              = var.name
   function_name     = "${var.name}-worker"
   max_receive_count = var.max_receive_count
+  schedules         = var.schedules
   # The visibility timeout the test waits out between deliveries; the module's check
   # (>= 6x the function timeout) holds with the smallest function timeout.
   function_timeout_seconds   = 1
@@ -85,4 +98,8 @@ output "role_name" {
 
 output "max_receive_count" {
   value = module.queue.max_receive_count
+}
+
+output "scheduler_role_arn" {
+  value = module.queue.scheduler_role_arn
 }
