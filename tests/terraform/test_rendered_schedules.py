@@ -79,4 +79,4 @@ run "rendered_schedules" {
     result = terraform.run("test", "-no-color", "-filter=tests/rendered.tftest.hcl", "-var-file=rendered.tfvars",
                            cwd=module, check=False)
     summary = re.search(r"(\d+) passed, (\d+) failed", result.stdout)
-    assert result.returncode == 0 and summary and summary[1:] == ("1", "0"), result.stdout[-4000:] + result.stderr[-2000:]
+    assert result.returncode == 0 and summary and summary.groups() == ("1", "0"), result.stdout[-4000:] + result.stderr[-2000:]
