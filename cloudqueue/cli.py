@@ -202,6 +202,7 @@ def worker(app_spec: str, concurrency: int, until_empty: bool, visibility_timeou
         from .schedules import Scheduler
 
         scheduler = Scheduler(app)
+        scheduler.tick()  # what is due now is in the queue before the first receive
         thread = threading.Thread(target=scheduler.run, name="cloudqueue-scheduler", daemon=True)
         thread.start()
     try:

@@ -50,6 +50,8 @@ __all__ = ["Concurrency", "JobLimits", "LimitStore", "LocalLimits", "RateLimit",
 _PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _RATE = r"^\s*(\d+(?:\.\d+)?)\s*/\s*([smh])\s*$"
 KeyFunction = Callable[[Any], Any]
+#: token buckets kept before idle ones are forgotten (per-key limits make one per key)
+_PRUNE_AT = 10_000
 
 
 def parse_rate(text: str, job: str = "?") -> tuple[float, float]:
@@ -166,17 +168,28 @@ class LocalLimits:
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, Any], tuple[float, float]] = {}  # -> (tokens, at)
         self._running: dict[tuple[str, Any], int] = {}
+        self._periods: dict[str, float] = {}  # job -> its rate's period, to tell idle buckets
 
     def take_token(self, bucket: tuple[str, Any], count: float, period: float, now: float) -> float:
         per_second = count / period
         with self._lock:
+            if len(self._buckets) >= _PRUNE_AT:
+                self._prune(now)
             tokens, at = self._buckets.get(bucket, (count, now))
+            self._periods[bucket[0]] = period
             tokens = min(count, tokens + max(now - at, 0.0) * per_second)
             if tokens >= 1.0 - 1e-9:  # float sums of refills fall a hair short
                 self._buckets[bucket] = (max(tokens - 1.0, 0.0), now)
                 return 0.0
             self._buckets[bucket] = (tokens, now)
             return (1.0 - tokens) / per_second
+
+    def _prune(self, now: float) -> None:
+        # Per-key buckets (one per tenant, say) would grow for ever: forget those that have
+        # been idle a whole period, which are full again (a fresh bucket is full too).
+        idle = [bucket for bucket, (_, at) in self._buckets.items() if now - at >= self._periods.get(bucket[0], 0.0)]
+        for bucket in idle:
+            del self._buckets[bucket]
 
     def enter(self, bucket: tuple[str, Any], limit: int) -> bool:
         with self._lock:

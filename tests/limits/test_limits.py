@@ -225,3 +225,17 @@ def test_a_key_function_that_raises_fails_the_attempt_with_the_reason(app: cq.Ap
         stop(worker, thread)
     [dead] = outcomes.results
     assert "the limit's key function raised AttributeError" in str(dead.reason)
+
+
+def test_idle_per_key_buckets_are_forgotten_and_come_back_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloudqueue import limits
+
+    monkeypatch.setattr(limits, "_PRUNE_AT", 3)
+    store = LocalLimits()
+    for tenant in "abc":
+        assert store.take_token(("sync", tenant), 1, 60.0, 0.0) == 0.0
+    assert store.take_token(("sync", "a"), 1, 60.0, 30.0) > 0  # a is not idle for long: no prune
+    assert len(store._buckets) == 3
+    assert store.take_token(("sync", "d"), 1, 60.0, 61.0) == 0.0  # b and c idle a period: gone
+    assert set(store._buckets) == {("sync", "a"), ("sync", "d")}
+    assert store.take_token(("sync", "b"), 1, 60.0, 61.0) == 0.0  # back, full

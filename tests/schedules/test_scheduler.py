@@ -135,21 +135,28 @@ def test_an_app_without_schedules_has_nothing_to_run(app: cq.App) -> None:
         Scheduler(app).run()
 
 
-def test_cli_scheduler_once_enqueues_the_due_slot() -> None:
-    from cloudqueue.cli import cli
-
+@pytest.fixture
+def cron_app_queue() -> Iterator[MemoryBackend]:
+    """A fresh named memory queue for tests.schedules.cron_app:app (slot keys of an earlier
+    test would be dropped as duplicates by the last one)."""
     from .cron_app import app as cron_app
 
-    backend = cron_app.backend
-    assert isinstance(backend, MemoryBackend)
-    backend.purge()
+    backend = MemoryBackend(name="cron-tests")
+    cron_app.backend = backend
+    yield backend
+    backend.close()
+
+
+def test_cli_scheduler_once_enqueues_the_due_slot(cron_app_queue: MemoryBackend) -> None:
+    from cloudqueue.cli import cli
+
+    backend = cron_app_queue
     result = CliRunner().invoke(cli, ["scheduler", "tests.schedules.cron_app:app", "--once"],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "minutely" in result.stdout and "report" in result.stdout
     [job] = enqueued_jobs(backend)
     assert job.idempotency_key is not None and job.idempotency_key.startswith("cron:report:minutely:")
-    backend.purge()
 
 
 def test_cli_scheduler_refuses_an_app_without_schedules() -> None:
@@ -158,3 +165,14 @@ def test_cli_scheduler_refuses_an_app_without_schedules() -> None:
     result = CliRunner().invoke(cli, ["scheduler", "tests.unit.cli_app:app", "--once"])
     assert result.exit_code == 1
     assert "no job with a schedule=" in result.output
+
+
+def test_cli_worker_with_schedules_runs_the_due_slot(cron_app_queue: MemoryBackend) -> None:
+    from cloudqueue.cli import cli
+
+    backend = cron_app_queue
+    result = CliRunner().invoke(cli, ["worker", "tests.schedules.cron_app:app", "--schedules", "--until-empty",
+                                      "--concurrency", "1"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1].split()[0] == "1"  # succeeded: the slot due now ran
+    assert backend.pending() == []
