@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError
@@ -290,7 +290,7 @@ def _total_limit(jobs: list[Job[Any, Any]], kind: str, variable: str,
 
 def _schedules(jobs: list[Job[Any, Any]], *, aws: bool) -> tuple[dict[str, dict[str, str]], list[str]]:
     """One entry per job schedule: the expression, its zone and the envelope to send."""
-    from .schedules import aws_cron_expression, cloud_body, slot_key
+    from .schedules import aws_cron_expression, cloud_body
 
     entries: dict[str, dict[str, str]] = {}
     for job in jobs:
@@ -305,7 +305,7 @@ def _schedules(jobs: list[Job[Any, Any]], *, aws: bool) -> tuple[dict[str, dict[
             else:
                 schedule.check()
                 entry = {"expression": schedule.expression, "timezone": schedule.tz,
-                         "body": _gcp_body(job, schedule, slot_key)}
+                         "body": _gcp_body(job, schedule)}
             entries[name] = entry
     if not entries:
         return {}, []
@@ -317,17 +317,22 @@ def _schedules(jobs: list[Job[Any, Any]], *, aws: bool) -> tuple[dict[str, dict[
                     "(EventBridge Scheduler's rule)."]
     else:
         comments = ["# schedules: Cloud Scheduler sends each body as it is (it has no per-firing "
-                    "substitution), so every firing is a new job without a per-slot key."]
+                    "substitution): every firing is a new job without a per-slot key, and the "
+                    "envelope's time is a constant (the task's or message's own time is the firing's)."]
     return entries, comments
 
 
-def _gcp_body(job: Job[Any, Any], schedule: Any, slot_key: Any) -> str:
+#: the envelope time of a Cloud Scheduler body, which is fixed: a constant keeps the printed
+#: tfvars (and so `terraform plan`) the same from one run to the next
+GCP_BODY_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+def _gcp_body(job: Job[Any, Any], schedule: Any) -> str:
     from . import envelope
-    from .clock import SYSTEM_CLOCK
 
     value = job.validate(schedule.payload)
     return envelope.encode(job_id=f"cron-{job.name}-{schedule.id}", app=job.app.name, job_type=job.name,
-                           time=SYSTEM_CLOCK.now().replace(microsecond=0), data_json=job.dump_json(value)).decode()
+                           time=GCP_BODY_TIME, data_json=job.dump_json(value)).decode()
 
 
 _RENDERERS: dict[str, Callable[[list[Job[Any, Any]]], tuple[list[str], dict[str, object]]]] = {

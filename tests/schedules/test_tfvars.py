@@ -93,3 +93,10 @@ def test_an_expression_eventbridge_cannot_carry_fails_terraform_vars_with_the_fi
     app = app_with(schedule=cq.Cron("0 3 1 * mon", payload={"kind": "d"}))
     with pytest.raises(cq.ConfigurationError, match="split it into two schedules"):
         render_tfvars(app, "aws-sqs-lambda")
+
+
+def test_the_printed_schedules_are_the_same_from_one_run_to_the_next() -> None:
+    for module in ("aws-sqs-lambda", "gcp-cloud-tasks", "gcp-pubsub"):
+        first = render_tfvars(app_with(schedule=cq.Cron("0 3 * * *", payload={"kind": "d"})), module)
+        again = render_tfvars(app_with(schedule=cq.Cron("0 3 * * *", payload={"kind": "d"})), module)
+        assert first == again
