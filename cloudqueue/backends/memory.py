@@ -124,7 +124,9 @@ class MemoryBackend(Backend):
         self._cond = threading.Condition(self._lock)
         self._msgs: dict[str, _Msg] = {}
         self._ready: deque[str] = deque()
-        self._timed: list[tuple[float, int, str, int]] = []  # (visible_at, seq, mid, token)
+        # (visible_at, seq, ((mid, token), ...)): when messages come back unless settled or
+        # re-scheduled since; a receive files its whole batch as one entry
+        self._timed: list[tuple[float, int, tuple[tuple[str, int], ...]]] = []
         self._keys: dict[str, tuple[str, float]] = {}
         self._dead: dict[str, _Dead] = {}
         self._seq = itertools.count(1)
@@ -172,7 +174,7 @@ class MemoryBackend(Backend):
         if msg.visible_at <= now:
             self._ready.append(msg.mid)
         else:
-            heapq.heappush(self._timed, (msg.visible_at, msg.seq, msg.mid, msg.token))
+            heapq.heappush(self._timed, (msg.visible_at, next(self._seq), ((msg.mid, msg.token),)))
 
     # -- consuming -----------------------------------------------------------------------
     def receive(self, max_messages: int = 10, wait: timedelta = timedelta(0),
@@ -199,12 +201,12 @@ class MemoryBackend(Backend):
     def _promote(self, now: float) -> None:
         timed, msgs, ready = self._timed, self._msgs, self._ready
         while timed and timed[0][0] <= now:
-            _, _, mid, token = heapq.heappop(timed)
-            msg = msgs.get(mid)
-            if msg is None or msg.token != token or msg.visible_at > now:
-                continue  # stale entry: settled, or re-scheduled since
-            msg.token = 0  # an expired visibility timeout: the message is back
-            ready.append(mid)
+            for mid, token in heapq.heappop(timed)[2]:
+                msg = msgs.get(mid)
+                if msg is None or msg.token != token or msg.visible_at > now:
+                    continue  # stale entry: settled, or re-scheduled since
+                msg.token = 0  # an expired visibility timeout: the message is back
+                ready.append(mid)
 
     def _take(self, max_messages: int, now: float, hide: timedelta) -> list[Delivery]:
         timed = self._timed
@@ -212,13 +214,17 @@ class MemoryBackend(Backend):
             self._promote(now)
         out: list[Delivery] = []
         ready, msgs = self._ready, self._msgs
+        visible_at = now + hide.total_seconds()
         while ready and len(out) < max_messages:
             msg = msgs.get(ready.popleft())
             if msg is None or msg.token or msg.visible_at > now:
                 continue
-            delivery = self._deliver(msg, now, hide)
+            delivery = self._deliver(msg, now, hide, visible_at)
             if delivery is not None:
                 out.append(delivery)
+        if out:
+            heapq.heappush(timed, (visible_at, next(self._seq),
+                                   tuple([(d.message_id, d.handle) for d in out])))
         return out
 
     def _take_fifo(self, max_messages: int, now: float, hide: timedelta) -> list[Delivery]:
@@ -237,12 +243,12 @@ class MemoryBackend(Backend):
                 msg.token = 0
             if msg.token or msg.visible_at > now:
                 continue
-            delivery = self._deliver(msg, now, hide)
+            delivery = self._deliver(msg, now, hide, now + hide.total_seconds())
             if delivery is not None:
                 out.append(delivery)
         return out
 
-    def _deliver(self, msg: _Msg, now: float, hide: timedelta) -> Delivery | None:
+    def _deliver(self, msg: _Msg, now: float, hide: timedelta, visible_at: float) -> Delivery | None:
         limit = self.max_receives or msg.max_attempts
         if limit is not None and msg.receives >= limit:
             self._bury(msg, f"unsettled: received {msg.receives} times without being settled "
@@ -250,9 +256,7 @@ class MemoryBackend(Backend):
             return None
         msg.receives += 1
         msg.token = token = next(self._seq)
-        msg.visible_at = visible_at = now + hide.total_seconds()
-        if not self.fifo:
-            heapq.heappush(self._timed, (visible_at, msg.seq, msg.mid, token))
+        msg.visible_at = visible_at  # the caller files it in the timed heap (not FIFO: no heap)
         # positional: this runs under the lock every consumer thread takes
         return Delivery(msg.body, msg.receives, msg.mid, token, msg.group, None, _NO_ATTRIBUTES, hide)
 
@@ -302,7 +306,7 @@ class MemoryBackend(Backend):
             msg = self._owned(delivery)
             msg.visible_at = self.clock.time() + timeout.total_seconds()
             if not self.fifo:
-                heapq.heappush(self._timed, (msg.visible_at, msg.seq, msg.mid, msg.token))
+                heapq.heappush(self._timed, (msg.visible_at, next(self._seq), ((msg.mid, msg.token),)))
 
     def hop(self, delivery: Delivery, delay: timedelta) -> None:
         self._reschedule(delivery, delay, count=False)
