@@ -376,6 +376,8 @@ class OpenTelemetry(Middleware):
         joined = list(links or ())
         seen = {ambient.span_id} if ambient.is_valid else set()
         seen.update(link.context.span_id for link in joined)
+        if parent is not None:  # a platform that passes the producer's own context on
+            seen.add(trace.get_current_span(parent).get_span_context().span_id)
         for header in headers:
             context = _platform(header)
             if context is None or context.span_id in seen:
