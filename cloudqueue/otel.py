@@ -11,8 +11,10 @@ Traces follow OpenTelemetry's messaging conventions::
     send send_receipt        PRODUCER   around each enqueue / enqueue_many; its context
       │                                 becomes the envelope's traceparent
       └─ process send_receipt CONSUMER  around each run, a child of that context (linked to
-                                        the ambient span, e.g. a Lambda invocation's), current
-                                        while the job runs, ended when the outcome is settled
+                                        the ambient span, e.g. a Lambda invocation's, and to the
+                                        trace contexts the platform delivered the message under:
+                                        ``Delivery.platform_trace``), current while the job
+                                        runs, ended when the outcome is settled
 
 Metrics (attributes: ``cloudqueue.job.type``, ``messaging.destination.name``, and
 ``cloudqueue.reason.kind`` where there is a reason): counters ``cloudqueue.jobs.enqueued``,

@@ -231,7 +231,7 @@ def push_delivery(headers: Mapping[str, str], body: bytes, settings: ShimSetting
 A_GOOGCLIENT_TRACEPARENT = "googclient_traceparent"
 
 
-def platform_trace(headers: Mapping[str, str], *first: str | None) -> tuple[str, ...]:
+def _platform_trace(headers: Mapping[str, str], *first: str | None) -> tuple[str, ...]:
     """The trace contexts a request came with, for ``Delivery.platform_trace``: ``first``
     (message-level ones: a CloudEvent's ``traceparent``, the message's
     ``googclient_traceparent``), then the request's own ``traceparent`` header, else its
@@ -384,7 +384,7 @@ def http_handler(app: App, *, audience: str | list[str] | None = None,
         except BadRequest as exc:
             log.error("bad push request: %s", exc)
             return f"bad request: {exc}", 400, {}
-        delivery.platform_trace = platform_trace(
+        delivery.platform_trace = _platform_trace(
             headers, delivery.attributes.get(A_GOOGCLIENT_TRACEPARENT) or headers.get(A_GOOGCLIENT_TRACEPARENT))
         return handle_delivery(app, delivery)
 
@@ -465,7 +465,7 @@ def cloudevent_handler(app: App, *, audience: str | list[str] | None = None,
             from werkzeug.exceptions import BadRequest as HttpBadRequest
 
             raise HttpBadRequest(str(exc)) from None
-        delivery.platform_trace = platform_trace(
+        delivery.platform_trace = _platform_trace(
             _request_headers(), _event_traceparent(event), delivery.attributes.get(A_GOOGCLIENT_TRACEPARENT))
         text, status, _ = handle_delivery(app, delivery)
         if status >= 300:
