@@ -209,3 +209,11 @@ def test_ctrl_c_ends_watch_cleanly() -> None:
 def test_watch_given_the_target_as_its_seconds_says_how_to_write_it() -> None:
     done = stats("--watch", f"{SPEC}:app", ok=False)
     assert "is not a number of seconds (write TARGET before --watch, or --watch=SECONDS)" in done.stderr
+
+
+def test_watch_goes_on_through_a_queue_that_cannot_be_reached_showing_its_error() -> None:
+    out = stats(f"{SPEC}:broken", "--watch", "0.1", "--count", "2").stdout
+    frames = [frame for frame in out.split("\n\n") if frame.strip()]
+    assert len(frames) == 2
+    assert all(frame.splitlines()[-1] == "stats-broken: error: queue service at 127.0.0.1:9 refused the "
+               "connection" for frame in frames)
