@@ -260,10 +260,10 @@ def stats(target: str, as_json: bool, watch: float | None, count: int | None) ->
     """Show each queue's health: waiting, in flight, delayed, dead letters, oldest age.
 
     TARGET is a queue URL or MODULE:APP (a row for every queue of the app). A figure the
-    queue service cannot tell is shown as "unknown" (null in JSON), never as 0. Once shown,
-    the running totals of completed and failed deliveries (where the queue keeps them)
-    become rates per second under --watch; backlog/s is the net change of the messages in
-    the queue.
+    queue service cannot tell is shown as "unknown" (null in JSON), never as 0. The
+    running totals of completed and failed deliveries (where the queue keeps them) are
+    shown as such, and under --watch as rates per second, with backlog/s, the net change
+    of the messages in the queue. Write --watch after TARGET, or as --watch=SECONDS.
     """
     from . import _stats
 
