@@ -132,6 +132,12 @@ class MemoryBackend(Backend):
         self._seq = itertools.count(1)
         self._closed = False
         self._waiting = 0  # receivers blocked in wait(): only they need a notify
+        # Running totals for stats(), all kept under the lock. Acks are not counted (the
+        # ack path may skip the lock): completed = made - still here - buried - purged.
+        self._made = 0  # messages put in (sends and redrives)
+        self._buried = 0  # messages moved to dead letters
+        self._purged = 0  # messages dropped by purge()
+        self._retried = 0  # deliveries given back as a failed attempt
 
     @property
     def capabilities(self) -> Capabilities:
@@ -163,6 +169,7 @@ class MemoryBackend(Backend):
                 msg = _Msg(mid, out, seq, now)
                 self._msgs[mid] = msg
                 self._schedule(msg, now)
+                self._made += 1
                 ids.append(out.job_id)
             if self._waiting:
                 self._cond.notify_all()
@@ -293,7 +300,9 @@ class MemoryBackend(Backend):
         with self._lock:
             msg = self._owned(delivery)
             now = self.clock.time()
-            if not count:
+            if count:
+                self._retried += 1
+            else:
                 msg.receives -= 1
             msg.token = 0
             msg.visible_at = now + delay.total_seconds()
@@ -317,6 +326,7 @@ class MemoryBackend(Backend):
 
     def _bury(self, msg: _Msg, reason: str, now: float) -> None:
         del self._msgs[msg.mid]
+        self._buried += 1
         letter = DeadLetter(message_id=msg.mid, body=msg.body, reason=reason,
                             job_type=msg.job_type, dead_lettered_at=_utc(now),
                             attempts=msg.receives)
@@ -339,8 +349,10 @@ class MemoryBackend(Backend):
                     waiting += 1
                 oldest = msg.sent_at if oldest is None else min(oldest, msg.sent_at)
             age = timedelta(seconds=max(now - oldest, 0)) if oldest is not None else None
+            completed = self._made - len(self._msgs) - self._buried - self._purged
             return QueueStats(waiting=waiting, in_flight=in_flight, delayed=delayed,
-                              dead_lettered=len(self._dead), oldest_age=age)
+                              dead_lettered=len(self._dead), oldest_age=age,
+                              completed=completed, failed=self._retried + self._buried)
 
     def pending(self) -> list[PendingMessage]:
         """Every message not yet settled, oldest first."""
@@ -374,6 +386,7 @@ class MemoryBackend(Backend):
                 msg = _Msg(f"m{seq}", out, seq, now)
                 self._msgs[msg.mid] = msg
                 self._schedule(msg, now)
+            self._made += len(chosen)
             self._cond.notify_all()
             return len(chosen)
 
@@ -387,6 +400,7 @@ class MemoryBackend(Backend):
         """Drop every message still in the queue (not the dead letters); return how many."""
         with self._lock:
             count = len(self._msgs)
+            self._purged += count
             self._msgs.clear()
             self._ready.clear()
             self._timed.clear()
