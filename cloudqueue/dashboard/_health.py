@@ -46,6 +46,14 @@ def age_text(age: timedelta | None) -> str:
     return f"{seconds}s"
 
 
+def oldest_text(stats: QueueStats | None) -> str:
+    """The oldest message's age; "none" when the queue is known to hold nothing."""
+    if stats is not None and stats.oldest_age is None and stats.waiting == 0 and stats.in_flight == 0 \
+            and stats.delayed == 0:
+        return "none"
+    return age_text(None if stats is None else stats.oldest_age)
+
+
 def time_text(when: datetime | None) -> str:
     if when is None:
         return "unknown"
@@ -79,7 +87,7 @@ class QueueHealth:
             "error": self.error,
             "figures": {name: self.figure(name) for name in FIGURES},
             "oldest_age": None if stats is None or stats.oldest_age is None else stats.oldest_age.total_seconds(),
-            "oldest_text": age_text(None if stats is None else stats.oldest_age),
+            "oldest_text": oldest_text(stats),
             "chart": chart(self.history),
         }
 

@@ -31,6 +31,7 @@ from ._health import (
     LABELS,
     Monitor,
     age_text,
+    oldest_text,
     queues_of,
     time_text,
     view_letter,
@@ -81,7 +82,7 @@ def build(app: App, *, read_only: bool = False, token: str | None = None,
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
     env.globals.update(FIGURES=FIGURES, LABELS=LABELS, CHART_LINES=CHART_LINES, CHART_WIDTH=CHART_WIDTH,
-                       CHART_HEIGHT=CHART_HEIGHT, age_text=age_text, time_text=time_text,
+                       CHART_HEIGHT=CHART_HEIGHT, age_text=age_text, oldest_text=oldest_text, time_text=time_text,
                        settings=settings, CSRF_FIELD=CSRF_FIELD, quote=quote)
     views = _Views(settings, env)
     routes = [

@@ -94,15 +94,20 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0, eve
 
 
 def screenshot(driver: Any, name: str) -> None:
-    """Save a PNG of the page when DASHBOARD_SCREENSHOTS names a folder."""
+    """Save a PNG of the whole page (up to 1400 px tall) when DASHBOARD_SCREENSHOTS names a folder."""
     if not SCREENSHOTS:
         return
+    import base64
+
     folder = Path(SCREENSHOTS)
     folder.mkdir(parents=True, exist_ok=True)
-    height = driver.execute_script("return Math.min(document.documentElement.scrollHeight, 1400)")
-    driver.set_window_size(1180, max(int(height), 500))
-    driver.save_screenshot(str(folder / f"{name}.png"))
-    driver.set_window_size(1180, 820)
+    width, height = driver.execute_script(
+        "return [document.documentElement.clientWidth,"
+        " Math.ceil(document.querySelector('main').getBoundingClientRect().bottom + window.scrollY)]")
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": width, "height": min(height, 1400), "scale": 1}})
+    (folder / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
 
 
 @dataclass

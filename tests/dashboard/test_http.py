@@ -19,7 +19,7 @@ import cloudqueue as cq
 import cloudqueue.dashboard
 from cloudqueue.backends.base import QueueStats
 from cloudqueue.backends.memory import MemoryBackend
-from tests.conftest import free_port
+from tests.conftest import free_port, missing_component
 
 from .conftest import served
 from .shop import Shop
@@ -250,6 +250,8 @@ def test_a_non_loopback_bind_without_auth_refuses_to_start() -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("error: refusing to serve the dashboard on 0.0.0.0 without authentication")
     assert "--token" in done.stderr and "--basic-auth" in done.stderr
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read().split("## Dashboard", 1)[1]
+    assert done.stderr.strip() in readme  # the README shows the message as it is
 
 
 def test_the_dashboard_command_serves_the_app_on_loopback() -> None:
@@ -283,22 +285,36 @@ def test_the_dashboard_command_serves_the_app_on_loopback() -> None:
     assert "cloudqueue dashboard for app 'cli' on http://127.0.0.1:" in errors
 
 
-def test_the_wsgi_adapter_serves_the_same_dashboard(shop: Shop) -> None:
+def test_the_wsgi_adapter_serves_the_dashboard_inside_a_flask_app(shop: Shop) -> None:
     from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    try:
+        from flask import Flask
+        from werkzeug.middleware.dispatcher import DispatcherMiddleware
+    except ImportError:
+        missing_component("flask", 'pip install flask (it comes with adapters/gcp[test])')
 
     class Quiet(WSGIRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = make_server("127.0.0.1", free_port(), cloudqueue.dashboard.wsgi_app(shop.app), handler_class=Quiet)
+    web = Flask("shop")
+    web.add_url_rule("/", "home", lambda: "shop home")
+    web.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
+        web.wsgi_app, {"/ops/queues": cloudqueue.dashboard.wsgi_app(shop.app)})
+    server = make_server("127.0.0.1", free_port(), web, handler_class=Quiet)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{server.server_port}") as http:
-            listing = http.get("/queues/default/dead-letters")
+            assert http.get("/").text == "shop home"
+            listing = http.get("/ops/queues/queues/default/dead-letters")
             assert listing.status_code == 200 and "card declined for order A-1" in listing.text
-            answer = http.post("/queues/default/dead-letters/redrive", data={"all": "1", "csrf": _csrf(listing.text)})
+            assert 'action="/ops/queues/queues/default/dead-letters/redrive"' in listing.text
+            answer = http.post("/ops/queues/queues/default/dead-letters/redrive",
+                               data={"all": "1", "csrf": _csrf(listing.text)})
             assert answer.status_code == 303
+            assert answer.headers["location"] == "/ops/queues/queues/default/dead-letters?redriven=1"
     finally:
         server.shutdown()
         server.server_close()

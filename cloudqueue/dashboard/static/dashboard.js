@@ -39,7 +39,7 @@
     var oldest = card.querySelector('[data-figure="oldest"]');
     if (oldest) {
       oldest.textContent = queue.oldest_text;
-      oldest.classList.toggle("unknown", queue.oldest_age === null);
+      oldest.classList.toggle("unknown", queue.oldest_text === "unknown");
     }
     Object.keys(queue.chart.points).forEach(function (line) {
       var poly = card.querySelector('polyline[data-line="' + line + '"]');
