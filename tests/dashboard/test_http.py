@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from datetime import timedelta
 from typing import Any
 
@@ -250,7 +251,7 @@ def test_a_non_loopback_bind_without_auth_refuses_to_start() -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("error: refusing to serve the dashboard on 0.0.0.0 without authentication")
     assert "--token" in done.stderr and "--basic-auth" in done.stderr
-    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read().split("## Dashboard", 1)[1]
+    readme = Path(ROOT, "README.md").read_text(encoding="utf-8").split("## Dashboard", 1)[1]
     assert done.stderr.strip() in readme  # the README shows the message as it is
 
 
