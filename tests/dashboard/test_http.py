@@ -10,10 +10,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import cloudqueue as cq
@@ -24,8 +25,6 @@ from tests.conftest import free_port, missing_component
 
 from .conftest import served
 from .shop import Shop
-
-httpx = pytest.importorskip("httpx", reason="httpx comes with the dev extra: pip install -e '.[dev]'")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
