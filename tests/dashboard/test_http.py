@@ -100,6 +100,27 @@ def test_purge_asks_for_the_queue_name_first(client: Any, shop: Shop) -> None:
     assert shop.app.backend.stats().dead_lettered == 0
 
 
+def test_redrive_selected_puts_back_only_the_ticked_dead_letters(client: Any, shop: Shop) -> None:
+    shop.declined.update({"A-2", "A-3"})
+    shop.charge.enqueue({"order_id": "A-2", "amount": 2})
+    shop.charge.enqueue({"order_id": "A-3", "amount": 3})
+    shop.app.drain()
+    listing = client.get("/queues/default/dead-letters").text
+    ids = dict(re.findall(r'<tr data-letter="([^"]+)">.*?card declined for order (A-\d)', listing, re.S))
+    assert sorted(ids.values()) == ["A-1", "A-2", "A-3"]
+    ticked = [mid for mid, order in ids.items() if order != "A-2"]
+    answer = client.post("/queues/default/dead-letters/redrive",
+                         data={"csrf": _csrf(listing), "ids": ticked})
+    assert answer.status_code == 303
+    assert "Redrove 2 message(s)" in client.get(answer.headers["location"]).text
+    shop.app.drain()
+    assert sorted(shop.runs) == ["charge A-1", "charge A-3"]
+    [left] = shop.app.backend.dead_letters()
+    assert b'"A-2"' in left.body
+    nothing = client.post("/queues/default/dead-letters/redrive", data={"csrf": _csrf(listing)})
+    assert nothing.status_code == 400
+
+
 def test_redrive_of_an_id_that_is_gone_says_so(client: Any, shop: Shop) -> None:
     token = _csrf(client.get("/queues/default/dead-letters").text)
     answer = client.post("/queues/default/dead-letters/redrive", data={"csrf": token, "ids": "m-gone"})
