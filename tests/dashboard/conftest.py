@@ -48,9 +48,7 @@ def served(asgi: Any) -> Iterator[str]:
         thread.join(timeout=15)
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Headless chromium (Debian's package) driven through its chromedriver by Selenium."""
+def _chromium(javascript: bool = True) -> Iterator[Any]:
     if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
         missing_component(f"chromium and chromedriver ({CHROMIUM}, {CHROMEDRIVER})",
                           "bash scripts/test.sh installs them as root: apt-get install -y chromium chromium-driver")
@@ -69,6 +67,8 @@ def browser() -> Iterator[Any]:
                  "--disable-dev-shm-usage", "--window-size=1180,820", "--hide-scrollbars",
                  f"--user-data-dir={profile}"):
         options.add_argument(flag)
+    if not javascript:
+        options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.set_page_load_timeout(60)
     try:
@@ -76,6 +76,18 @@ def browser() -> Iterator[Any]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless chromium (Debian's package) driven through its chromedriver by Selenium."""
+    yield from _chromium()
+
+
+@pytest.fixture(scope="session")
+def browser_without_javascript() -> Iterator[Any]:
+    """The same browser with JavaScript turned off."""
+    yield from _chromium(javascript=False)
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0, every: float = 0.1) -> Any:

@@ -149,3 +149,45 @@ def test_the_live_view_updates_the_figures_without_reloading_the_page(browser: A
         assert len(points.split()) >= 2  # the chart has a history
         assert browser.execute_script("return window.cqMarker") == "same page"
         screenshot(browser, "overview")
+
+
+def test_with_javascript_off_every_page_works_but_the_live_view(browser_without_javascript: Any) -> None:
+    from cloudqueue.backends.memory import MemoryBackend
+
+    driver = browser_without_javascript
+    shop = Shop(MemoryBackend())
+    shop.declined.update({"A-1", "A-2"})
+    shop.charge.enqueue({"order_id": "A-1", "amount": 1})
+    shop.charge.enqueue({"order_id": "A-2", "amount": 2})
+    shop.app.drain()
+    with served(cloudqueue.dashboard.app(shop.app)) as base:
+        driver.get(base + "/")
+        assert _figure(driver, "dead_lettered") == "2"
+        # the page's script un-hides the live badge first thing: hidden, so it did not run
+        assert not driver.find_element(*_by("#live")).is_displayed()
+
+        driver.get(base + "/queues/default/dead-letters")
+        rows = driver.find_elements(*_by("tr[data-letter]"))
+        [first] = [row for row in rows if "A-1" in row.text]
+        first.find_element(*_by('input[name="ids"]')).click()
+        driver.find_element(*_by("#redrive-selected")).click()
+        assert "Redrove 1 message(s)" in driver.find_element(*_by("#notice")).text
+        shop.app.drain()
+        assert shop.runs == ["charge A-1"]
+
+        driver.find_element(*_by("#purge")).click()
+        driver.find_element(*_by("#confirm")).send_keys("default")
+        driver.find_element(*_by("#purge-confirm")).click()
+        assert "Purged 1 dead letter(s)." in driver.find_element(*_by("#notice")).text
+        assert driver.find_elements(*_by("#no-letters"))
+
+        driver.get(base + "/jobs/send_receipt")
+        driver.find_element(*_by("#field-to")).send_keys("a@b.c")
+        driver.find_element(*_by("#enqueue-submit")).click()
+        assert driver.find_element(*_by('[data-field="order_id"] .field-error')).text == "Field required"
+        assert driver.find_element(*_by("#field-to")).get_attribute("value") == "a@b.c"
+        driver.find_element(*_by("#field-order_id")).send_keys("A-3")
+        driver.find_element(*_by("#enqueue-submit")).click()
+        assert driver.find_element(*_by("#notice")).text.startswith("Enqueued job ")
+        shop.app.drain()
+        assert shop.runs == ["charge A-1", "receipt A-3"]
