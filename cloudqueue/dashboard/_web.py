@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,14 @@ _SECURITY_HEADERS = {
     "x-frame-options": "DENY",
     "cache-control": "no-store",
 }
+
+
+@dataclass
+class _Posted:
+    """A form that passed the checks: its fields (first value of each), and the ticked ids."""
+
+    values: dict[str, str]
+    ids: list[str]
 
 
 class Settings:
@@ -196,19 +205,23 @@ class _Views:
     async def not_allowed(self, request: Request, exc: Exception) -> Response:
         return self.error(request, 405, "Method not allowed", f"{request.method} is not accepted here")
 
-    async def checked_form(self, request: Request) -> dict[str, str] | Response:
+    async def checked_form(self, request: Request) -> _Posted | Response:
         """The POSTed form, or the refusal when it is read-only or fails the CSRF check."""
         if self.settings.read_only:
             return self.error(request, 403, "Read-only",
                               "this dashboard is read-only: redrive, purge and enqueue are turned off")
         form = await request.form()
-        values = {key: value for key, value in form.multi_items() if isinstance(value, str)}
-        why = self.settings.csrf.check(request.cookies.get(CSRF_COOKIE), values.get(CSRF_FIELD),
+        posted = _Posted({}, [])
+        for key, value in form.multi_items():
+            if isinstance(value, str):  # an uploaded file is nothing any form here sends
+                posted.values.setdefault(key, value)
+                if key == "ids":
+                    posted.ids.append(value)
+        why = self.settings.csrf.check(request.cookies.get(CSRF_COOKIE), posted.values.get(CSRF_FIELD),
                                        request.headers.get("origin"), request.headers.get("host"))
         if why is not None:
             return self.error(request, 403, "Refused", why)
-        values["__ids__"] = json.dumps([v for k, v in form.multi_items() if k == "ids" and isinstance(v, str)])
-        return values
+        return posted
 
     def queue(self, name: str) -> Backend | None:
         return dict(queues_of(self.settings.app)).get(name)
@@ -246,8 +259,8 @@ class _Views:
         if isinstance(form, Response):
             return form
         fields = form_fields(job)
-        payload, errors = read_form(fields, form)
-        options = {k: form.get(k, "").strip() for k in ("delay", "idempotency_key", "ordering_key")}
+        payload, errors = read_form(fields, form.values)
+        options = {k: form.values.get(k, "").strip() for k in ("delay", "idempotency_key", "ordering_key")}
         form_errors: list[str] = []
         delay: timedelta | None = None
         if options["delay"]:
@@ -311,12 +324,12 @@ class _Views:
         form = await self.checked_form(request)
         if isinstance(form, Response):
             return form
-        ids: list[str] = json.loads(form["__ids__"])
-        if form.get("all") != "1" and not ids:
+        everything = form.values.get("all") == "1"
+        if not everything and not form.ids:
             return self.error(request, 400, "Nothing chosen",
                               "tick the dead letters to redrive, or use Redrive all")
         try:
-            count = await run_in_threadpool(backend.redrive, None if form.get("all") == "1" else ids)
+            count = await run_in_threadpool(backend.redrive, None if everything else form.ids)
         except QueueNotFound as exc:
             return self.error(request, 404, "Not redriven", str(exc))
         except CloudQueueError as exc:
@@ -338,7 +351,7 @@ class _Views:
         form = await self.checked_form(request)
         if isinstance(form, Response):
             return form
-        if form.get("confirm") != name:
+        if form.values.get("confirm") != name:
             return self.error(request, 400, "Not purged",
                               f"type the queue's name ({name}) in the confirmation box to purge its dead letters")
         try:
