@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -92,7 +92,7 @@ def build(app: App, *, read_only: bool = False, token: str | None = None,
                       trim_blocks=True, lstrip_blocks=True)
     env.globals.update(FIGURES=FIGURES, LABELS=LABELS, CHART_LINES=CHART_LINES, CHART_WIDTH=CHART_WIDTH,
                        CHART_HEIGHT=CHART_HEIGHT, age_text=age_text, oldest_text=oldest_text, time_text=time_text,
-                       settings=settings, CSRF_FIELD=CSRF_FIELD, quote=quote)
+                       settings=settings, CSRF_FIELD=CSRF_FIELD)
     views = _Views(settings, env)
     routes = [
         Route("/", views.overview, name="overview"),
@@ -113,7 +113,8 @@ def build(app: App, *, read_only: bool = False, token: str | None = None,
 
 
 class _Guard:
-    """Auth on every request, CSRF on every POST, security headers on every answer."""
+    """Auth on every request and security headers on every answer (each POST view checks
+    read-only mode and the CSRF token itself, through ``_Views.checked_form``)."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
