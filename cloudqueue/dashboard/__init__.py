@@ -27,7 +27,7 @@ _HINT = 'the dashboard needs its extra: pip install "cloudqueue[dashboard]"'
 
 
 def app(application: App, *, read_only: bool = False, token: str | None = None,
-        basic_auth: tuple[str, str] | None = None, secret: str | bytes | None = None,
+        basic_auth: tuple[str, str] | str | None = None, secret: str | bytes | None = None,
         refresh: timedelta = timedelta(seconds=2), title: str | None = None) -> Any:
     """The dashboard of ``application`` as an ASGI application (a Starlette app).
 
@@ -35,15 +35,16 @@ def app(application: App, *, read_only: bool = False, token: str | None = None,
         read_only: hide redrive, purge and enqueue, and refuse their POSTs.
         token: ask for this token (``Authorization: Bearer``, a ``?token=`` link once, or the
             login form; at least 8 characters).
-        basic_auth: ask for this (user, password) with HTTP basic auth instead.
+        basic_auth: ask for this (user, password), or "user:password", with HTTP basic auth instead.
         secret: the key CSRF tokens and session cookies are signed with; give every process
             serving one dashboard the same one (default: ``$CLOUDQUEUE_DASHBOARD_SECRET``,
             else random per process).
-        refresh: how often the live view polls the health figures.
+        refresh: how often the live view polls the health figures (at least 0.5 s).
         title: the page title (default: the app's name).
 
     Raises:
-        ConfigurationError: a token shorter than 8 characters, or a token and basic auth both.
+        ConfigurationError: a token shorter than 8 characters, a token and basic auth both, a
+            malformed basic auth or refresh.
         ImportError: the ``dashboard`` extra is not installed.
     """
     try:
@@ -73,7 +74,10 @@ def serve(application: App, *, host: str = "127.0.0.1", port: int = 8000, log_le
     Raises:
         ConfigurationError: ``host`` is not loopback and neither ``token`` nor ``basic_auth`` is set.
     """
-    check_bind(host, token=options.get("token"), basic_auth=options.get("basic_auth"))
+    basic = options.get("basic_auth")
+    if isinstance(basic, str):
+        options["basic_auth"] = basic = parse_basic_auth(basic)
+    check_bind(host, token=options.get("token"), basic_auth=basic)
     asgi = app(application, **options)
     try:
         import uvicorn

@@ -20,7 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .._errors import CloudQueueError, PayloadError, QueueNotFound, UnsupportedFeature
+from .._errors import CloudQueueError, ConfigurationError, PayloadError, QueueNotFound, UnsupportedFeature
 from ..backends.base import Backend
 from ..lifecycle import ReasonKind
 from ._forms import field_errors, form_fields, job_schema, read_form
@@ -37,7 +37,7 @@ from ._health import (
     time_text,
     view_letter,
 )
-from ._security import CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE, Auth, Csrf
+from ._security import CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE, Auth, Csrf, parse_basic_auth
 
 if TYPE_CHECKING:
     from ..app import App
@@ -80,9 +80,18 @@ class Settings:
 
 
 def build(app: App, *, read_only: bool = False, token: str | None = None,
-          basic_auth: tuple[str, str] | None = None, secret: str | bytes | None = None,
+          basic_auth: tuple[str, str] | str | None = None, secret: str | bytes | None = None,
           refresh: timedelta = timedelta(seconds=2), title: str | None = None) -> Starlette:
     """The dashboard as a Starlette (ASGI) application; see ``cloudqueue.dashboard.app``."""
+    if not isinstance(refresh, timedelta) or refresh < timedelta(seconds=0.5):
+        raise ConfigurationError(f"dashboard refresh must be a timedelta of at least 0.5 s, got {refresh!r}; "
+                                 "write e.g. refresh=timedelta(seconds=2)")
+    if isinstance(basic_auth, str):
+        basic_auth = parse_basic_auth(basic_auth)
+    elif basic_auth is not None and not (isinstance(basic_auth, tuple) and len(basic_auth) == 2
+                                         and all(isinstance(part, str) and part for part in basic_auth)):
+        raise ConfigurationError("dashboard basic_auth must be (user, password) or 'user:password', "
+                                 "both non-empty")
     if isinstance(secret, str):
         secret = secret.encode()
     secret = secret or os.environ.get("CLOUDQUEUE_DASHBOARD_SECRET", "").encode() or secrets.token_bytes(32)

@@ -244,7 +244,7 @@ def test_token_auth_lets_in_a_bearer_a_token_link_or_the_login_form(shop: Shop) 
 
 
 def test_basic_auth_challenges_then_lets_in_the_right_password(shop: Shop) -> None:
-    with served(cloudqueue.dashboard.app(shop.app, basic_auth=("ops", "pa55word"))) as base, \
+    with served(cloudqueue.dashboard.app(shop.app, basic_auth="ops:pa55word")) as base, \
             httpx.Client(base_url=base) as http:
         answer = http.get("/")
         assert answer.status_code == 401
@@ -253,6 +253,18 @@ def test_basic_auth_challenges_then_lets_in_the_right_password(shop: Shop) -> No
         assert http.get("/", auth=("ops", "pa55word")).status_code == 200
         raw = base64.b64encode(b"ops:pa55word").decode()
         assert http.get("/api/health", headers={"authorization": f"Basic {raw}"}).status_code == 200
+
+
+def test_bad_settings_are_refused_with_the_fix() -> None:
+    app = cq.App("x", backend=MemoryBackend())
+    with pytest.raises(cq.ConfigurationError, match="at least 8 characters"):
+        cloudqueue.dashboard.app(app, token="short")
+    with pytest.raises(cq.ConfigurationError, match="a token or basic auth, not both"):
+        cloudqueue.dashboard.app(app, token="long-enough-token", basic_auth=("ops", "pw"))
+    with pytest.raises(cq.ConfigurationError, match="USER:PASSWORD"):
+        cloudqueue.dashboard.app(app, basic_auth="ops")
+    with pytest.raises(cq.ConfigurationError, match=r"refresh=timedelta\(seconds=2\)"):
+        cloudqueue.dashboard.app(app, refresh=timedelta(milliseconds=100))
 
 
 def test_a_non_loopback_bind_without_auth_refuses_to_start() -> None:
