@@ -134,11 +134,15 @@ class _Guard:
             await self.app(scope, receive, send)
             return
 
+        static = scope["path"].removeprefix(scope.get("root_path", "")).startswith("/static/")
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 for name, value in _SECURITY_HEADERS.items():
+                    if static and name == "cache-control":
+                        continue  # the script and the style sheet may be cached (they carry an ETag)
                     if name.encode() not in present:
                         headers.append((name.encode(), value.encode()))
                 message["headers"] = headers

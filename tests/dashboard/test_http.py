@@ -366,7 +366,9 @@ def test_mounted_under_a_prefix_every_link_and_form_keeps_the_prefix(shop: Shop)
         assert page.status_code == 200
         links = re.findall(r'(?:href|action|src)="([^"]+)"', page.text)
         assert links and all(link.startswith("/ops/queues/") for link in links), links
-        assert http.get("/ops/queues/static/dashboard.js").status_code == 200
+        script = http.get("/ops/queues/static/dashboard.js")
+        assert script.status_code == 200 and "cache-control" not in script.headers
+        assert page.headers["cache-control"] == "no-store"
         answer = http.post("/ops/queues/queues/default/dead-letters/redrive",
                            data={"all": "1", "csrf": _csrf(page.text)})
         assert answer.status_code == 303 and answer.headers["location"].startswith("/ops/queues/")
