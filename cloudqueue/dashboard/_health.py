@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -18,10 +19,10 @@ from ..lifecycle import Reason
 if TYPE_CHECKING:
     from ..app import App
 
-#: the figures a queue reports, in the order the page shows them
-FIGURES = ("waiting", "in_flight", "delayed", "dead_lettered")
-LABELS = {"waiting": "waiting", "in_flight": "in flight", "delayed": "delayed",
-          "dead_lettered": "dead-lettered", "oldest_age": "oldest"}
+#: the counts a queue reports (every ``QueueStats`` field but the age), in the order shown
+FIGURES = tuple(f.name for f in dataclasses.fields(QueueStats) if f.name != "oldest_age")
+LABELS = {name: name.replace("_", " ") for name in FIGURES} | {"dead_lettered": "dead-lettered",
+                                                               "oldest_age": "oldest"}
 
 
 def queues_of(app: App) -> list[tuple[str, Backend]]:

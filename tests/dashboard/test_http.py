@@ -173,7 +173,9 @@ def test_figures_a_backend_cannot_tell_show_as_unknown_never_as_zero() -> None:
     app = cq.App("blind", backend=Uncounted())
     with served(cloudqueue.dashboard.app(app)) as base, httpx.Client(base_url=base) as http:
         health = http.get("/api/health").json()["queues"][0]
-        assert health["figures"] == {"waiting": None, "in_flight": 0, "delayed": None, "dead_lettered": None}
+        figures = health["figures"]
+        assert {"waiting", "in_flight", "delayed", "dead_lettered"} <= set(figures)
+        assert figures.pop("in_flight") == 0 and set(figures.values()) == {None}
         html = http.get("/").text
         for figure in ("waiting", "delayed", "dead_lettered", "oldest"):
             cell = re.search(rf'data-figure="{figure}"[^>]*>([^<]*)<', html)
