@@ -163,6 +163,22 @@ def test_payloads_and_reasons_are_never_rendered_unescaped() -> None:
             assert "script-src 'self'" in page.headers["content-security-policy"]
 
 
+def test_a_poison_dead_letter_shows_why_and_its_body_as_it_came(client: Any, shop: Shop) -> None:
+    from cloudqueue.backends.base import OutgoingMessage
+
+    shop.app.backend.send([OutgoingMessage(body=b'{"not": "an envelope", "html": "<b>x</b>"}',
+                                           job_id="raw-1", job_type="")])
+    shop.app.drain()
+    listing = client.get("/queues/default/dead-letters").text
+    [poison] = [mid for mid, kind in re.findall(r'<tr data-letter="([^"]+)">.*?kind-(\w+)', listing, re.S)
+                if kind == "poison"]
+    page = client.get(f"/queues/default/dead-letters/{poison}")
+    assert page.status_code == 200
+    assert "Not a cloudqueue envelope" in page.text
+    assert "&#34;not&#34;: &#34;an envelope&#34;" in page.text and "&lt;b&gt;x&lt;/b&gt;" in page.text
+    assert client.get("/queues/default/dead-letters/m-none").status_code == 404
+
+
 def test_figures_a_backend_cannot_tell_show_as_unknown_never_as_zero() -> None:
     class Uncounted(MemoryBackend):
         """A queue service that reports no counts (as Pub/Sub without Cloud Monitoring)."""
