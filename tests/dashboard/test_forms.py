@@ -76,3 +76,4 @@ def test_a_payload_that_is_not_an_object_gets_one_json_field() -> None:
         total.validate([1, "x"])
     assert field_errors([whole], caught.value.errors)[0][WHOLE].startswith("1: Input should be a valid integer")
     assert [f.kind for f in form_fields(wrapped)] == ["json"]
+
