@@ -5,6 +5,7 @@
     cloudqueue stats TARGET [--json] [--watch [SECONDS]] [--count N]
     cloudqueue dead-letters list|redrive|purge TARGET
     cloudqueue terraform-vars module:app aws-sqs-lambda|gcp-cloud-tasks|gcp-pubsub
+    cloudqueue dashboard module:app [--host 127.0.0.1] [--port 8000] [--read-only] [--token T]
 
 TARGET is a backend URL (``sqs://orders?region=eu-west-1``) or ``module:app``, which
 also lets ``enqueue`` validate the payload against the job's model; ``worker`` and
@@ -383,6 +384,36 @@ def terraform_vars(app_spec: str, module: str) -> None:
     from .tfvars import render_tfvars
 
     click.echo(render_tfvars(load_app(app_spec), module), nl=False)
+
+
+@cli.command()
+@click.argument("app_spec", metavar="MODULE:APP")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; any but loopback needs --token or --basic-auth.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(min=0, max=65535))
+@click.option("--read-only", is_flag=True, help="Hide redrive, purge and enqueue.")
+@click.option("--token", envvar="CLOUDQUEUE_DASHBOARD_TOKEN", default=None,
+              help="Ask for this token (env CLOUDQUEUE_DASHBOARD_TOKEN); the address printed carries it once.")
+@click.option("--basic-auth", "basic_auth", envvar="CLOUDQUEUE_DASHBOARD_BASIC_AUTH", default=None,
+              metavar="USER:PASSWORD", help="Ask for HTTP basic auth (env CLOUDQUEUE_DASHBOARD_BASIC_AUTH).")
+@click.option("--refresh", type=click.FloatRange(min=0.5), default=2.0, show_default=True, metavar="SECONDS",
+              help="How often the live view refreshes.")
+def dashboard(app_spec: str, host: str, port: int, read_only: bool, token: str | None,
+              basic_auth: str | None, refresh: float) -> None:
+    """Serve the web dashboard: queue health, job types, dead letters, enqueue forms."""
+    from .dashboard import check_bind, parse_basic_auth
+
+    basic = parse_basic_auth(basic_auth) if basic_auth else None
+    check_bind(host, token=token, basic_auth=basic)  # before importing the app or binding anything
+    app = load_app(app_spec)
+    _check_memory(app.backend, app_spec, app)
+    from .dashboard import serve
+
+    shown = f"[{host}]" if ":" in host else host
+    link = f"http://{shown}:{port}/" + ("?token=…" if token else "")
+    click.echo(f"cloudqueue dashboard for app {app.name!r} on {link} (Ctrl+C stops it)", err=True)
+    serve(app, host=host, port=port, read_only=read_only, token=token, basic_auth=basic,
+          refresh=timedelta(seconds=refresh))
 
 
 def main() -> None:
