@@ -216,6 +216,9 @@ class Limiter:
         self.limits = {name: job.limits for name, job in jobs.items() if job.limits is not None}
         self.store: LimitStore = store if store is not None else LocalLimits()
         self.clock = clock
+        #: per job: its rate as (count, period), parsed once
+        self._rates = {name: limits.rate.parsed(name) for name, limits in self.limits.items()
+                       if limits.rate is not None}
 
     def __bool__(self) -> bool:
         return bool(self.limits)
@@ -238,7 +241,7 @@ class Limiter:
                 raise Defer(conc.retry_after, f"concurrency limit {conc.limit} reached for {_what(place)}")
         rate = limits.rate
         if rate is not None:
-            count, period = rate.parsed(name)
+            count, period = self._rates[name]
             bucket = (name, _key(rate.key, task))
             wait = self.store.take_token(bucket, count, period, self.clock())
             if wait > 0.0:
