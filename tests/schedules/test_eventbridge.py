@@ -169,3 +169,18 @@ def test_hop_cost_per_delayed_day() -> None:
     assert round(day.dollars * 1e6) == 133  # $0.000133 a message a day, Lambda requests included
     assert hop_cost(timedelta(minutes=15)).hops == 0
     assert scheduler_cost().dollars == pytest.approx(1e-6)
+
+
+def test_a_failed_create_schedule_says_what_was_sent(clients: dict[str, Any], queue: dict[str, str]) -> None:
+    _, _, nightly = make_app(queue, clients, long_delay="scheduler", scheduler_role_arn=ROLE,
+                             scheduler_client=clients["scheduler"], scheduler_group="no-such-group")
+    with pytest.raises(cq.EnqueueError) as info:
+        nightly.enqueue_many([nightly.message({"kind": "soon"}),
+                              nightly.message({"kind": "later"}, delay=timedelta(days=2))])
+    error = info.value
+    assert error.sent == [] and len(error.not_sent) == 2
+    assert "CreateSchedule" in str(error)
+    # nothing reached the queue: the schedules are created before any batch is sent
+    attrs = clients["sqs"].get_queue_attributes(QueueUrl=queue["url"], AttributeNames=["All"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == "0"
+    assert [m.job_id for m in error.not_sent_messages] == error.not_sent

@@ -11,7 +11,7 @@ from cloudqueue.backends.options import parse_options, parse_seconds
 
 #: URL query options of ``sqs://`` and what they configure
 OPTIONS = ("region", "endpoint_url", "visibility_timeout", "wait", "dead_letter_url", "long_delay",
-           "scheduler_role_arn", "long_delay_threshold")
+           "scheduler_role_arn", "long_delay_threshold", "scheduler_group")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,7 @@ class Address:
     long_delay: str | None = None
     scheduler_role_arn: str | None = None
     long_delay_threshold: timedelta | None = None
+    scheduler_group: str | None = None
 
     @property
     def fifo(self) -> bool:
@@ -73,7 +74,8 @@ def parse_url(url: str) -> Address:
                    dead_letter_url=options.get("dead_letter_url") or None,
                    long_delay=options.get("long_delay") or None,
                    scheduler_role_arn=options.get("scheduler_role_arn") or None,
-                   long_delay_threshold=_seconds(options, "long_delay_threshold"))
+                   long_delay_threshold=_seconds(options, "long_delay_threshold"),
+                   scheduler_group=options.get("scheduler_group") or None)
 
 
 def _seconds(options: dict[str, str], key: str) -> timedelta | None:

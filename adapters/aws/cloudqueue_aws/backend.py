@@ -2,7 +2,8 @@
 
 URL: ``sqs://<queue-name>[?region=eu-west-1&endpoint_url=http://127.0.0.1:5000
 &visibility_timeout=30&wait=20&dead_letter_url=...&long_delay=scheduler
-&scheduler_role_arn=arn:aws:iam::...:role/...&long_delay_threshold=3600]`` or, with the full queue URL,
+&scheduler_role_arn=arn:aws:iam::...:role/...&long_delay_threshold=3600
+&scheduler_group=default]`` or, with the full queue URL,
 ``sqs://sqs.eu-west-1.amazonaws.com/123456789012/orders``.
 
 - Delays up to 15 minutes use DelaySeconds; longer ones hop (the core writes
@@ -34,7 +35,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cloudqueue import (
@@ -109,7 +110,8 @@ class SQSBackend(Backend):
                  wait: timedelta = timedelta(seconds=20), dead_letter_url: str | None = None,
                  dedup_window: timedelta = timedelta(minutes=5), clock: Clock = SYSTEM_CLOCK,
                  long_delay: str = "hop", scheduler_role_arn: str | None = None,
-                 long_delay_threshold: timedelta | None = None, scheduler_client: Any = None) -> None:
+                 long_delay_threshold: timedelta | None = None, scheduler_group: str | None = None,
+                 scheduler_client: Any = None) -> None:
         if not queue:
             raise ConfigurationError("SQSBackend needs a queue name or URL")
         self._queue_url: str | None = queue if "://" in queue else None
@@ -139,7 +141,8 @@ class SQSBackend(Backend):
 
             self._scheduler = LongDelayScheduler(
                 role_arn=scheduler_role_arn or "", threshold=long_delay_threshold or DEFAULT_THRESHOLD,
-                client=scheduler_client, region=region, endpoint_url=endpoint_url)
+                group=scheduler_group or "default", client=scheduler_client, region=region,
+                endpoint_url=endpoint_url)
         elif long_delay != "hop":
             raise ConfigurationError(f"SQSBackend long_delay must be \"hop\" or \"scheduler\", got {long_delay!r}")
 
@@ -219,10 +222,14 @@ class SQSBackend(Backend):
         keys_here: dict[str, tuple[str, float]] = {}  # a key repeated within this call
         now = self.clock.time()
         scheduler = self._scheduler
+        scheduled: list[tuple[OutgoingMessage, datetime]] = []  # created once all are checked
         for out in messages:
-            if scheduler is not None and out.delay >= _LONG and self._scheduled(scheduler, out):
-                ids.append(out.job_id)
-                continue
+            if scheduler is not None and out.delay >= _LONG:
+                due = self._schedule_due(scheduler, out)
+                if due is not None:
+                    scheduled.append((out, due))
+                    ids.append(out.job_id)
+                    continue
             text, attributes = _wire.body_text(out.body)
             size = _wire.message_size(text, attributes)
             if size > limit:
@@ -251,6 +258,9 @@ class SQSBackend(Backend):
             ids.append(out.job_id)
             entries.append(entry)
             sizes.append(size)
+        if scheduled:
+            assert scheduler is not None
+            self._create_schedules(scheduler, scheduled, messages, ids)
         failed: dict[str, tuple[str, str]] = {}  # refused for good: job id -> code, message
         errors: dict[str, Exception] = {}  # every job id not sent -> why
         unknown: list[str] = []  # the call carrying it failed: it may be in the queue
@@ -524,15 +534,42 @@ class SQSBackend(Backend):
         self.send_copy(delivery, delay)
         self.ack(delivery)
 
-    def _scheduled(self, scheduler: LongDelayScheduler, out: OutgoingMessage) -> bool:
-        """Send ``out`` by a one-time schedule if its delay is over the threshold."""
+    def _schedule_due(self, scheduler: LongDelayScheduler, out: OutgoingMessage) -> datetime | None:
+        """When ``out`` is due, if its delay is over the threshold (else None: it hops)."""
         from .scheduler import due_time
 
         due = due_time(out.body)
         if due is None or not scheduler.wants(due, self.clock.now()):
-            return False
-        scheduler.schedule_message(out, queue_arn=self._queue_info().arn, due=due)
-        return True
+            return None
+        return due
+
+    def _create_schedules(self, scheduler: LongDelayScheduler, scheduled: list[tuple[OutgoingMessage, datetime]],
+                          messages: Sequence[OutgoingMessage], ids: list[str]) -> None:
+        """Create the one-time schedules, before any SendMessageBatch of the same send.
+
+        Raises:
+            EnqueueError: a CreateSchedule failed: the schedules made before it are
+                ``sent``, it and everything after (the batches included) ``not_sent``.
+        """
+        from cloudqueue import EnqueueError
+
+        arn = self._queue_info().arn
+        done: set[str] = set()
+        for out, due in scheduled:
+            try:
+                scheduler.schedule_message(out, queue_arn=arn, due=due)
+            except Exception as exc:
+                missing = [job_id for job_id in dict.fromkeys(ids) if job_id not in done]
+                errors: dict[str, Exception] = {job_id: BackendError(
+                    f"not sent: CreateSchedule for job {out.job_id} failed first ({exc})") for job_id in missing}
+                errors[out.job_id] = exc
+                raise EnqueueError(
+                    f"SQS queue {self.name!r}: a long delay's CreateSchedule failed after {len(done)} "
+                    f"schedule(s); nothing else was sent: {exc}",
+                    sent=[job_id for job_id in dict.fromkeys(ids) if job_id in done], not_sent=missing,
+                    errors=errors, unknown=[out.job_id] if EnqueueError.outcome_unknown(exc) else [],
+                    job_ids=ids, not_sent_messages=[m for m in messages if m.job_id in set(missing)]) from exc
+            done.add(out.job_id)
 
     def send_copy(self, delivery: Delivery, delay: timedelta) -> None:
         """Send the delivery's message again, attributes and all, due after ``delay``."""
@@ -698,4 +735,5 @@ def from_url(url: str, *, client: SQSClient | None = None, clock: Clock = SYSTEM
                       wait=address.wait or timedelta(seconds=20),
                       dead_letter_url=address.dead_letter_url, clock=clock,
                       long_delay=address.long_delay or "hop", scheduler_role_arn=address.scheduler_role_arn,
-                      long_delay_threshold=address.long_delay_threshold)
+                      long_delay_threshold=address.long_delay_threshold,
+                      scheduler_group=address.scheduler_group)
