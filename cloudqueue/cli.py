@@ -203,6 +203,8 @@ def worker(app_spec: str, concurrency: int, until_empty: bool, visibility_timeou
         from .schedules import Scheduler
 
         scheduler = Scheduler(app)
+        if not scheduler.schedules:
+            raise ConfigurationError(f"app {app.name!r} has no job with a schedule=; drop --schedules")
         scheduler.tick()  # what is due now is in the queue before the first receive
         thread = threading.Thread(target=scheduler.run, name="cloudqueue-scheduler", daemon=True)
         thread.start()

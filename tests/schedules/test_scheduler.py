@@ -176,3 +176,11 @@ def test_cli_worker_with_schedules_runs_the_due_slot(cron_app_queue: MemoryBacke
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-1].split()[0] == "1"  # succeeded: the slot due now ran
     assert backend.pending() == []
+
+
+def test_cli_worker_with_schedules_refuses_an_app_without_any() -> None:
+    from cloudqueue.cli import cli
+
+    result = CliRunner().invoke(cli, ["worker", "tests.unit.cli_app:app", "--schedules", "--until-empty"])
+    assert result.exit_code == 1
+    assert "no job with a schedule=; drop --schedules" in result.output
