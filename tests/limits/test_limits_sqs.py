@@ -26,7 +26,6 @@ class Sync(BaseModel):
 def queue_url(moto_server: str) -> Iterator[tuple[Any, str]]:
     try:
         import boto3
-
         from cloudqueue_aws import ensure_queue
     except ImportError:
         missing_component("the AWS adapter", 'pip install -e "adapters/aws[test]"')
