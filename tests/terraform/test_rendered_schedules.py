@@ -4,6 +4,7 @@ modules take as it is (the AWS module planned and applied on a mocked provider).
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -45,8 +46,11 @@ def test_rendered_schedules_and_limits_are_fmt_clean(terraform_cli: Terraform, t
 
 
 @pytest.mark.slow
-def test_the_aws_module_creates_the_rendered_schedules(terraform: Terraform, scratch: Path) -> None:
-    module = scratch / "terraform" / "aws-sqs-lambda"
+def test_the_aws_module_creates_the_rendered_schedules(terraform: Terraform, tmp_path: Path) -> None:
+    # a copy of its own: the session's scratch copy runs every test file it holds
+    module = tmp_path / "aws-sqs-lambda"
+    shutil.copytree(MOCKS.parents[1], module, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*",
+                                                                             ".terraform.lock.hcl"))
     rendered = render_tfvars(scheduled_app(), "aws-sqs-lambda")
     (module / "rendered.tfvars").write_text(rendered + 'name = "shop"\nfunction_name = "shop-worker"\n')
     mock = MOCKS.read_text().split("\nvariables {", 1)[0]  # the mocked provider, without the runs
@@ -79,4 +83,5 @@ run "rendered_schedules" {
     result = terraform.run("test", "-no-color", "-filter=tests/rendered.tftest.hcl", "-var-file=rendered.tfvars",
                            cwd=module, check=False)
     summary = re.search(r"(\d+) passed, (\d+) failed", result.stdout)
-    assert result.returncode == 0 and summary and summary.groups() == ("1", "0"), result.stdout[-4000:] + result.stderr[-2000:]
+    assert result.returncode == 0 and summary and summary.groups() == ("1", "0"), (
+        result.stdout[-4000:] + result.stderr[-2000:])
