@@ -104,12 +104,19 @@ def enqueued(backend: Backend, job_type: str) -> list[Any]:
 @contextlib.contextmanager
 def use_backend(app: App, backend: Backend) -> Iterator[Backend]:
     """Point ``app`` at ``backend`` for the duration of the block (e.g. your app in tests)."""
-    previous = app._backend_spec, app._backend
+    primary = app.default_queue
+    previous = app._specs[primary], app._backends.get(primary)
     app.backend = backend
     try:
         yield backend
     finally:
-        app._backend_spec, app._backend = previous
+        spec, opened = previous
+        app._specs[primary] = spec
+        if opened is None:
+            app._backends.pop(primary, None)
+        else:
+            app._backends[primary] = opened
+        app._backend_spec, app._backend = spec, opened
 
 
 if pytest is not None:

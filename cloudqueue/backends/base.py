@@ -38,6 +38,9 @@ class Capabilities:
         uncounted_release: ``release`` and ``defer`` leave the attempt count as it was;
             where they do not (the queue counts every receive), the dispatcher keeps
             count of the receives that never ran and takes them off the attempt.
+        priority: the queue orders waiting messages by a per-message ``priority``
+            (higher first); elsewhere priorities are separate queues
+            (``cq.App(queues=...)`` and ``app.worker(queues=[...])``).
     """
 
     max_delay: timedelta | None = None
@@ -50,6 +53,7 @@ class Capabilities:
     push: bool = False
     visibility: bool = False
     uncounted_release: bool = False
+    priority: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,9 @@ class OutgoingMessage:
         idempotency_key: for backends that deduplicate on send.
         ordering_key: FIFO group / ordering key.
         max_attempts: the job's attempts, for backends that count receives themselves.
+        queue: the name of the app's queue it goes to (None: the app's default queue).
+        priority: for backends with ``capabilities.priority``: higher runs first
+            (None: 0).
     """
 
     body: bytes
@@ -84,6 +91,8 @@ class OutgoingMessage:
     idempotency_key: str | None = None
     ordering_key: str | None = None
     max_attempts: int | None = None
+    queue: str | None = None
+    priority: int | None = None
 
 
 _NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
