@@ -206,6 +206,7 @@ def cli(verbose: bool) -> None:
 def worker(app_spec: str, concurrency: int, until_empty: bool, visibility_timeout: float | None,
            prefetch: int, queue_list: str | None, strategy: str, weights: str | None) -> None:
     """Consume the app's queues until SIGTERM/SIGINT (graceful: running jobs finish)."""
+    chosen = _weights(weights) if weights is not None else None
     app = load_app(app_spec)
     queues = app.queues_in(_names(queue_list) if queue_list is not None else None)
     for name in queues:
@@ -213,8 +214,7 @@ def worker(app_spec: str, concurrency: int, until_empty: bool, visibility_timeou
     visibility = timedelta(seconds=visibility_timeout) if visibility_timeout is not None else None
     stats = app.worker(concurrency=concurrency, visibility_timeout=visibility, prefetch=prefetch,
                        queues=queues, strategy=strategy,
-                       weights=_weights(weights) if weights is not None else None,
-                       ).run(until_empty=until_empty)
+                       weights=chosen).run(until_empty=until_empty)
     click.echo(table(["succeeded", "retried", "dead-lettered", "released"],
                      [[stats.succeeded, stats.retried, stats.dead_lettered, stats.released]]))
 

@@ -4,8 +4,9 @@ drain, stats and the memory backend's per-message priority."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -401,3 +402,77 @@ def test_bad_worker_queue_options_are_refused(options: dict[str, object], messag
     app, _ = _app()
     with pytest.raises(cq.ConfigurationError, match=message):
         app.worker(**options)  # type: ignore[arg-type]
+
+
+def test_the_queues_example_in_the_readme_prints_what_it_shows(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("## Queues and priorities", 1)[1].split("\n## ", 1)[0]
+    code, shown = re.findall(r"```(?:python)?\n(.*?)```", section, re.S)[:2]
+    namespace: dict[str, object] = {"__name__": "readme_queues"}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert capsys.readouterr().out == shown
+    app = namespace["app"]
+    assert isinstance(app, cq.App)
+    app.close()
+
+
+# -- the command line ---------------------------------------------------------------------------
+QAPP = "tests.unit.cli_queues_app:app"
+
+
+@pytest.fixture
+def cli_app() -> Iterator[Any]:
+    from . import cli_queues_app
+
+    for name in cli_queues_app.app.queue_names:
+        backend = cli_queues_app.app.queue(name)
+        assert isinstance(backend, MemoryBackend)
+        backend.purge()
+        backend.purge_dead_letters()
+    cli_queues_app.ran.clear()
+    yield cli_queues_app
+
+
+def _cli(*args: str, ok: bool = True) -> str:
+    from click.testing import CliRunner
+
+    from cloudqueue.cli import cli
+
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert (result.exit_code == 0) is ok, result.output
+    return result.stdout if ok else result.output
+
+
+def test_the_cli_enqueues_to_a_queue_and_a_worker_consumes_the_queues_it_names(cli_app: Any) -> None:
+    _cli("enqueue", QAPP, "send_receipt", '{"to": "a", "order_id": "1"}')
+    _cli("enqueue", QAPP, "send_receipt", '{"to": "a", "order_id": "2"}', "--queue", "critical")
+    assert [len(cli_app.app.queue(name).pending()) for name in ("critical", "default")] == [1, 1]
+    _cli("worker", QAPP, "--queues", "critical", "--until-empty", "-c", "1")
+    assert cli_app.ran == ["receipt 2"]
+    out = _cli("worker", QAPP, "--queues", "critical,default", "--strategy", "weighted",
+               "--weights", "critical=3,default=1", "--until-empty", "-c", "1")
+    assert cli_app.ran == ["receipt 2", "receipt 1"] and "succeeded" in out
+
+
+def test_the_cli_reads_stats_and_dead_letters_of_one_queue(cli_app: Any) -> None:
+    _cli("enqueue", QAPP, "page", '{"to": "bounce", "order_id": "9"}')
+    cli_app.app.drain()
+    assert "permanent: nobody on call" in _cli("dead-letters", "list", QAPP, "--queue", "critical")
+    assert "no dead letters" in _cli("dead-letters", "list", QAPP)  # the default queue's
+    stats = _cli("stats", QAPP, "--queue", "critical").splitlines()
+    assert stats[0].split()[:2] == ["waiting", "in"] and stats[2].split()[3] == "1"
+    assert "redrove 1" in _cli("dead-letters", "redrive", QAPP, "--queue", "critical")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("stats", "memory://x", "--queue", "critical"), "--queue critical picks one of an app's queues"),
+    (("stats", QAPP, "--queue", "urgent"), "no queue 'urgent'"),
+    (("worker", QAPP, "--weights", "critical=high", "--strategy", "weighted"), "is not NAME=N"),
+    (("worker", QAPP, "--queues", "critical,nope"), "no queue 'nope'"),
+])
+def test_the_cli_refuses_bad_queue_options_in_one_line(cli_app: Any, args: tuple[str, ...], message: str) -> None:
+    lines = [line for line in _cli(*args, ok=False).splitlines() if not line.startswith("warning: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
