@@ -16,9 +16,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
-from collections.abc import Collection
 from typing import Any
 
 import grpc

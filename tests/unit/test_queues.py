@@ -462,8 +462,11 @@ def test_the_cli_reads_stats_and_dead_letters_of_one_queue(cli_app: Any) -> None
     cli_app.app.drain()
     assert "permanent: nobody on call" in _cli("dead-letters", "list", QAPP, "--queue", "critical")
     assert "no dead letters" in _cli("dead-letters", "list", QAPP)  # the default queue's
-    stats = _cli("stats", QAPP, "--queue", "critical").splitlines()
-    assert stats[0].split()[:2] == ["waiting", "in"] and stats[2].split()[3] == "1"
+    [row] = [line.split() for line in _cli("stats", QAPP, "--queue", "critical").splitlines()
+             if line.startswith("critical")]
+    assert row[:5] == ["critical", "0", "0", "0", "1"]  # waiting, in flight, delayed, dead letters
+    rows = [line.split()[0] for line in _cli("stats", QAPP).splitlines()[2:]]
+    assert rows == ["critical", "default"]  # a row per queue of the app
     assert "redrove 1" in _cli("dead-letters", "redrive", QAPP, "--queue", "critical")
 
 
