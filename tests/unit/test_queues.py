@@ -479,3 +479,35 @@ def test_the_cli_reads_stats_and_dead_letters_of_one_queue(cli_app: Any) -> None
 def test_the_cli_refuses_bad_queue_options_in_one_line(cli_app: Any, args: tuple[str, ...], message: str) -> None:
     lines = [line for line in _cli(*args, ok=False).splitlines() if not line.startswith("warning: ")]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+# -- terraform-vars --------------------------------------------------------------------------------
+def test_terraform_vars_give_one_entry_per_queue_besides_the_default() -> None:
+    from cloudqueue.tfvars import render_tfvars
+
+    app = cq.App("shop", queues={"critical": "memory://tf-c", "default": "memory://tf-d", "bulk": "memory://tf-b"})
+
+    @app.job(queue="critical", retry=cq.Retry(attempts=5))
+    def page(payload: Receipt) -> None: ...
+
+    @app.job(queue="bulk", ordering_key="exports")
+    def export(payload: Receipt) -> None: ...
+
+    @app.job
+    def ship(payload: Receipt) -> None: ...
+
+    text = render_tfvars(app, "aws-sqs-lambda")
+    body = text.split("\nmax_receive_count", 1)[1]
+    assert "queues = {\n  critical = {\n    max_receive_count   = 10\n    fifo                = false\n" in body
+    assert ("  bulk = {\n    max_receive_count   = 10\n    fifo                = true\n"
+            "    allow_send_to_queue = false\n  }\n}\n") in body
+    assert "\nfifo                = false\n" in text  # the default queue's own jobs have no ordering key
+    assert "queues: the app's queues besides 'default'" in " ".join(text.split())
+    pubsub = render_tfvars(app, "gcp-pubsub")
+    assert "  bulk = {\n    max_delivery_attempts   = 10\n" in pubsub
+    single = cq.App("shop", backend="memory://")
+
+    @single.job
+    def alone(payload: Receipt) -> None: ...
+
+    assert "queues" not in render_tfvars(single, "gcp-cloud-tasks")
