@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .app import App
     from .job import Job
 
-__all__ = ["MODULES", "module_values", "render_tfvars"]
+__all__ = ["MODULES", "module_values", "ordering_of", "render_tfvars"]
 
 MODULES = ("aws-sqs-lambda", "gcp-cloud-tasks", "gcp-pubsub")
 
@@ -97,13 +97,13 @@ def _queues(app: App, jobs: list[Job[Any, Any]], module: str,
             raise ConfigurationError(
                 f"queue name {name!r} cannot name Terraform resources; use letters, digits, '-' "
                 "and '_', starting with a letter")
-    queues = {name: _ordering_of(module, values, [job for job in jobs if job.queue == name])
+    queues = {name: ordering_of(module, values, [job for job in jobs if job.queue == name])
               for name in others}
-    top = _ordering_of(module, values, [job for job in jobs if job.queue == primary])
+    top = ordering_of(module, values, [job for job in jobs if job.queue == primary])
     return comments, {**top, "queues": queues}
 
 
-def _ordering_of(module: str, values: dict[str, object], routed: list[Job[Any, Any]]) -> dict[str, object]:
+def ordering_of(module: str, values: dict[str, object], routed: list[Job[Any, Any]]) -> dict[str, object]:
     """``values`` with the ordering settings of the jobs ``routed`` to one queue."""
     ordered = bool(_ordered(routed))
     if module == "aws-sqs-lambda":

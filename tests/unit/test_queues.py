@@ -511,3 +511,22 @@ def test_terraform_vars_give_one_entry_per_queue_besides_the_default() -> None:
     def alone(payload: Receipt) -> None: ...
 
     assert "queues" not in render_tfvars(single, "gcp-cloud-tasks")
+
+
+def test_the_doctor_checks_every_queue_with_the_jobs_routed_to_it() -> None:
+    from cloudqueue.doctor import DoctorSettings, diagnose, queues_of
+
+    app = cq.App("shop", queues={"critical": "memory://doc-c", "default": "memory://doc-d"})
+
+    @app.job(queue="critical", retry=cq.Retry(attempts=2))
+    def page(payload: Receipt) -> None: ...
+
+    @app.job(ordering_key="orders", retry=cq.Retry(attempts=7))
+    def ship(payload: Receipt) -> None: ...
+
+    checked = queues_of(app, DoctorSettings())
+    assert [(q.label, q.ordered_jobs, q.max_attempts) for q in checked] == [
+        ("memory://doc-c", [], 7), ("memory://doc-d", ["ship"], 7)]
+    assert checked[0].terraform_values("aws-sqs-lambda")["fifo"] is False
+    assert checked[1].terraform_values("aws-sqs-lambda")["fifo"] is True
+    assert "in 2 queue(s): memory://doc-c, memory://doc-d" in diagnose(app).render()
