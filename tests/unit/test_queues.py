@@ -530,3 +530,10 @@ def test_the_doctor_checks_every_queue_with_the_jobs_routed_to_it() -> None:
     assert checked[0].terraform_values("aws-sqs-lambda")["fifo"] is False
     assert checked[1].terraform_values("aws-sqs-lambda")["fifo"] is True
     assert "in 2 queue(s): memory://doc-c, memory://doc-d" in diagnose(app).render()
+
+
+def test_the_dashboard_lists_every_queue_in_declared_order() -> None:
+    from cloudqueue.dashboard import queues_of
+
+    app, queues = _app()
+    assert queues_of(app) == [(name, queues[name]) for name in NAMES]
