@@ -135,10 +135,20 @@ class App:
 
     @backend.setter
     def backend(self, backend: Backend) -> None:
-        self._backend = backend
-        self._backend_spec = backend
-        self._specs[self._primary] = backend
-        self._backends[self._primary] = backend
+        self._swap_queue(self._primary, backend, backend)
+
+    def _swap_queue(self, name: str, spec: str | Backend,
+                    opened: Backend | None) -> tuple[str | Backend, Backend | None]:
+        """Make queue ``name`` ``spec`` (already open as ``opened``, or None); return what it was."""
+        previous = self._specs[name], self._backends.get(name)
+        self._specs[name] = spec
+        if opened is None:
+            self._backends.pop(name, None)
+        else:
+            self._backends[name] = opened
+        if name == self._primary:
+            self._backend_spec, self._backend = spec, opened
+        return previous
 
     @property
     def backend_url(self) -> str | None:

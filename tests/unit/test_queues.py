@@ -537,3 +537,21 @@ def test_the_dashboard_lists_every_queue_in_declared_order() -> None:
 
     app, queues = _app()
     assert queues_of(app) == [(name, queues[name]) for name in NAMES]
+
+
+def test_use_backend_swaps_one_queue_for_the_block() -> None:
+    from cloudqueue.testing import use_backend
+
+    app = cq.App("shop", queues={"critical": "memory://swap-c", "default": "memory://swap-d"})
+
+    @app.job(queue="critical")
+    def page(payload: Receipt) -> None: ...
+
+    stand_in = MemoryBackend()
+    with use_backend(app, stand_in, queue="critical"):
+        page.enqueue(_r(1))
+        assert app.queue("critical") is stand_in and len(stand_in.pending()) == 1
+    assert app.queue_url("critical") == "memory://swap-c" and app.queue("critical") is not stand_in
+    with use_backend(app, stand_in):
+        assert app.backend is stand_in and app.queue("default") is stand_in
+    assert app.backend_url == "memory://swap-d"
