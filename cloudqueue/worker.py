@@ -100,9 +100,11 @@ class _Picker:
     weights 3:2:1 and every queue busy the receives go a b a c b a, repeating: each
     queue gets its share in every cycle of six, spread out rather than in bursts, so
     none starves and none waits longer than a cycle. A queue found empty sits that
-    round out (no credit, and its weight is not in the sum paid) and keeps no credit
-    above zero, so it cannot bank a burst while idle; the next queue in credit order
-    is asked instead, so no receive is wasted on an empty queue.
+    round out (its banked credit goes back to the others by weight, and its weight is
+    not in the sum paid), so it cannot bank a burst while idle; the next queue in
+    credit order is asked instead, so no receive is wasted on an empty queue. A receive
+    of several messages (``prefetch``) counts as that many turns: the shares are shares
+    of messages.
 
     When every queue is empty the consumer long-polls the one first in line for the
     worker's ``poll_wait``, so an idle worker waits rather than spins; work arriving
@@ -124,9 +126,9 @@ class _Picker:
         ahead = [credit + weight for credit, weight in zip(self.credit, self.weights, strict=True)]
         return sorted(range(len(ahead)), key=lambda index: (-ahead[index], index))
 
-    def took(self, index: int, empty: Sequence[int] = ()) -> None:
-        """Queue ``index`` delivered: every credit but the empty ones' grows by its weight,
-        and it pays the sum of those weights."""
+    def took(self, index: int, empty: Sequence[int] = (), count: int = 1) -> None:
+        """Queue ``index`` delivered ``count`` messages: as ``count`` turns, every credit but
+        the empty ones' grows by its weight, and it pays the sum of those weights."""
         if self.weights is None:
             return
         credit, weights = self.credit, self.weights
@@ -144,8 +146,8 @@ class _Picker:
                         credit[position] += banked * weight / paid
         for position, weight in enumerate(weights):
             if position not in empty:
-                credit[position] += weight
-        credit[index] -= paid
+                credit[position] += weight * count
+        credit[index] -= paid * count
 
     def receive(self, max_messages: int, wait: timedelta,
                 visibility: timedelta | None) -> tuple[Backend, list[Delivery]]:
@@ -155,14 +157,14 @@ class _Picker:
             batch = backends[index].receive(max_messages=max_messages, wait=_NO_WAIT,
                                             visibility=visibility)
             if batch:
-                self.took(index, order[:asked])
+                self.took(index, order[:asked], len(batch))
                 return backends[index], batch
         first = order[0]
         if wait <= _NO_WAIT:
             return backends[first], []
         batch = backends[first].receive(max_messages=max_messages, wait=wait, visibility=visibility)
         if batch:
-            self.took(first)
+            self.took(first, (), len(batch))
         return backends[first], batch
 
 

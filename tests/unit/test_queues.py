@@ -555,3 +555,13 @@ def test_use_backend_swaps_one_queue_for_the_block() -> None:
     with use_backend(app, stand_in):
         assert app.backend is stand_in and app.queue("default") is stand_in
     assert app.backend_url == "memory://swap-d"
+
+
+def test_weighted_shares_messages_when_a_receive_takes_several() -> None:
+    backends = _filled([60, 60])
+    picker = _Picker(backends, [1, 1])
+    taken = [0, 0]
+    for _ in range(20):
+        backend, batch = picker.receive(3, timedelta(0), None)
+        taken[backends.index(backend)] += len(batch)  # type: ignore[arg-type]
+    assert taken == [30, 30]
