@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from . import envelope
 from ._errors import CloudQueueError, ConfigurationError, PayloadError, UnknownJobError, UnsupportedFeature
 from .backends.base import Backend, OutgoingMessage, QueueStats
-from .clock import Clock, SystemClock
+from .clock import Clock, SystemClock, format_timestamp
 from .context import current_traceparent
 from .dispatch import Dispatcher, Outcome, Result
 from .job import Job, OrderingKey, inspect_job_function
@@ -28,6 +28,8 @@ _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 #: the queue of ``backend=``, and of every job declared without ``queue=``
 DEFAULT_QUEUE = "default"
 
+
+_NO_WAIT = timedelta(0)
 
 @dataclass
 class DrainReport:
@@ -387,15 +389,21 @@ class App:
         value = job.validate(payload)
         if queue is None:
             queue = job.queue
-            backend = self._backends.get(queue) or self.queue(queue)
+            # one queue: the default, already at hand; several: the job's, by name
+            backend = (self._backends.get(queue) if self._multi else self._backend) or self.queue(queue)
         else:
             backend = self._backends.get(queue) or self.queue(self.check_queue(queue, job.name))
         caps = backend.capabilities
         if priority is not None:
             _check_priority(job, queue, backend, priority)
-        now = (self._clock or backend.clock).now()
-        wait, not_before = (timedelta(0), None) if delay is None and at is None else \
-            self._schedule(job, backend, now, delay, at)
+        clock = self._clock or backend.clock
+        now: datetime | str
+        if delay is None and at is None:
+            wait, not_before = _NO_WAIT, None
+            now = format_timestamp(clock.time())
+        else:
+            now = clock.now()
+            wait, not_before = self._schedule(job, backend, now, delay, at)
         if ordering_key is not None or job.ordering_key is not None:
             ordering_key = self._ordering(job, backend, value, ordering_key)
         job_id = self._job_id(job, idempotency_key)
@@ -405,16 +413,18 @@ class App:
             _check_traceparent(job, traceparent)
         body = envelope.encode(job_id=job_id, app=self.name, job_type=job.name, time=now,
                                data_json=job.dump_json(value), key=idempotency_key,
-                               not_before=not_before, traceparent=traceparent)
+                               not_before=not_before, traceparent=traceparent,
+                               plain_id=True)  # _job_id gives hex
         if len(body) > caps.max_message_size:
             raise PayloadError(
                 f"job {job.name!r}: the message is {len(body)} bytes, over the "
                 f"{backend.scheme} limit of {caps.max_message_size} bytes; store the large "
                 "part elsewhere (e.g. object storage) and enqueue a reference", job=job.name)
-        return OutgoingMessage(body=body, job_id=job_id, job_type=job.name, delay=wait,
-                               idempotency_key=idempotency_key, ordering_key=ordering_key,
-                               max_attempts=job.retry.attempts,
-                               queue=queue if self._multi else None, priority=priority)
+        if self._multi or priority is not None:
+            return OutgoingMessage(body, job_id, job.name, wait, idempotency_key, ordering_key,
+                                   job.retry.attempts, queue if self._multi else None, priority)
+        return OutgoingMessage(body, job_id, job.name, wait, idempotency_key, ordering_key,
+                               job.retry.attempts)
 
     @staticmethod
     def _schedule(job: Job[Any, Any], backend: Backend, now: datetime, delay: timedelta | None,
