@@ -13,6 +13,8 @@ registered jobs, so they are written once, in Python:
     concurrency=N             -> maximum_concurrency    (aws-sqs-lambda: the mapping's)
                               -> max_concurrent_dispatches (gcp-cloud-tasks)
     rate_limit="N/s"          -> max_dispatches_per_second (gcp-cloud-tasks)
+    cq.App(queues={...})      -> queues = { <name> = {...} }, one entry per queue besides
+                                 the default one (the module's own queue)
 
 No cloud SDK is imported here.
 """
@@ -20,6 +22,7 @@ No cloud SDK is imported here.
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
     from .app import App
     from .job import Job
 
-__all__ = ["MODULES", "module_values", "render_tfvars"]
+__all__ = ["MODULES", "module_values", "ordering_of", "render_tfvars"]
 
 MODULES = ("aws-sqs-lambda", "gcp-cloud-tasks", "gcp-pubsub")
 
@@ -73,8 +76,50 @@ def render_tfvars(app: App, module: str) -> str:
         "# Jobs: " + ", ".join(f"{job.name} ({_attempts(job)})" for job in jobs) + ".",
     ]
     comments, values = render(jobs)
+    if len(app.queue_names) > 1:
+        more, values = _queues(app, jobs, module, values)
+        comments = [*comments, *more]
+        more, values = _queue_limits(app, jobs, module, values)
+        comments = [*comments, *more]
     lines = [wrapped for line in [*header, *comments] for wrapped in _wrap(line)]
     return "\n".join([*lines, *_assignments(values)]) + "\n"
+
+
+def _queues(app: App, jobs: list[Job[Any, Any]], module: str,
+            values: dict[str, object]) -> tuple[list[str], dict[str, object]]:
+    """The default queue's values at the top, and a ``queues`` map for the other queues.
+
+    Any job can be sent to any queue (``enqueue(queue=...)``), so every queue gets the
+    attempts and backoff bounds of all the app's jobs; ordering follows the jobs routed
+    to each queue.
+    """
+    primary = app.default_queue
+    others = [name for name in app.queue_names if name != primary]
+    comments = [
+        f"# queues: the app's queues besides {primary!r} (the module's own queue), one entry each: "
+        f"{', '.join(others)}. The module names each \"<name>-<queue>\" with its own dead-letter "
+        "queue and consumer; any job can be enqueued to any queue (queue=...), so each takes the "
+        "attempts and backoff of all the jobs, and ordering follows the jobs routed to it.",
+    ]
+    for name in app.queue_names:
+        if not _QUEUE_KEY.match(name):
+            raise ConfigurationError(
+                f"queue name {name!r} cannot name Terraform resources; use letters, digits, '-' "
+                "and '_', starting with a letter")
+    queues = {name: ordering_of(module, values, [job for job in jobs if job.queue == name])
+              for name in others}
+    top = ordering_of(module, values, [job for job in jobs if job.queue == primary])
+    return comments, {**top, "queues": queues}
+
+
+def ordering_of(module: str, values: dict[str, object], routed: list[Job[Any, Any]]) -> dict[str, object]:
+    """``values`` with the ordering settings of the jobs ``routed`` to one queue."""
+    ordered = bool(_ordered(routed))
+    if module == "aws-sqs-lambda":
+        return {**values, "fifo": ordered, "allow_send_to_queue": not ordered}
+    if module == "gcp-pubsub":
+        return {**values, "enable_message_ordering": ordered}
+    return dict(values)
 
 
 def module_values(jobs: Sequence[Job[Any, Any]], module: str) -> dict[str, object]:
@@ -169,17 +214,9 @@ def _aws(jobs: list[Job[Any, Any]]) -> tuple[list[str], dict[str, object]]:
                         "queue: the function must be able to send to it.")
     values: dict[str, object] = {"max_receive_count": count, "fifo": bool(ordered),
                                  "allow_send_to_queue": not ordered}
-    concurrency, more = _total_limit(jobs, "concurrency", "maximum_concurrency", "the Lambda mapping")
+    more, limits = _limit_values("aws-sqs-lambda", jobs)
     comments += more
-    if concurrency is not None:
-        if concurrency < LAMBDA_MIN_CONCURRENCY:
-            comments.append(f"# maximum_concurrency: Lambda's least is {LAMBDA_MIN_CONCURRENCY}; the "
-                            f"jobs ask for {concurrency}: set reserved_concurrent_executions = "
-                            f"{concurrency} on the function for fewer (throttled receives count).")
-        values["maximum_concurrency"] = min(max(concurrency, LAMBDA_MIN_CONCURRENCY), LAMBDA_MAX_CONCURRENCY)
-    if any(job.limits is not None and job.limits.rate is not None for job in jobs):
-        comments.append("# rate_limit: Lambda has no per-queue rate; only `cloudqueue worker` enforces "
-                        "it. In Lambda, maximum_concurrency (and batch_size) bound the rate.")
+    values.update(limits)
     schedules, more = _schedules(jobs, aws=True)
     comments += more
     if schedules:
@@ -208,14 +245,9 @@ def _cloud_tasks(jobs: list[Job[Any, Any]]) -> tuple[list[str], dict[str, object
                         "which the cloudtasks backend refuses; use Pub/Sub or SQS FIFO for them.")
     values: dict[str, object] = {"max_attempts": count, "min_backoff_seconds": _seconds(initial),
                                  "max_backoff_seconds": _seconds(maximum), "max_doublings": doublings}
-    rate, more = _total_limit(jobs, "rate", "max_dispatches_per_second", "the Cloud Tasks queue")
+    more, limits = _limit_values("gcp-cloud-tasks", jobs)
     comments += more
-    if rate is not None:
-        values["max_dispatches_per_second"] = rate
-    concurrency, more = _total_limit(jobs, "concurrency", "max_concurrent_dispatches", "the Cloud Tasks queue")
-    comments += more
-    if concurrency is not None:
-        values["max_concurrent_dispatches"] = concurrency
+    values.update(limits)
     schedules, more = _schedules(jobs, aws=False)
     comments += more
     if schedules:
@@ -251,6 +283,65 @@ def _pubsub(jobs: list[Job[Any, Any]]) -> tuple[list[str], dict[str, object]]:
     if schedules:
         values["schedules"] = schedules
     return comments, values
+
+
+#: the settings limits become, per module
+LIMIT_KEYS = ("maximum_concurrency", "max_dispatches_per_second", "max_concurrent_dispatches")
+
+
+def _limit_values(module: str, jobs: list[Job[Any, Any]]) -> tuple[list[str], dict[str, object]]:
+    """The service settings the jobs' limits become on one queue of ``module``."""
+    comments: list[str] = []
+    values: dict[str, object] = {}
+    if module == "aws-sqs-lambda":
+        concurrency, more = _total_limit(jobs, "concurrency", "maximum_concurrency", "the Lambda mapping")
+        comments += more
+        if concurrency is not None:
+            if concurrency < LAMBDA_MIN_CONCURRENCY:
+                comments.append(f"# maximum_concurrency: Lambda's least is {LAMBDA_MIN_CONCURRENCY}; the "
+                                f"jobs ask for {concurrency}: set reserved_concurrent_executions = "
+                                f"{concurrency} on the function for fewer (throttled receives count).")
+            values["maximum_concurrency"] = min(max(concurrency, LAMBDA_MIN_CONCURRENCY),
+                                                LAMBDA_MAX_CONCURRENCY)
+        if any(job.limits is not None and job.limits.rate is not None for job in jobs):
+            comments.append("# rate_limit: Lambda has no per-queue rate; only `cloudqueue worker` enforces "
+                            "it. In Lambda, maximum_concurrency (and batch_size) bound the rate.")
+    elif module == "gcp-cloud-tasks":
+        rate, more = _total_limit(jobs, "rate", "max_dispatches_per_second", "the Cloud Tasks queue")
+        comments += more
+        if rate is not None:
+            values["max_dispatches_per_second"] = rate
+        concurrency, more = _total_limit(jobs, "concurrency", "max_concurrent_dispatches", "the Cloud Tasks queue")
+        comments += more
+        if concurrency is not None:
+            values["max_concurrent_dispatches"] = concurrency
+    return comments, values
+
+
+def _queue_limits(app: App, jobs: list[Job[Any, Any]], module: str,
+                  values: dict[str, object]) -> tuple[list[str], dict[str, object]]:
+    """With several queues: each queue's limits from the jobs routed to it; the schedules
+    stay at the top (each names its queue)."""
+    primary = app.default_queue
+    comments: list[str] = []
+    top = {key: value for key, value in values.items() if key not in LIMIT_KEYS}
+    more, limits = _limit_values(module, [job for job in jobs if job.queue == primary])
+    comments += more
+    top.update(limits)
+    queues = top.get("queues")
+    if isinstance(queues, dict):
+        entries: dict[str, object] = {}
+        for name, entry in queues.items():
+            assert isinstance(entry, dict)
+            kept = {key: value for key, value in entry.items() if key not in (*LIMIT_KEYS, "schedules")}
+            more, limits = _limit_values(module, [job for job in jobs if job.queue == name])
+            comments += more
+            entries[name] = {**kept, **limits}
+        top["queues"] = entries
+        schedules = top.pop("schedules", None)
+        if schedules is not None:  # after the queues, as the modules read them
+            top["schedules"] = schedules
+    return comments, top
 
 
 def _total_limit(jobs: list[Job[Any, Any]], kind: str, variable: str,
@@ -306,6 +397,8 @@ def _schedules(jobs: list[Job[Any, Any]], *, aws: bool) -> tuple[dict[str, dict[
                 schedule.check()
                 entry = {"expression": schedule.expression, "timezone": schedule.tz,
                          "body": _gcp_body(job, schedule)}
+            if len(job.app.queue_names) > 1 and job.queue != job.app.default_queue:
+                entry["queue"] = job.queue  # one of the module's var.queues
             entries[name] = entry
     if not entries:
         return {}, []
@@ -342,14 +435,17 @@ _RENDERERS: dict[str, Callable[[list[Job[Any, Any]]], tuple[list[str], dict[str,
 }
 
 
+_QUEUE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
 def _seconds(value: timedelta) -> int | float:
     seconds = value.total_seconds()
     return int(seconds) if seconds.is_integer() else round(seconds, 6)
 
 
 def _assignments(values: dict[str, object], indent: str = "") -> list[str]:
-    # Aligned on "=" as `terraform fmt` writes it, so the output is fmt-clean: fmt aligns
-    # runs of one-line attributes; a multi-line value ends a run.
+    # Aligned on "=" as `terraform fmt` writes it, so the output is fmt-clean: a run of
+    # one-line values is aligned, a multi-line value (a map) stands alone.
     lines: list[str] = []
     run: list[tuple[str, object]] = []
 

@@ -74,6 +74,10 @@ module "queue" {
   # moto accepts RedriveAllowPolicy but drops it, and the provider would wait for it
   # forever. The policy is covered by the mocked terraform tests.
   redrive_allow_policy = false
+  # A second, higher-priority queue of the app, with its own receive limit.
+  queues = {
+    critical = { max_receive_count = 2, visibility_timeout_seconds = 6 }
+  }
 }
 
 output "cloudqueue_url" {
@@ -102,4 +106,16 @@ output "max_receive_count" {
 
 output "scheduler_role_arn" {
   value = module.queue.scheduler_role_arn
+}
+
+output "cloudqueue_urls" {
+  value = module.queue.cloudqueue_urls
+}
+
+output "queue_arns" {
+  value = module.queue.queue_arns
+}
+
+output "dlq_urls" {
+  value = module.queue.dlq_urls
 }
