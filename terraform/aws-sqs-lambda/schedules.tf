@@ -44,10 +44,10 @@ resource "aws_iam_role" "scheduler" {
 data "aws_iam_policy_document" "scheduler" {
   count = local.scheduler_role ? 1 : 0
 
-  # The queue, and its dead-letter queue for firings that cannot be delivered.
+  # The queues, and their dead-letter queues for firings that cannot be delivered.
   statement {
     actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.this.arn, aws_sqs_queue.dlq.arn]
+    resources = concat([aws_sqs_queue.this.arn, aws_sqs_queue.dlq.arn], [for q in aws_sqs_queue.queues : q.arn], [for q in aws_sqs_queue.queues_dlq : q.arn])
   }
 
   dynamic "statement" {
@@ -86,7 +86,7 @@ resource "aws_scheduler_schedule" "this" {
   }
 
   target {
-    arn      = aws_sqs_queue.this.arn
+    arn      = each.value.queue == null ? aws_sqs_queue.this.arn : aws_sqs_queue.queues[each.value.queue].arn
     role_arn = aws_iam_role.scheduler[0].arn
     input    = each.value.body
 
@@ -105,7 +105,7 @@ resource "aws_scheduler_schedule" "this" {
 
     # A firing that cannot be sent is kept with the module's dead letters.
     dead_letter_config {
-      arn = aws_sqs_queue.dlq.arn
+      arn = each.value.queue == null ? aws_sqs_queue.dlq.arn : aws_sqs_queue.queues_dlq[each.value.queue].arn
     }
   }
 

@@ -333,12 +333,13 @@ variable "tags" {
 }
 
 variable "schedules" {
-  description = "Cron schedules, as `cloudqueue terraform-vars` writes them from @app.job(schedule=cq.Cron(...)): name => { expression (EventBridge cron(...)), timezone (IANA), body (the envelope, with <aws.scheduler.scheduled-time> for the slot), message_group_id (FIFO only) }."
+  description = "Cron schedules, as `cloudqueue terraform-vars` writes them from @app.job(schedule=cq.Cron(...)): name => { expression (EventBridge cron(...)), timezone (IANA), body (the envelope, with <aws.scheduler.scheduled-time> for the slot), message_group_id (FIFO only), queue (a key of var.queues; null: the module's own queue) }."
   type = map(object({
     expression       = string
     timezone         = string
     body             = string
     message_group_id = optional(string)
+    queue            = optional(string)
   }))
   default  = {}
   nullable = false
@@ -346,6 +347,11 @@ variable "schedules" {
   validation {
     condition     = alltrue([for key, s in var.schedules : can(regex("^cron\\(.+\\)$", s.expression)) && length("${var.name}-${key}") <= 64])
     error_message = "schedules: each expression is an EventBridge cron(...) expression, and \"<name>-<key>\" is at most 64 characters (a schedule's name)."
+  }
+
+  validation {
+    condition     = alltrue([for s in var.schedules : s.queue == null || contains(keys(var.queues), coalesce(s.queue, "-"))])
+    error_message = "schedules: a schedule's queue must be a key of var.queues (or null: the module's own queue)."
   }
 }
 

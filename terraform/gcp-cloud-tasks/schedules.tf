@@ -4,7 +4,9 @@
 # writes var.schedules. Cloud Scheduler sends a fixed body: every firing is a new job.
 
 locals {
-  tasks_api = "https://cloudtasks.googleapis.com/v2/${google_cloud_tasks_queue.this.id}/tasks"
+  tasks_api = "https://cloudtasks.googleapis.com/v2"
+  # the queues the schedules create tasks on, besides the module's own
+  scheduled_queues = toset([for s in var.schedules : s.queue if s.queue != null])
 }
 
 resource "google_service_account" "scheduler" {
@@ -27,6 +29,21 @@ resource "google_cloud_tasks_queue_iam_member" "scheduler" {
 
   lifecycle {
     replace_triggered_by = [google_cloud_tasks_queue.this.id, google_service_account.scheduler[0].id]
+  }
+}
+
+# ... and on the app's other queues its schedules name ...
+resource "google_cloud_tasks_queue_iam_member" "scheduler_queues" {
+  for_each = local.scheduled_queues
+
+  project  = var.project
+  location = var.location
+  name     = google_cloud_tasks_queue.queues[each.key].name
+  role     = "roles/cloudtasks.enqueuer"
+  member   = "serviceAccount:${google_service_account.scheduler[0].email}"
+
+  lifecycle {
+    replace_triggered_by = [google_cloud_tasks_queue.queues[each.key].id, google_service_account.scheduler[0].id]
   }
 }
 
@@ -61,7 +78,7 @@ resource "google_cloud_scheduler_job" "this" {
 
   http_target {
     http_method = "POST"
-    uri         = local.tasks_api
+    uri         = "${local.tasks_api}/${each.value.queue == null ? google_cloud_tasks_queue.this.id : google_cloud_tasks_queue.queues[each.value.queue].id}/tasks"
     body = base64encode(jsonencode({
       task = {
         httpRequest = {
@@ -80,5 +97,5 @@ resource "google_cloud_scheduler_job" "this" {
     }
   }
 
-  depends_on = [google_cloud_tasks_queue_iam_member.scheduler, google_service_account_iam_member.scheduler_acts_as_invoker]
+  depends_on = [google_cloud_tasks_queue_iam_member.scheduler, google_cloud_tasks_queue_iam_member.scheduler_queues, google_service_account_iam_member.scheduler_acts_as_invoker]
 }

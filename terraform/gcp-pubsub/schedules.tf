@@ -18,6 +18,19 @@ resource "google_pubsub_topic_iam_member" "scheduler_publishes" {
   }
 }
 
+resource "google_pubsub_topic_iam_member" "scheduler_publishes_queues" {
+  for_each = toset([for s in var.schedules : s.queue if s.queue != null])
+
+  project = var.project
+  topic   = google_pubsub_topic.queues[each.key].name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-cloudscheduler.iam.gserviceaccount.com"
+
+  lifecycle {
+    replace_triggered_by = [google_pubsub_topic.queues[each.key].id]
+  }
+}
+
 resource "google_cloud_scheduler_job" "this" {
   for_each = var.schedules
 
@@ -34,7 +47,7 @@ resource "google_cloud_scheduler_job" "this" {
   }
 
   pubsub_target {
-    topic_name = google_pubsub_topic.this.id
+    topic_name = each.value.queue == null ? google_pubsub_topic.this.id : google_pubsub_topic.queues[each.value.queue].id
     data       = base64encode(each.value.body)
   }
 
@@ -45,5 +58,5 @@ resource "google_cloud_scheduler_job" "this" {
     }
   }
 
-  depends_on = [google_pubsub_topic_iam_member.scheduler_publishes]
+  depends_on = [google_pubsub_topic_iam_member.scheduler_publishes, google_pubsub_topic_iam_member.scheduler_publishes_queues]
 }

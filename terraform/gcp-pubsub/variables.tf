@@ -150,14 +150,20 @@ variable "labels" {
 }
 
 variable "schedules" {
-  description = "Cron schedules, as `cloudqueue terraform-vars` writes them from @app.job(schedule=cq.Cron(...)): name => { expression (unix cron), timezone (IANA), body (the envelope) }. Each becomes a Cloud Scheduler job that publishes to the topic."
+  description = "Cron schedules, as `cloudqueue terraform-vars` writes them from @app.job(schedule=cq.Cron(...)): name => { expression (unix cron), timezone (IANA), body (the envelope), queue (a key of var.queues; null: the module's own) }. Each becomes a Cloud Scheduler job that publishes to the topic."
   type = map(object({
     expression = string
     timezone   = string
     body       = string
+    queue      = optional(string)
   }))
   default  = {}
   nullable = false
+
+  validation {
+    condition     = alltrue([for s in var.schedules : s.queue == null || contains(keys(var.queues), coalesce(s.queue, "-"))])
+    error_message = "schedules: a schedule's queue must be a key of var.queues (or null: the module's own)."
+  }
 }
 
 variable "schedules_enabled" {

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import BaseModel
 
 import cloudqueue as cq
 from cloudqueue.tfvars import module_values, render_tfvars
+from tests.conftest import missing_component
 
 
 class Report(BaseModel):
@@ -100,3 +103,39 @@ def test_the_printed_schedules_are_the_same_from_one_run_to_the_next() -> None:
         first = render_tfvars(app_with(schedule=cq.Cron("0 3 * * *", payload={"kind": "d"})), module)
         again = render_tfvars(app_with(schedule=cq.Cron("0 3 * * *", payload={"kind": "d"})), module)
         assert first == again
+
+
+def test_with_several_queues_each_queue_gets_its_own_limits_and_schedules_name_their_queue() -> None:
+    app = cq.App("shop", queues={"default": "memory://", "bulk": "memory://"})
+
+    def job(payload: Report) -> None: ...
+
+    app.job(name="nightly", queue="bulk", concurrency=3,
+            schedule=cq.Cron("0 3 * * *", payload={"kind": "d"}, name="daily"))(job)
+    app.job(name="charge", concurrency=7)(job)
+    for module, key in (("aws-sqs-lambda", "maximum_concurrency"), ("gcp-cloud-tasks", "max_concurrent_dispatches")):
+        values = parse_hcl(render_tfvars(app, module))
+        assert values[key] == 7  # the default queue: charge only
+        bulk = values["queues"]["bulk"]
+        assert bulk[key] == 3 and "schedules" not in bulk
+        assert values["schedules"]["nightly-daily"]["queue"] == "bulk"
+
+
+def parse_hcl(text: str) -> dict[str, Any]:
+    """tfvars read with python-hcl2, quotes taken off keys and strings."""
+    try:
+        import hcl2
+    except ImportError:
+        missing_component("python-hcl2", "pip install -r tests/terraform/requirements.txt")
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items() if not str(k).startswith("__")}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+            return value[1:-1]
+        return value
+
+    parsed: dict[str, Any] = clean(hcl2.loads(text))
+    return parsed

@@ -200,14 +200,14 @@ def test_cron_schedules_send_to_the_queue_with_a_role_of_their_own() -> None:
     schedule = cfg.resource("aws_scheduler_schedule", "this")
     assert schedule["for_each"] == "${var.schedules}"
     [target] = schedule["target"]
-    assert target["arn"] == "${aws_sqs_queue.this.arn}"
+    assert target["arn"] == "${each.value.queue == null ? aws_sqs_queue.this.arn : aws_sqs_queue.queues[each.value.queue].arn}"
     assert target["role_arn"] == "${aws_iam_role.scheduler[0].arn}"
     assert target["input"] == "${each.value.body}"
     assert schedule["flexible_time_window"] == [{"mode": "OFF"}]
     doc = cfg.data["aws_iam_policy_document"]["scheduler"]
     [send] = doc["statement"]
     assert send["actions"] == ["sqs:SendMessage"]
-    assert send["resources"] == ["${aws_sqs_queue.this.arn}", "${aws_sqs_queue.dlq.arn}"]
+    assert send["resources"].startswith("${concat([aws_sqs_queue.this.arn, aws_sqs_queue.dlq.arn], ")
     [assume] = cfg.data["aws_iam_policy_document"]["assume_scheduler"]["statement"]
     assert assume["principals"][0]["identifiers"] == ["scheduler.amazonaws.com"]
     assert assume["condition"][0]["variable"] == "aws:SourceAccount"
@@ -220,10 +220,10 @@ def test_gcp_cron_schedules_are_cloud_scheduler_jobs_on_the_queue(module: str) -
     assert job["schedule"] == "${each.value.expression}" and job["time_zone"] == "${each.value.timezone}"
     if module == "gcp-pubsub":
         [target] = job["pubsub_target"]
-        assert target["topic_name"] == "${google_pubsub_topic.this.id}"
+        assert target["topic_name"].startswith("${each.value.queue == null ? google_pubsub_topic.this.id")
     else:
         [target] = job["http_target"]
-        assert target["uri"] == "${local.tasks_api}"
+        assert target["uri"].startswith("${local.tasks_api}/${each.value.queue == null ? google_cloud_tasks_queue.this.id")
         assert target["oauth_token"][0]["service_account_email"] == "${google_service_account.scheduler[0].email}"
 
 
@@ -400,7 +400,7 @@ def test_gcp_examples_grant_run_invoker_on_the_function_resource_not_on_a_name(e
 def _module_references(body: Any, cfg: Config) -> set[str]:
     """The module's own resources (``type.name``) a block's arguments refer to."""
     text = json.dumps({k: v for k, v in body.items() if k not in ("lifecycle", "count", "for_each")})
-    found = set(re.findall(r"\b(google_\w+)\.(\w+)(\[\d+\])?\.", text))
+    found = set(re.findall(r"\b(google_\w+)\.(\w+)(\[[^\]]+\])?\.", text))
     return {f"{t}.{n}{i}" for t, n, i in found if n in cfg.resources.get(t, {})}
 
 
