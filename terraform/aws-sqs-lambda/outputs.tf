@@ -69,3 +69,23 @@ output "allow_send_to_queue" {
   description = "Whether the function's role may send to its own queue (delays over 15 minutes hop through it)."
   value       = local.allow_send_to_queue
 }
+
+output "payload_store_url" {
+  description = "The claim check's payload_store URL for cq.App (null without payload_bucket)."
+  value       = local.payloads ? "s3://${local.payload_bucket_name}/${local.payload_prefix}?region=${data.aws_region.current.name}" : null
+}
+
+output "payload_bucket_arn" {
+  description = "ARN of the claim check's bucket (null without payload_bucket)."
+  value       = local.payload_bucket_arn
+}
+
+output "payload_expiration_days" {
+  description = "Age at which the lifecycle rule removes payload objects: it outlives the queue's and the DLQ's retention."
+  value       = local.payload_expiration_days
+}
+
+output "payload_producer_policy_json" {
+  description = "IAM policy JSON a producer's role needs to offload payloads (s3:PutObject on the prefix); null without payload_bucket."
+  value       = local.payloads ? data.aws_iam_policy_document.payload_producer[0].json : null
+}
