@@ -44,3 +44,13 @@ output "function_environment" {
     CLOUDQUEUE_URL = local.cloudqueue_url
   }
 }
+
+output "payload_store_url" {
+  description = "The claim check's payload_store URL for cq.App (null without payload_bucket)."
+  value       = local.payloads ? "gs://${local.payload_bucket_name}/${local.payload_prefix}" : null
+}
+
+output "payload_expiration_days" {
+  description = "Age at which the lifecycle rule deletes payload objects: it outlives every message that can point at one."
+  value       = local.payload_expiration_days
+}
