@@ -311,12 +311,16 @@ class App:
         else:
             _check_traceparent(job, traceparent)
         data_json = job.dump_json(value)
-        body = envelope.encode(job_id=job_id, app=self.name, job_type=job.name, time=now,
-                               data_json=data_json, key=idempotency_key,
-                               not_before=not_before, traceparent=traceparent)
-        if self._payload_spec is not None and len(body) > (
-                caps.max_message_size if self.offload_above is None else self.offload_above):
+        offload_at = None if self._payload_spec is None else \
+            caps.max_message_size if self.offload_above is None else self.offload_above
+        if offload_at is not None and len(data_json) > offload_at:  # the envelope is larger still
             body = self._offload(job, job_id, now, data_json, idempotency_key, not_before, traceparent)
+        else:
+            body = envelope.encode(job_id=job_id, app=self.name, job_type=job.name, time=now,
+                                   data_json=data_json, key=idempotency_key,
+                                   not_before=not_before, traceparent=traceparent)
+            if offload_at is not None and len(body) > offload_at:
+                body = self._offload(job, job_id, now, data_json, idempotency_key, not_before, traceparent)
         if len(body) > caps.max_message_size:
             raise PayloadError(
                 f"job {job.name!r}: the message is {len(body)} bytes, over the "

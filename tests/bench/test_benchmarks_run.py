@@ -91,6 +91,16 @@ def test_sqs_enqueue_sends_every_message_through_moto_server(capsys: pytest.Capt
     assert "cloudqueue enqueue_many is " in out
 
 
+def test_claim_check_round_trip_runs_every_row_through_moto_server(capsys: pytest.CaptureFixture[str]) -> None:
+    needs("cloudqueue_aws", "boto3", "moto", "sqs_extended_client")
+    from bench import claim_check
+
+    claim_check.main(["--size", "0.2", "--runs", "1"])  # asserts each row moved the payload and cleaned up
+    out = capsys.readouterr().out
+    rows = table_rows(out, "Claim check round trip on moto server (SQS + S3), a 0.2 MB payload, median of 1")
+    assert set(rows) == {"cloudqueue claim check", "SQS extended client", "boto3 by hand"}, out
+
+
 def test_memory_throughput_runs_all_four_peers_at_a_tiny_size(capsys: pytest.CaptureFixture[str]) -> None:
     needs("taskiq", "dramatiq")
     from bench import memory_throughput
