@@ -83,6 +83,14 @@ resource "aws_s3_bucket_lifecycle_configuration" "payloads" {
     expiration {
       days = local.payload_expiration_days
     }
+  }
+
+  # Uploads of large payloads that never completed: anywhere in the bucket.
+  rule {
+    id     = "abort-incomplete-uploads"
+    status = "Enabled"
+
+    filter {}
 
     abort_incomplete_multipart_upload {
       days_after_initiation = 1

@@ -19,7 +19,6 @@ locals {
 
 resource "google_storage_bucket" "payloads" {
   #checkov:skip=CKV_GCP_78:payload objects are immutable (named by their sha256) and deleted on purpose once their job succeeded; versioning would keep every payload the lifecycle rule is there to remove
-  #checkov:skip=CKV_GCP_62:access to payloads is recorded by Cloud Audit Logs (Data Access); usage logs go to payload_bucket.log_bucket when given
   count = local.payloads && try(var.payload_bucket.create, true) ? 1 : 0
 
   project                     = var.project

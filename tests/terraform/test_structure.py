@@ -195,8 +195,9 @@ def test_payload_bucket_is_private_tls_only_and_expires_objects_on_the_prefix() 
     block = cfg.resource("aws_s3_bucket_public_access_block", "payloads")
     assert all(block[k] is True for k in ("block_public_acls", "block_public_policy", "ignore_public_acls",
                                           "restrict_public_buckets"))
-    [rule] = cfg.resource("aws_s3_bucket_lifecycle_configuration", "payloads")["rule"]
-    assert rule["status"] == "Enabled"
+    rule, aborts = cfg.resource("aws_s3_bucket_lifecycle_configuration", "payloads")["rule"]
+    assert rule["status"] == aborts["status"] == "Enabled"
+    assert aborts["abort_incomplete_multipart_upload"][0]["days_after_initiation"] == 1
     assert rule["filter"][0]["prefix"] == "${local.payload_prefix}/"
     assert rule["expiration"][0]["days"] == "${local.payload_expiration_days}"
     # the rule outlives both retentions and the longest delay, or the plan fails
