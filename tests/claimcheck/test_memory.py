@@ -158,6 +158,19 @@ def test_a_consumer_without_a_payload_store_dead_letters_naming_the_fix(
     assert store.object_keys() != []
 
 
+def test_a_reference_into_another_store_is_not_followed(cq_backend: MemoryBackend,
+                                                        store: MemoryPayloadStore) -> None:
+    producer = cq.App("shop", backend=cq_backend, payload_store=store)
+    consumer = cq.App("shop", backend=cq_backend, payload_store=MemoryPayloadStore("elsewhere"))
+    producer.job(name="ingest")(_noop)
+    consumer.job(name="ingest")(_noop)
+
+    producer.enqueue("ingest", big(400_000))
+    assert consumer.drain().dead_lettered == 1
+    [letter] = cq_backend.dead_letters()
+    assert "outside this app's payload store memory://elsewhere" in letter.reason
+
+
 def test_an_older_consumer_dead_letters_naming_the_version_it_needs(
         app: cq.App, cq_backend: MemoryBackend, store: MemoryPayloadStore, monkeypatch: pytest.MonkeyPatch) -> None:
     @app.job

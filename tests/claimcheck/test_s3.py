@@ -131,6 +131,20 @@ def test_a_changed_object_is_dead_lettered_by_the_lambda_shim_and_kept(sqs: Any,
     assert objects(s3, s3_bucket) == [key]
 
 
+def test_a_deleted_object_is_dead_lettered_as_missing_by_the_worker(sqs: Any, s3: Any, s3_bucket: str,
+                                                                     setup: Any) -> None:
+    pair, make_app = setup
+    app = make_app()
+    app.job(name="ingest")(_must_not_run)
+    app.get_job("ingest").enqueue(big(n=MB))
+    [key] = objects(s3, s3_bucket)
+    s3.delete_object(Bucket=s3_bucket, Key=key)
+    stats = app.worker(concurrency=1, poll_wait=timedelta(seconds=1), handle_signals=False).run(until_empty=True)
+    assert stats.dead_lettered == 1
+    [letter] = SQSBackend(pair.url, client=sqs).dead_letters()
+    assert letter.kind is cq.ReasonKind.POISON and f"s3://{s3_bucket}/{key} is missing" in letter.reason
+
+
 def test_a_redriven_dead_letter_runs_with_its_payload(sqs: Any, s3: Any, s3_bucket: str, setup: Any) -> None:
     _pair, make_app = setup
     app = make_app()
