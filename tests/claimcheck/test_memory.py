@@ -363,3 +363,20 @@ def test_import_cloudqueue_loads_no_claim_check_code() -> None:
             "print(any(m.startswith('cloudqueue.payloads') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_dashboard_shows_a_dead_letters_payload_reference(app: cq.App, cq_backend: MemoryBackend,
+                                                               store: MemoryPayloadStore) -> None:
+    from cloudqueue.dashboard._health import view_letter
+
+    @app.job
+    def ingest(payload: Upload) -> None:
+        raise cq.Permanent("closed")
+
+    ingest.enqueue(big(400_000))
+    app.drain()
+    [letter] = cq_backend.dead_letters()
+    view = view_letter(letter)
+    [key] = store.object_keys()
+    assert view.payload == f"(in the payload store: {store.location(key)}, {400_000 + 31} bytes)"
+    assert view.envelope is not None and view.envelope["payload object"] == store.location(key)

@@ -36,10 +36,12 @@ provider "aws" {
   skip_metadata_api_check     = true
   skip_region_validation      = true
   skip_requesting_account_id  = true
+  s3_use_path_style           = true
 
   endpoints {
     iam    = var.endpoint
     lambda = var.endpoint
+    s3     = var.endpoint
     sqs    = var.endpoint
     sts    = var.endpoint
   }
@@ -61,6 +63,8 @@ module "queue" {
   # moto accepts RedriveAllowPolicy but drops it, and the provider would wait for it
   # forever. The policy is covered by the mocked terraform tests.
   redrive_allow_policy = false
+  # The claim check's bucket, with its lifecycle rule; the library offloads to it.
+  payload_bucket = {}
 }
 
 output "cloudqueue_url" {
@@ -85,4 +89,16 @@ output "role_name" {
 
 output "max_receive_count" {
   value = module.queue.max_receive_count
+}
+
+output "payload_store_url" {
+  value = module.queue.payload_store_url
+}
+
+output "payload_bucket_arn" {
+  value = module.queue.payload_bucket_arn
+}
+
+output "payload_expiration_days" {
+  value = module.queue.payload_expiration_days
 }
