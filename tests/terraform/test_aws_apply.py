@@ -146,7 +146,24 @@ class Upload(BaseModel):
     blob: str
 
 
+def _ingest_nothing(payload: Upload) -> None:
+    pass
+
+
 def test_a_large_payload_goes_through_the_provisioned_bucket(applied: dict[str, Any], moto_server: str) -> None:
+    import boto3
+
+    payload = Upload(name="big", blob="x" * 1_000_000)
+    over_http = cq.App("tf-apply", backend=f"{applied['cloudqueue_url']}&endpoint_url={moto_server}",
+                       payload_store=f"{applied['payload_store_url']}&endpoint_url={moto_server}")
+    over_http.job(name="ingest")(_ingest_nothing)
+    # moto serves plain HTTP, and it enforces the bucket policy: TLS only
+    with pytest.raises(cq.PermissionDenied, match="over HTTPS"):
+        over_http.get_job("ingest").enqueue(payload)
+    over_http.close()
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.delete_bucket_policy(Bucket=f"{applied['name']}-payloads")  # so the loopback round trip can run
     app = cq.App("tf-apply", backend=f"{applied['cloudqueue_url']}&endpoint_url={moto_server}",
                  payload_store=f"{applied['payload_store_url']}&endpoint_url={moto_server}")
     seen: list[int] = []
@@ -156,7 +173,7 @@ def test_a_large_payload_goes_through_the_provisioned_bucket(applied: dict[str, 
         seen.append(len(payload.blob))
 
     try:
-        ingest.enqueue(Upload(name="big", blob="x" * 1_000_000))
+        ingest.enqueue(payload)
         stats = app.worker(concurrency=1, poll_wait=timedelta(seconds=1), handle_signals=False).run(until_empty=True)
     finally:
         app.close()

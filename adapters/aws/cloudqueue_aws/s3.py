@@ -162,9 +162,10 @@ def _translate(exc: Exception, action: str) -> Exception | None:
     if code == "NoSuchBucket":
         return ConfigurationError(text + "; create the bucket (Terraform module aws-sqs-lambda, "
                                   "payload_bucket) or fix the payload_store URL")
-    if code in DENIED:
+    if code in DENIED or code in ("403", "Forbidden") or _status(exc) == 403:
         return PermissionDenied(text + "; grant s3:PutObject (producer), s3:GetObject and "
-                                "s3:DeleteObject (consumer) on the bucket's prefix")
+                                "s3:DeleteObject (consumer) on the bucket's prefix, over HTTPS (the "
+                                "module's bucket policy refuses plain HTTP)")
     if code in THROTTLED or code in _SLOW_DOWN:
         return Throttled(text)
     status = _status(exc)
