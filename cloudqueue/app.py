@@ -73,7 +73,8 @@ class App:
         middleware: ``cq.Middleware`` instances, outermost first (see ``cloudqueue.lifecycle``).
         payload_store: where payloads too large for the queue go (the claim check): a URL
             (``"s3://bucket/prefix"``, ``"gs://bucket/prefix"``, ``"memory://"``) or a
-            ``cloudqueue.payloads.PayloadStore``; opened on first use. Consumers need the
+            ``cloudqueue.payloads.PayloadStore``; opened on first use. None reads
+            ``$CLOUDQUEUE_PAYLOAD_STORE`` (unset: no claim check). Consumers need the
             producer's store to read those messages (see ``cloudqueue.payloads``).
         offload_above: the largest message, in bytes, sent with its payload inline; a
             larger one goes through ``payload_store``. Default: the backend's own limit,
@@ -106,7 +107,7 @@ class App:
         self._middleware: tuple[Middleware, ...] = tuple(middleware)
         self._listeners: dict[str, list[Callable[[Result], Any]]] = {}
         self._payload_spec, self._payloads, self.offload_above = _payload_settings(
-            name, payload_store, offload_above)
+            name, payload_store or os.environ.get("CLOUDQUEUE_PAYLOAD_STORE") or None, offload_above)
         self.dispatcher = Dispatcher(self)
         self.dispatcher.hooks_changed()
 

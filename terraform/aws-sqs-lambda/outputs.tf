@@ -49,10 +49,12 @@ output "cloudqueue_url" {
 }
 
 output "lambda_environment" {
-  description = "Environment variables for the consuming function (merge into its environment block)."
-  value = {
+  description = "Environment variables for the consuming function (merge into its environment block): the backend URL, and the payload store's with payload_bucket."
+  value = merge({
     CLOUDQUEUE_URL = "sqs://${aws_sqs_queue.this.name}?region=${data.aws_region.current.name}"
-  }
+    }, local.payloads ? {
+    CLOUDQUEUE_PAYLOAD_STORE = "s3://${local.payload_bucket_name}/${local.payload_prefix}?region=${data.aws_region.current.name}"
+  } : {})
 }
 
 output "max_receive_count" {

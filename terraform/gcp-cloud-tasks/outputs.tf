@@ -40,9 +40,11 @@ output "cloudqueue_url" {
 
 output "function_environment" {
   description = "Environment variables for the function (merge into its environment)."
-  value = {
+  value = merge({
     CLOUDQUEUE_URL = local.cloudqueue_url
-  }
+    }, local.payloads ? {
+    CLOUDQUEUE_PAYLOAD_STORE = "gs://${local.payload_bucket_name}/${local.payload_prefix}"
+  } : {})
 }
 
 output "payload_store_url" {

@@ -326,6 +326,21 @@ def _noop(payload: Upload) -> None:
     pass
 
 
+def test_the_environment_names_the_store_when_the_app_does_not(cq_backend: MemoryBackend,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOUDQUEUE_PAYLOAD_STORE", "memory://from-the-environment")
+    app = cq.App("shop", backend=cq_backend)
+    ran: list[int] = []
+
+    @app.job
+    def ingest(payload: Upload) -> None:
+        ran.append(len(payload.blob))
+
+    ingest.enqueue(big(400_000))
+    assert app.drain().succeeded == 1 and ran == [400_000]
+    assert app.payload_store is not None and app.payload_store.url == "memory://from-the-environment"
+
+
 @pytest.mark.parametrize(("options", "message"), [
     ({"offload_above": 1000}, "needs a payload_store"),
     ({"payload_store": "memory://", "offload_above": -1}, "offload_above must be a number of bytes"),

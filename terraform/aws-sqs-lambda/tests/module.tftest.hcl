@@ -454,6 +454,11 @@ run "no_payload_bucket_unless_asked" {
     condition     = length(aws_s3_bucket.payloads) == 0 && output.payload_store_url == null
     error_message = "the claim check's bucket is optional"
   }
+
+  assert {
+    condition     = !contains(keys(output.lambda_environment), "CLOUDQUEUE_PAYLOAD_STORE")
+    error_message = "no payload store in the environment without a bucket"
+  }
 }
 
 run "payload_bucket_expires_objects_after_both_retentions" {
@@ -482,6 +487,11 @@ run "payload_bucket_expires_objects_after_both_retentions" {
   assert {
     condition     = output.payload_store_url == "s3://orders-payloads/orders?region=eu-west-1"
     error_message = "payload_store_url for cq.App"
+  }
+
+  assert {
+    condition     = output.lambda_environment.CLOUDQUEUE_PAYLOAD_STORE == output.payload_store_url
+    error_message = "the function's environment names the payload store"
   }
 
   assert {
