@@ -40,7 +40,7 @@ from ..envelope import DataRef
 if TYPE_CHECKING:
     from ..envelope import Envelope
 
-__all__ = ["ENTRY_POINT_GROUP", "PayloadStore", "fetch", "from_url", "object_key", "offload"]
+__all__ = ["ENTRY_POINT_GROUP", "PayloadStore", "fetch", "from_url", "object_key", "offload", "registered_schemes"]
 
 ENTRY_POINT_GROUP = "cloudqueue.payload_stores"
 
