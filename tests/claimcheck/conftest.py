@@ -15,9 +15,10 @@ import pytest
 
 from tests.aws.conftest import make_queue, sqs
 from tests.conftest import free_port, missing_component
-from tests.gcp.conftest import emulator, http_function, project
+from tests.gcp.conftest import emulator, http_function, issuer, project, queues, tasks_server
 
-__all__ = ["emulator", "gcs_emulator", "http_function", "make_queue", "project", "s3", "s3_bucket", "sqs"]
+__all__ = ["emulator", "gcs_emulator", "http_function", "issuer", "make_queue", "project", "queues", "s3",
+           "s3_bucket", "sqs", "tasks_server"]
 
 
 @pytest.fixture(scope="session")

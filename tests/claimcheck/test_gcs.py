@@ -117,6 +117,28 @@ def test_a_changed_object_is_dead_lettered_through_the_push_shim(
     app.close()
 
 
+def test_a_payload_over_the_cloud_tasks_limit_goes_through_the_bucket_by_default(
+        queues: Any, tasks_server: Any, issuer: Any, http_function: Any, gcs_emulator: Any) -> None:
+    bucket = gcs_emulator.make_bucket()
+    store = GCSPayloadStore(bucket, "jobs", endpoint=gcs_emulator.host)
+    # no offload_above: Cloud Tasks' own 1 MB limit decides
+    app = cq.App("shop", backend=queues.url(http_function.url), payload_store=store)
+    seen: list[Upload] = []
+
+    @app.job
+    def ingest(payload: Upload) -> None:
+        seen.append(payload)
+
+    routing.set_http(cloudqueue_gcp.http_handler(app, certs_url=issuer.certs_url))
+    small = ingest.enqueue(big("small", 1000))
+    large = ingest.enqueue(big("large", 2 * MB))
+    assert store.get(f"{small}/{_digest(big('small', 1000))}") is None  # inline
+    assert store.get(f"{large}/{_digest(big('large', 2 * MB))}") is not None
+    assert sorted(tasks_server.dispatch_due()) == [200, 200]
+    assert sorted(p.name for p in seen) == ["large", "small"] and big("large", 2 * MB) in seen
+    assert store.get(f"{large}/{_digest(big('large', 2 * MB))}") is None  # deleted after success
+
+
 def _digest(payload: Upload) -> str:
     import hashlib
 
