@@ -14,8 +14,10 @@ locals {
   payload_bucket_name = local.payloads ? coalesce(try(var.payload_bucket.name, null), "${var.name}-payloads") : null
   payload_prefix      = local.payloads ? trim(coalesce(try(var.payload_bucket.prefix, null), var.name), "/") : null
   payload_bucket_arn  = local.payloads ? "arn:${data.aws_partition.current.partition}:s3:::${local.payload_bucket_name}" : null
-  # days a message can still point at its object: queue + DLQ retention + longest delay
-  payload_min_days = ceil((var.message_retention_seconds + var.dlq_message_retention_seconds) / 86400) + (
+  # days a message can still point at its object: the longest queue retention (the app's
+  # queues share the prefix) + DLQ retention + longest delay
+  payload_queue_retention = max(var.message_retention_seconds, [for q in local.queues : q.message_retention_seconds]...)
+  payload_min_days = ceil((local.payload_queue_retention + var.dlq_message_retention_seconds) / 86400) + (
   local.payloads ? try(var.payload_bucket.max_delay_days, 0) : 0)
   payload_expiration_days = local.payloads ? coalesce(try(var.payload_bucket.expiration_days, null), local.payload_min_days + 1) : null
   payload_kms_key_arn     = local.payloads ? try(var.payload_bucket.kms_key_arn, null) : null

@@ -56,3 +56,13 @@ output "payload_expiration_days" {
   description = "Age at which the lifecycle rule deletes payload objects: it outlives every message that can point at one."
   value       = local.payload_expiration_days
 }
+
+output "queue_ids" {
+  description = "Full id of every queue by app queue name: \"default\" (the module's own) and each of var.queues."
+  value       = merge({ default = google_cloud_tasks_queue.this.id }, { for key, q in google_cloud_tasks_queue.queues : key => q.id })
+}
+
+output "cloudqueue_urls" {
+  description = "The backend URL of every queue by app queue name, for cq.App(..., queues=...) (query values are URL-encoded)."
+  value       = local.cloudqueue_urls
+}

@@ -63,3 +63,13 @@ output "payload_expiration_days" {
   description = "Age at which the lifecycle rule deletes payload objects: it outlives every message that can point at one."
   value       = local.payload_expiration_days
 }
+
+output "topic_ids" {
+  description = "Full id of every topic by app queue name: \"default\" (the module's own) and each of var.queues."
+  value       = merge({ default = google_pubsub_topic.this.id }, { for key, t in google_pubsub_topic.queues : key => t.id })
+}
+
+output "cloudqueue_urls" {
+  description = "The backend URL of every queue by app queue name, for cq.App(..., queues=...)."
+  value       = local.cloudqueue_urls
+}

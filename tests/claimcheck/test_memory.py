@@ -395,3 +395,24 @@ def test_the_dashboard_shows_a_dead_letters_payload_reference(app: cq.App, cq_ba
     [key] = store.object_keys()
     assert view.payload == f"(in the payload store: {store.location(key)}, {400_000 + 31} bytes)"
     assert view.envelope is not None and view.envelope["payload object"] == store.location(key)
+
+
+def test_each_queue_of_an_app_offloads_at_its_own_limit(store: MemoryPayloadStore, cq_clock: FakeClock) -> None:
+    small = MemoryBackend(clock=cq_clock, max_message_size=64 * 1024)
+    roomy = MemoryBackend(clock=cq_clock, max_message_size=1024 * 1024)
+    app = cq.App("shop", queues={"critical": small, "default": roomy}, payload_store=store)
+    ran: list[tuple[str, int]] = []
+
+    @app.job(queue="critical")
+    def urgent(payload: Upload) -> None:
+        ran.append(("critical", len(payload.blob)))
+
+    @app.job
+    def ingest(payload: Upload) -> None:
+        ran.append(("default", len(payload.blob)))
+
+    urgent.enqueue(big(100_000))  # over the critical queue's 64 KiB: offloaded
+    ingest.enqueue(big(100_000))  # within the default queue's 1 MiB: inline
+    assert len(store.object_keys()) == 1
+    assert app.drain().succeeded == 2
+    assert sorted(ran) == [("critical", 100_000), ("default", 100_000)] and store.object_keys() == []

@@ -65,6 +65,10 @@ module "queue" {
   redrive_allow_policy = false
   # The claim check's bucket, with its lifecycle rule; the library offloads to it.
   payload_bucket = {}
+  # A second, higher-priority queue of the app, with its own receive limit.
+  queues = {
+    critical = { max_receive_count = 2, visibility_timeout_seconds = 6 }
+  }
 }
 
 output "cloudqueue_url" {
@@ -101,4 +105,16 @@ output "payload_bucket_arn" {
 
 output "payload_expiration_days" {
   value = module.queue.payload_expiration_days
+}
+
+output "cloudqueue_urls" {
+  value = module.queue.cloudqueue_urls
+}
+
+output "queue_arns" {
+  value = module.queue.queue_arns
+}
+
+output "dlq_urls" {
+  value = module.queue.dlq_urls
 }
