@@ -376,6 +376,7 @@ class App:
         backend = self.backend
         report = DrainReport()
         dispatcher = self.dispatcher
+        dispatcher.refresh()
         while max_jobs is None or report.processed < max_jobs:
             want = 100 if max_jobs is None else min(100, max_jobs - report.processed)
             batch = backend.receive(max_messages=want)
@@ -393,6 +394,8 @@ class App:
                 if fail_fast and result.outcome in (Outcome.RETRY, Outcome.DEAD_LETTER):
                     dispatcher.give_back(backend, batch[index + 1:])
                     raise result.error or CloudQueueError(str(result.reason or "job failed"))
+        if dispatcher.buffered:
+            dispatcher.flush()
         return report
 
     def _sleep_until_next(self, backend: Backend) -> bool:

@@ -34,6 +34,7 @@ from .clock import Clock, parse_time
 from .context import JobContext, current_traceparent
 from .envelope import EnvelopeError, decode, envelope_validator
 from .lifecycle import STAYS, Outcome, Reason, ReasonKind, overrides
+from .logs import log_outcome, queue_name, successes_logged, trace_ids
 
 if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
@@ -68,6 +69,8 @@ class Result:
         applied: False when the backend could not apply the outcome (the queue delivers
             the message again).
         interrupted: the job was stopped by KeyboardInterrupt: the consumer stops too.
+        trace: (trace id, span id) in hex of the span current while the job ran inside
+            the app's middleware (a tracing middleware's process span), for the log record.
     """
 
     outcome: Outcome
@@ -81,6 +84,7 @@ class Result:
     duration: float | None = None
     applied: bool = True
     interrupted: bool = False
+    trace: tuple[str, str] | None = None
 
     @property
     def poison(self) -> bool:
@@ -137,13 +141,15 @@ class Dispatcher:
         self._fast: SchemaValidator | None = None
         self._run_hooks: tuple[Callable[..., Any], ...] = ()
         self._settled_hooks: tuple[Callable[[Result], None], ...] = ()
+        self._flush_hooks: tuple[Callable[[], None], ...] = ()
+        self._queue: str | None = None  # the app's queue by name, for the log records
         # message id -> receives given back without running the job, on queues that count
         # every receive: taken off the attempt, so attempts count runs (in this process)
         self._unrun: dict[str, int] = {}
         self._unrun_lock = threading.Lock()
         self._listening = False
-        #: something watches settles (middleware or ``app.on``): successes are settled and
-        #: timed one by one, not skipped by the shims' fast path
+        #: something watches settles (middleware, ``app.on``, or the outcome log at INFO):
+        #: successes are settled and timed one by one, not skipped by the shims' fast path
         self.observed = False
 
     def jobs_changed(self) -> None:
@@ -155,10 +161,19 @@ class Dispatcher:
         middleware = self.app.middleware
         self._run_hooks = tuple(overrides(middleware, "run"))
         self._settled_hooks = tuple(overrides(middleware, "settled"))
+        self._flush_hooks = tuple(overrides(middleware, "flush"))
+        #: some middleware buffers what it saw: the shims call ``flush`` after each batch
+        self.buffered = bool(self._flush_hooks)
         self._listening = self.app.has_listeners
-        self.observed = bool(self._settled_hooks) or self._listening
+        self.refresh()
         # no middleware around runs: ``run`` is the plain call, one frame less per job
         self.run = self._run_wrapped if self._run_hooks else self._call  # type: ignore[method-assign]
+
+    def refresh(self) -> bool:
+        """Re-read whether anything watches settles (the log level may have changed since);
+        consumers call it once per batch or run. Returns ``observed``."""
+        self.observed = bool(self._settled_hooks) or self._listening or successes_logged()
+        return self.observed
 
     # -- parse -------------------------------------------------------------------------
     def prepare(self, delivery: Delivery) -> Task | Result:
@@ -258,6 +273,7 @@ class Dispatcher:
 
         def innermost() -> Any:
             result = self._call(task, runner)
+            result.trace = trace_ids()  # inside the middleware: a tracing one's span is current
             ran.append(result)
             if result.outcome is _ACK:
                 return result.value
@@ -369,15 +385,9 @@ class Dispatcher:
                 backend.ack(delivery)
             elif outcome is Outcome.RETRY:
                 assert result.delay is not None
-                log.warning("job %s %s attempt %d failed (%s); retrying in %.3gs", result.job_type,
-                            result.job_id, delivery.attempt, result.reason and result.reason.text,
-                            result.delay.total_seconds())
                 backend.retry(delivery, result.delay)
             elif outcome is Outcome.DEAD_LETTER:
-                reason = result.reason or Reason(ReasonKind.OTHER, "dead-lettered")
-                log.error("job %s %s dead-lettered: %s", result.job_type or "?",
-                          result.job_id or delivery.message_id, reason)
-                backend.dead_letter(delivery, reason)
+                backend.dead_letter(delivery, result.reason or Reason(ReasonKind.OTHER, "dead-lettered"))
             elif outcome is Outcome.HOP:
                 assert result.delay is not None
                 max_delay = backend.capabilities.max_delay
@@ -391,21 +401,33 @@ class Dispatcher:
                 backend.release(delivery)
         except StaleDelivery as exc:
             result.applied = False
-            log.warning("job %s %s: not settled (%s): %s; the queue delivers it again",
-                        result.job_type or "?", result.job_id or delivery.message_id,
-                        outcome.value, exc)
+            log_outcome(result, self._queue or self._queue_name(), str(exc))
             self._observe(result, stalled=True)
             return False
-        except Exception:  # the message returns after its visibility timeout
+        except Exception as exc:  # the message returns after its visibility timeout
             result.applied = False
-            log.exception("could not settle job %s %s (%s); the queue delivers it again",
-                          result.job_type or "?", result.job_id or delivery.message_id, outcome.value)
+            log_outcome(result, self._queue or self._queue_name(), f"{_describe(exc)}", exc)
+        else:
+            log_outcome(result, self._queue or self._queue_name())
         if self._unrun and outcome not in STAYS:  # settled for good: nothing more to take off
             with self._unrun_lock:
                 self._unrun.pop(delivery.message_id, None)
         if self.observed:
             self._observe(result)
         return result.applied
+
+    def _queue_name(self) -> str:
+        self._queue = queue_name(self.app)
+        return self._queue
+
+    def flush(self) -> None:
+        """Tell middleware that buffers (``Middleware.flush``) to write out what it holds:
+        the function shims call it once per invocation, the worker when it stops."""
+        for hook in self._flush_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("a middleware's flush raised; ignored")
 
     def note_unrun(self, backend: Backend, deliveries: Sequence[Delivery]) -> None:
         """Remember receives that did not run the job, where the queue counts them (so the
@@ -431,10 +453,14 @@ class Dispatcher:
             applied = False
             log.warning("could not give back %d unstarted message(s); they come back after their "
                         "visibility timeout", len(deliveries), exc_info=True)
-        if self.observed:
+        if self.observed or successes_logged():
+            queue = self._queue or self._queue_name()
             for delivery in deliveries:
-                self._observe(Result(Outcome.RELEASE, delivery, applied=applied,
-                                     reason=Reason(ReasonKind.DEFERRED, "not started")))
+                result = Result(Outcome.RELEASE, delivery, applied=applied,
+                                reason=Reason(ReasonKind.DEFERRED, "not started"))
+                log_outcome(result, queue, None if applied else "the give-back failed")
+                if self.observed:
+                    self._observe(result)
 
     def _observe(self, result: Result, *, stalled: bool = False) -> None:
         for hook in self._settled_hooks:

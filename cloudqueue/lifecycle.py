@@ -145,6 +145,11 @@ class Middleware:
         ``result.delivery.attempt``, ``result.duration`` (seconds the job ran, or None),
         ``result.applied`` (False: the queue delivers the message again)."""
 
+    def flush(self) -> None:
+        """Write out whatever this middleware buffered (metrics added up per invocation):
+        called once at the end of each function shim batch (one invocation or request)
+        and when a worker stops."""
+
 
 #: the names ``app.on`` takes, and what each is called for
 EVENTS = {
@@ -191,7 +196,7 @@ class Batch:
 
         dispatcher, backend = self.dispatcher, self.backend
         prepare, run, settle = dispatcher.prepare, dispatcher.run, dispatcher.settle
-        quiet = not dispatcher.observed  # nothing watches settles: a success needs no call
+        quiet = not dispatcher.refresh()  # nothing watches settles: a success needs no call
         now = dispatcher.app.clock.time
         stop_at = self.stop_at
         ack = Outcome.ACK
@@ -227,6 +232,8 @@ class Batch:
         if unstarted:
             dispatcher.give_back(backend, unstarted)
             stays.extend(unstarted)
+        if dispatcher.buffered:  # one invocation, one write of what middleware buffered
+            dispatcher.flush()
         return stays
 
 

@@ -58,6 +58,7 @@ from ._errors import Defer, EnqueueError, Skip
 from .clock import parse_time
 from .envelope import decode, with_traceparent
 from .lifecycle import Middleware, Outcome, ReasonKind
+from .logs import queue_name
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -108,26 +109,9 @@ class _Queue:
         url = app.backend_url
         scheme = url.split("://", 1)[0] if url else app.backend.scheme
         self.system = _SYSTEMS.get(scheme, "cloudqueue")
-        self.destination = _destination_name(app)
+        self.destination = queue_name(app)
         self.stats: QueueStats | None = None
         self.stats_at = float("-inf")
-
-
-def _destination_name(app: App) -> str:
-    """The queue's name: the URL's last path part (``sqs://orders?...`` -> ``orders``,
-    ``pubsub://project/topic`` -> ``topic``), else the backend's ``name`` where it has
-    one (the memory and SQS backends do), else the app's name."""
-    url = app.backend_url
-    if url:
-        rest = url.split("://", 1)[-1].split("?", 1)[0].rstrip("/")
-        name = rest.rsplit("/", 1)[-1]
-        if name:
-            return name
-    else:
-        named = getattr(app.backend, "name", None)  # optional on Backend: read, not required
-        if isinstance(named, str) and named:
-            return named
-    return app.name
 
 
 class OpenTelemetry(Middleware):
