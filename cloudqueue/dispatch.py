@@ -34,7 +34,7 @@ from .clock import Clock, parse_time
 from .context import JobContext, current_traceparent
 from .envelope import EnvelopeError, decode, envelope_validator
 from .lifecycle import STAYS, Outcome, Reason, ReasonKind, overrides
-from .logs import log_outcome, queue_name, successes_logged, trace_ids
+from .logs import log_outcome, queue_name, successes_logged
 
 if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
@@ -69,8 +69,8 @@ class Result:
         applied: False when the backend could not apply the outcome (the queue delivers
             the message again).
         interrupted: the job was stopped by KeyboardInterrupt: the consumer stops too.
-        trace: (trace id, span id) in hex of the span current while the job ran inside
-            the app's middleware (a tracing middleware's process span), for the log record.
+        trace: (trace id, span id) in hex of the span of the run, set by a tracing
+            middleware's ``settled`` hook (``cloudqueue.otel``) for the outcome's log record.
     """
 
     outcome: Outcome
@@ -143,6 +143,7 @@ class Dispatcher:
         self._settled_hooks: tuple[Callable[[Result], None], ...] = ()
         self._flush_hooks: tuple[Callable[[], None], ...] = ()
         self._queue: str | None = None  # the app's queue by name, for the log records
+        self._log_successes = False  # an outcome record at INFO is written (read per batch)
         # message id -> receives given back without running the job, on queues that count
         # every receive: taken off the attempt, so attempts count runs (in this process)
         self._unrun: dict[str, int] = {}
@@ -172,7 +173,8 @@ class Dispatcher:
     def refresh(self) -> bool:
         """Re-read whether anything watches settles (the log level may have changed since);
         consumers call it once per batch or run. Returns ``observed``."""
-        self.observed = bool(self._settled_hooks) or self._listening or successes_logged()
+        self._log_successes = successes_logged()
+        self.observed = bool(self._settled_hooks) or self._listening or self._log_successes
         return self.observed
 
     # -- parse -------------------------------------------------------------------------
@@ -273,7 +275,6 @@ class Dispatcher:
 
         def innermost() -> Any:
             result = self._call(task, runner)
-            result.trace = trace_ids()  # inside the middleware: a tracing one's span is current
             ran.append(result)
             if result.outcome is _ACK:
                 return result.value
@@ -401,19 +402,23 @@ class Dispatcher:
                 backend.release(delivery)
         except StaleDelivery as exc:
             result.applied = False
-            log_outcome(result, self._queue or self._queue_name(), str(exc))
             self._observe(result, stalled=True)
+            log_outcome(result, self._queue or self._queue_name(), str(exc))
             return False
         except Exception as exc:  # the message returns after its visibility timeout
             result.applied = False
-            log_outcome(result, self._queue or self._queue_name(), f"{_describe(exc)}", exc)
+            problem: tuple[str, BaseException] | None = (_describe(exc), exc)
         else:
-            log_outcome(result, self._queue or self._queue_name())
+            problem = None
         if self._unrun and outcome not in STAYS:  # settled for good: nothing more to take off
             with self._unrun_lock:
                 self._unrun.pop(delivery.message_id, None)
         if self.observed:
-            self._observe(result)
+            self._observe(result)  # first: a tracing middleware puts its span's ids on the result
+        if problem is not None:
+            log_outcome(result, self._queue or self._queue_name(), *problem)
+        elif outcome is not _ACK or self._log_successes:
+            log_outcome(result, self._queue or self._queue_name())
         return result.applied
 
     def _queue_name(self) -> str:
@@ -458,9 +463,9 @@ class Dispatcher:
             for delivery in deliveries:
                 result = Result(Outcome.RELEASE, delivery, applied=applied,
                                 reason=Reason(ReasonKind.DEFERRED, "not started"))
-                log_outcome(result, queue, None if applied else "the give-back failed")
                 if self.observed:
                     self._observe(result)
+                log_outcome(result, queue, None if applied else "the give-back failed")
 
     def _observe(self, result: Result, *, stalled: bool = False) -> None:
         for hook in self._settled_hooks:

@@ -91,9 +91,12 @@ def log_outcome(result: Result, queue: str, problem: str | None = None,
                 exc_info: BaseException | None = None) -> None:
     """Log the one record of a settled delivery (``problem``: why the queue did not take it)."""
     outcome = result.outcome.value
-    level = logging.WARNING if problem is not None and outcome != "dead_letter" else _LEVELS[outcome]
     if exc_info is not None:
         level = logging.ERROR
+    elif problem is not None and outcome != "dead_letter":
+        level = logging.WARNING
+    else:
+        level = _LEVELS[outcome]
     if not outcomes.isEnabledFor(level):
         return
     delivery, reason = result.delivery, result.reason
