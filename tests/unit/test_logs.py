@@ -209,3 +209,22 @@ def test_configure_formats_the_runtime_s_own_handler(bare_root: logging.Logger) 
     assert cloudqueue.logs.configure(json=True) == [runtime]
     logging.getLogger("cloudqueue").info("hello")
     assert json.loads(stream.getvalue())["message"] == "hello"
+
+
+def test_the_readme_logs_example_writes_the_lines_it_shows() -> None:
+    import re
+    import subprocess
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    section = readme.read_text().split("### Logs", 1)[1].split("\n### ", 1)[0]
+    code, shown = re.findall(r"```(?:python|text)\n(.*?)```", section, re.S)[:2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PATH": "", "PYTHONPATH": str(readme.parent)}).stdout
+    varying = ("timestamp", "job_id", "message_id", "duration", "message")
+    got = [json.loads(line) for line in out.splitlines()]
+    want = [json.loads(line) for line in shown.splitlines()]
+    assert [{k: v for k, v in d.items() if k not in varying} for d in got] == [
+        {k: v for k, v in d.items() if k not in varying} for d in want]
+    assert [list(d) for d in got] == [list(d) for d in want]
+    assert re.fullmatch(r"job ship [0-9a-f]{32} completed \(attempt 1, \d+\.\d ms\)", got[1]["message"])

@@ -30,11 +30,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cloudqueue import ConfigurationError, Middleware
-from cloudqueue.clock import parse_time
 from cloudqueue.lifecycle import Outcome, ReasonKind
 from cloudqueue.logs import queue_name
 
@@ -53,6 +52,10 @@ _COUNT, _MS = "Count", "Milliseconds"
 _UNITS = {"Completed": _COUNT, "Failed": _COUNT, "Retried": _COUNT, "DeadLettered": _COUNT,
           "Duration": _MS, "QueueLatency": _MS}
 _FAILED_KINDS = frozenset({ReasonKind.PERMANENT, ReasonKind.EXHAUSTED})
+#: what each outcome counts (a dead letter is a failed run only when permanent or exhausted)
+_COUNTED = {Outcome.ACK: ("Completed",), Outcome.RETRY: ("Failed", "Retried"),
+            Outcome.DEAD_LETTER: ("Failed", "DeadLettered")}
+_DEAD_ONLY = ("DeadLettered",)
 #: most runs whose settle has not come yet that are remembered (their queue latency)
 _PENDING_LIMIT = 10_000
 
@@ -109,11 +112,9 @@ class EMF(Middleware):
         latency = None
         if task.delivery.attempt == 1:
             try:
-                waited = app.clock.now() - parse_time(task.enqueued_at)
+                latency = max(app.clock.time() - _epoch(task.enqueued_at), 0.0) * 1000
             except ValueError:
                 pass
-            else:
-                latency = max(waited.total_seconds(), 0.0) * 1000
         pending = self._pending
         pending[id(task.delivery)] = (queue, latency)
         if len(pending) > _PENDING_LIMIT:  # runs nobody settled (a caller that only runs)
@@ -125,15 +126,11 @@ class EMF(Middleware):
         if not result.applied:  # the queue delivers it again: counted when it settles
             return
         outcome = result.outcome
-        if outcome is Outcome.ACK:
-            names: tuple[str, ...] = ("Completed",)
-        elif outcome is Outcome.RETRY:
-            names = ("Failed", "Retried")
-        elif outcome is Outcome.DEAD_LETTER:
-            kind = result.reason.kind if result.reason is not None else None
-            names = ("Failed", "DeadLettered") if kind in _FAILED_KINDS else ("DeadLettered",)
-        else:  # skip, defer, hop, release: nothing a job did
+        names = _COUNTED.get(outcome)
+        if names is None:  # skip, defer, hop, release: nothing a job did
             return
+        if outcome is Outcome.DEAD_LETTER and (result.reason is None or result.reason.kind not in _FAILED_KINDS):
+            names = _DEAD_ONLY  # poison, or the platform's reason: no run failed
         if noted is not None:
             queue, latency = noted
         else:  # poison never runs: the one app seen, else the queue stays unnamed
@@ -147,9 +144,9 @@ class EMF(Middleware):
             for name in names:
                 counts[name] = counts.get(name, 0) + 1
             if result.duration is not None:
-                group.durations.append(round(result.duration * 1000, 3))
+                group.durations.append(result.duration * 1000)
             if latency is not None:
-                group.latencies.append(round(latency, 3))
+                group.latencies.append(latency)
             if not self._buffered:
                 self._first_at = time.monotonic()
             self._buffered += 1
@@ -179,15 +176,30 @@ class EMF(Middleware):
             root: dict[str, Any] = {"Queue": queue, "JobType": job_type, "Outcome": outcome, **self.dimensions}
             values: dict[str, Any] = dict(group.counts)
             if group.durations:
-                values["Duration"] = group.durations
+                values["Duration"] = [round(v, 3) for v in group.durations]
             if group.latencies:
-                values["QueueLatency"] = group.latencies
+                values["QueueLatency"] = [round(v, 3) for v in group.latencies]
             out += _documents(self.namespace, self._dimension_set, root, values, timestamp)
         return out
 
     def _learn(self, app: App) -> str:
         name = self._queues[id(app)] = queue_name(app)
         return name
+
+
+def _epoch(text: str) -> float:
+    """An envelope's RFC 3339 time as seconds since the epoch (``ValueError`` if it is not one)."""
+    if text[-1:] == "Z":  # what cloudqueue writes: read as naive UTC, twice as fast as aware
+        return (datetime.fromisoformat(text[:-1]) - _EPOCH).total_seconds()
+    if text[-1:] == "z":
+        text = text[:-1] + "+00:00"
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no time zone")
+    return moment.timestamp()
+
+
+_EPOCH = datetime(1970, 1, 1)
 
 
 def _stdout(line: str) -> None:
