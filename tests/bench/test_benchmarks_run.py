@@ -74,6 +74,7 @@ def test_lambda_overhead_compares_the_shim_with_the_bare_loop_and_powertools(
                          "lambda_handler + CloudWatch EMF",
                          "Powertools BatchProcessor + json/validate",
                          "Powertools BatchProcessor + SqsRecordModel",
+                         "Powertools BatchProcessor + Metrics",
                          "Powertools BatchProcessor + Tracer + Metrics"}, out
     assert "lambda_handler + OpenTelemetry, SDK recording is " in out
     assert "lambda_handler + CloudWatch EMF is " in out

@@ -53,9 +53,11 @@ _UNITS = {"Completed": _COUNT, "Failed": _COUNT, "Retried": _COUNT, "DeadLettere
           "Duration": _MS, "QueueLatency": _MS}
 _FAILED_KINDS = frozenset({ReasonKind.PERMANENT, ReasonKind.EXHAUSTED})
 #: what each outcome counts (a dead letter is a failed run only when permanent or exhausted)
-_COUNTED = {Outcome.ACK: ("Completed",), Outcome.RETRY: ("Failed", "Retried"),
-            Outcome.DEAD_LETTER: ("Failed", "DeadLettered")}
-_DEAD_ONLY = ("DeadLettered",)
+_ACK, _RETRY, _DEAD_LETTER = Outcome.ACK, Outcome.RETRY, Outcome.DEAD_LETTER
+_COMPLETED: tuple[str, ...] = ("Completed",)
+_RETRIED: tuple[str, ...] = ("Failed", "Retried")
+_DEAD_FAILED: tuple[str, ...] = ("Failed", "DeadLettered")
+_DEAD_ONLY: tuple[str, ...] = ("DeadLettered",)
 #: most runs whose settle has not come yet that are remembered (their queue latency)
 _PENDING_LIMIT = 10_000
 
@@ -125,17 +127,23 @@ class EMF(Middleware):
         noted = self._pending.pop(id(result.delivery), None)
         if not result.applied:  # the queue delivers it again: counted when it settles
             return
-        outcome = result.outcome
-        names = _COUNTED.get(outcome)
-        if names is None:  # skip, defer, hop, release: nothing a job did
+        outcome = result.outcome  # compared by identity: an enum's hash and value are slow
+        if outcome is _ACK:
+            names, label = _COMPLETED, "ack"
+        elif outcome is _RETRY:
+            names, label = _RETRIED, "retry"
+        elif outcome is _DEAD_LETTER:
+            reason = result.reason
+            # poison, or a reason the platform gave: no run failed
+            names = _DEAD_FAILED if reason is not None and reason.kind in _FAILED_KINDS else _DEAD_ONLY
+            label = "dead_letter"
+        else:  # skip, defer, hop, release: nothing a job did
             return
-        if outcome is Outcome.DEAD_LETTER and (result.reason is None or result.reason.kind not in _FAILED_KINDS):
-            names = _DEAD_ONLY  # poison, or the platform's reason: no run failed
         if noted is not None:
             queue, latency = noted
         else:  # poison never runs: the one app seen, else the queue stays unnamed
             queue, latency = (next(iter(self._queues.values())) if len(self._queues) == 1 else "unknown"), None
-        key = (queue, result.job_type or "unknown", outcome.value)
+        key = (queue, result.job_type or "unknown", label)
         with self._lock:
             group = self._groups.get(key)
             if group is None:
