@@ -215,3 +215,38 @@ def test_a_namespace_or_dimension_cloudwatch_would_refuse_is_refused_at_once(opt
     with pytest.raises(cq.ConfigurationError, match=r"EMF\(") as info:
         EMF(**options)
     assert says in str(info.value)
+
+
+def test_a_worker_writes_what_it_added_up_when_it_stops(validator: Any) -> None:
+    from datetime import timedelta as td
+
+    from cloudqueue_aws.emf import EMF
+
+    out = Writes()
+    app = cq.App("shop", backend="memory://orders", middleware=[EMF(output=out, flush_every=td(hours=1))])
+
+    @app.job
+    def tick(payload: Order) -> None:
+        pass
+
+    tick.enqueue_many([Order(order_id=str(n)) for n in range(5)])
+    app.worker(concurrency=2, handle_signals=False, poll_wait=td(milliseconds=50)).run(until_empty=True)
+    [doc] = [valid_emf(line, validator) for line in out.lines]
+    assert (doc["Queue"], doc["Completed"], len(doc["Duration"])) == ("orders", 5, 5)
+
+
+def test_settles_piling_up_past_max_buffered_are_written_without_waiting(validator: Any) -> None:
+    from cloudqueue_aws.emf import EMF
+
+    out = Writes()
+    emf = EMF(output=out, max_buffered=3)
+    app = cq.App("shop", backend="memory://", middleware=[emf])
+
+    @app.job
+    def tick(payload: Order) -> None:
+        pass
+
+    tick.enqueue_many([Order(order_id=str(n)) for n in range(7)])
+    app.drain(max_jobs=7)
+    written = [valid_emf(line, validator)["Completed"] for line in out.lines]
+    assert written == [3, 3, 1]  # two writes as the buffer filled, the rest when drain returned
