@@ -250,3 +250,16 @@ def test_settles_piling_up_past_max_buffered_are_written_without_waiting(validat
     app.drain(max_jobs=7)
     written = [valid_emf(line, validator)["Completed"] for line in out.lines]
     assert written == [3, 3, 1]  # two writes as the buffer filled, the rest when drain returned
+
+
+def test_the_module_exports_the_middleware_and_costs_nothing_until_imported() -> None:
+    import subprocess
+    import sys
+
+    import cloudqueue_aws.emf
+
+    assert cloudqueue_aws.emf.__all__ == ["EMF"]
+    loaded = subprocess.run([sys.executable, "-c", "import sys, cloudqueue_aws; "
+                             "print('cloudqueue_aws.emf' in sys.modules)"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "False"

@@ -228,3 +228,9 @@ def test_the_readme_logs_example_writes_the_lines_it_shows() -> None:
         {k: v for k, v in d.items() if k not in varying} for d in want]
     assert [list(d) for d in got] == [list(d) for d in want]
     assert re.fullmatch(r"job ship [0-9a-f]{32} completed \(attempt 1, \d+\.\d ms\)", got[1]["message"])
+
+
+def test_the_module_exports_exactly_its_documented_names() -> None:
+    assert sorted(cloudqueue.logs.__all__) == ["FIELDS", "JSONFormatter", "configure", "queue_name", "trace_ids"]
+    for name in cloudqueue.logs.__all__:
+        assert getattr(cloudqueue.logs, name) is not None
