@@ -216,7 +216,7 @@ class OpenTelemetry(Middleware):
         self._lock = threading.Lock()
         #: id(delivery) -> a run not yet settled: its recording span, when it ended, its queue
         self._open: dict[int, tuple[Span | None, int, _Queue]] = {}
-        self._attrs: dict[tuple[str | None, str | None, str | None], dict[str, str]] = {}
+        self._attrs: dict[tuple[str | None, int, int], dict[str, str]] = {}
         self._process: dict[tuple[_Queue, str], tuple[str, dict[str, str]]] = {}  # span name, attributes
 
     def _check_providers(self) -> None:
@@ -264,7 +264,9 @@ class OpenTelemetry(Middleware):
 
     def _attributes(self, job_type: str | None, queue: _Queue | None,
                     kind: ReasonKind | None = None) -> dict[str, str]:
-        key = (job_type, queue.destination if queue else None, kind.value if kind else None)
+        # by identity: the queues are kept for good and the kinds are singletons (an enum's
+        # own hash and value are Python-level calls, too slow for once per settle)
+        key = (job_type, id(queue), id(kind))
         attrs = self._attrs.get(key)
         if attrs is None:
             attrs = {"messaging.system": queue.system if queue else "cloudqueue"}
