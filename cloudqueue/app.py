@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from . import envelope
 from ._errors import CloudQueueError, ConfigurationError, PayloadError, UnknownJobError, UnsupportedFeature
 from .backends.base import Backend, OutgoingMessage
-from .clock import Clock, SystemClock
+from .clock import Clock, SystemClock, format_timestamp
 from .context import current_traceparent
 from .dispatch import Dispatcher, Outcome, Result
 from .job import Job, OrderingKey, inspect_job_function
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
+
+_NO_WAIT = timedelta(0)
 
 @dataclass
 class DrainReport:
@@ -253,9 +255,14 @@ class App:
         value = job.validate(payload)
         backend = self._backend or self.backend
         caps = backend.capabilities
-        now = (self._clock or backend.clock).now()
-        wait, not_before = (timedelta(0), None) if delay is None and at is None else \
-            self._schedule(job, backend, now, delay, at)
+        clock = self._clock or backend.clock
+        now: datetime | str
+        if delay is None and at is None:
+            wait, not_before = _NO_WAIT, None
+            now = format_timestamp(clock.time())
+        else:
+            now = clock.now()
+            wait, not_before = self._schedule(job, backend, now, delay, at)
         if ordering_key is not None or job.ordering_key is not None:
             ordering_key = self._ordering(job, backend, value, ordering_key)
         job_id = self._job_id(job, idempotency_key)
@@ -265,15 +272,15 @@ class App:
             _check_traceparent(job, traceparent)
         body = envelope.encode(job_id=job_id, app=self.name, job_type=job.name, time=now,
                                data_json=job.dump_json(value), key=idempotency_key,
-                               not_before=not_before, traceparent=traceparent)
+                               not_before=not_before, traceparent=traceparent,
+                               plain_id=True)  # _job_id gives hex
         if len(body) > caps.max_message_size:
             raise PayloadError(
                 f"job {job.name!r}: the message is {len(body)} bytes, over the "
                 f"{backend.scheme} limit of {caps.max_message_size} bytes; store the large "
                 "part elsewhere (e.g. object storage) and enqueue a reference", job=job.name)
-        return OutgoingMessage(body=body, job_id=job_id, job_type=job.name, delay=wait,
-                               idempotency_key=idempotency_key, ordering_key=ordering_key,
-                               max_attempts=job.retry.attempts)
+        return OutgoingMessage(body, job_id, job.name, wait, idempotency_key, ordering_key,
+                               job.retry.attempts)
 
     @staticmethod
     def _schedule(job: Job[Any, Any], backend: Backend, now: datetime, delay: timedelta | None,
