@@ -142,7 +142,7 @@ class Dispatcher:
         self._run_hooks: tuple[Callable[..., Any], ...] = ()
         self._settled_hooks: tuple[Callable[[Result], None], ...] = ()
         self._flush_hooks: tuple[Callable[[], None], ...] = ()
-        self._queue: str | None = None  # the app's queue by name, for the log records
+        self._app_queue: str | None = None  # the app's queue by name, for the log records
         self._log_successes = False  # an outcome record at INFO is written (read per batch)
         # message id -> receives given back without running the job, on queues that count
         # every receive: taken off the attempt, so attempts count runs (in this process)
@@ -365,7 +365,7 @@ class Dispatcher:
         try:
             backend.ack(delivery)
         except Exception as exc:
-            return self._unsettled(Result(_ACK, delivery), exc)
+            return self._unsettled(Result(_ACK, delivery), exc, backend)
         if self._unrun:
             with self._unrun_lock:
                 self._unrun.pop(delivery.message_id, None)
@@ -458,32 +458,38 @@ class Dispatcher:
                 self.note_unrun(backend, (delivery,))
                 backend.release(delivery)
         except Exception as exc:
-            return self._unsettled(result, exc)
+            return self._unsettled(result, exc, backend)
         if self._unrun and outcome not in STAYS:  # settled for good: nothing more to take off
             with self._unrun_lock:
                 self._unrun.pop(delivery.message_id, None)
         if self.observed:
             self._observe(result)  # first: a tracing middleware puts its span's ids on the result
         if outcome is not _ACK or self._log_successes:
-            log_outcome(result, self._queue or self._queue_name())
+            log_outcome(result, self._queue_name(backend))
         return result.applied
 
-    def _unsettled(self, result: Result, exc: Exception) -> bool:
+    def _unsettled(self, result: Result, exc: Exception, backend: Backend | None = None) -> bool:
         """The backend did not apply ``result``: the message stays in the queue."""
         result.applied = False
         if isinstance(exc, StaleDelivery):
             self._observe(result, stalled=True)
-            log_outcome(result, self._queue or self._queue_name(), str(exc))
+            log_outcome(result, self._queue_name(backend), str(exc))
             return False
         # the message returns after its visibility timeout
         if self.observed:
             self._observe(result)
-        log_outcome(result, self._queue or self._queue_name(), _describe(exc), exc)
+        log_outcome(result, self._queue_name(backend), _describe(exc), exc)
         return False
 
-    def _queue_name(self) -> str:
-        self._queue = queue_name(self.app)
-        return self._queue
+    def _queue_name(self, backend: Backend | None) -> str:
+        """The name of the queue ``backend`` is (its ``name`` where it has one, as the memory
+        and SQS backends and the Lambda shim's event queue do), else the app's queue."""
+        named = getattr(backend, "name", None)  # optional on Backend: read, not required
+        if isinstance(named, str) and named:
+            return named
+        if self._app_queue is None:
+            self._app_queue = queue_name(self.app)
+        return self._app_queue
 
     def flush(self) -> None:
         """Tell middleware that buffers (``Middleware.flush``) to write out what it holds:
@@ -519,7 +525,7 @@ class Dispatcher:
             log.warning("could not give back %d unstarted message(s); they come back after their "
                         "visibility timeout", len(deliveries), exc_info=True)
         if self.observed or successes_logged():
-            queue = self._queue or self._queue_name()
+            queue = self._queue_name(backend)
             for delivery in deliveries:
                 result = Result(Outcome.RELEASE, delivery, applied=applied,
                                 reason=Reason(ReasonKind.DEFERRED, "not started"))

@@ -51,3 +51,13 @@ output "function_environment" {
     CLOUDQUEUE_PUSH_SERVICE_ACCOUNT = google_service_account.push.email
   }
 }
+
+output "topic_ids" {
+  description = "Full id of every topic by app queue name: \"default\" (the module's own) and each of var.queues."
+  value       = merge({ default = google_pubsub_topic.this.id }, { for key, t in google_pubsub_topic.queues : key => t.id })
+}
+
+output "cloudqueue_urls" {
+  description = "The backend URL of every queue by app queue name, for cq.App(..., queues=...)."
+  value       = local.cloudqueue_urls
+}

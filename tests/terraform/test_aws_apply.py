@@ -110,12 +110,15 @@ def test_applied_role_consumes_this_queue_and_sends_to_its_dlq_and_to_itself_for
     statements = {s["Sid"]: s for s in document["Statement"]}
     assert set(statements) == {"ConsumeQueue", "SendDeadLetters", "SendToQueue", "Logs"}
     consume_arn = applied["dlq_arn"].replace("-dlq", "")
-    assert statements["ConsumeQueue"]["Resource"] == consume_arn
+    # the module's own queue and the app's "critical" queue, each with its DLQ
+    queues = sorted([consume_arn, applied["queue_arns"]["critical"]])
+    assert sorted(statements["ConsumeQueue"]["Resource"]) == queues
     assert "sqs:SendMessage" not in statements["ConsumeQueue"]["Action"]
-    assert statements["SendDeadLetters"]["Resource"] == applied["dlq_arn"]
+    assert sorted(statements["SendDeadLetters"]["Resource"]) == sorted(
+        [applied["dlq_arn"], applied["queue_arns"]["critical"] + "-dlq"])
     assert "sqs:SendMessage" in statements["SendDeadLetters"]["Action"]
     # A standard queue's jobs can be delayed over 15 minutes: they hop through the queue.
-    assert statements["SendToQueue"]["Resource"] == consume_arn
+    assert sorted(statements["SendToQueue"]["Resource"]) == queues
     assert statements["SendToQueue"]["Action"] in ("sqs:SendMessage", ["sqs:SendMessage"])
 
 
@@ -158,3 +161,31 @@ def test_sqs_moves_a_message_whose_consumer_keeps_dying_to_the_provisioned_dlq(
                                     WaitTimeSeconds=2, VisibilityTimeout=1)
         received += len(reply.get("Messages", []))
     assert received == MAX_RECEIVE_COUNT
+
+
+def test_each_applied_queue_of_the_app_runs_its_jobs_and_keeps_its_own_dead_letters(
+        applied: dict[str, Any], sqs: Any, moto_server: str) -> None:
+    urls = applied["cloudqueue_urls"]
+    assert urls["critical"] == f"sqs://{applied['name']}-critical?region=us-east-1"
+    app = cq.App("tf-queues", queues={name: f"{url}&endpoint_url={moto_server}"
+                                      for name, url in sorted(urls.items())})
+    ran: list[str] = []
+
+    @app.job(queue="critical", retry=cq.Retry(attempts=1))
+    def page(order: Order) -> None:
+        ran.append(f"page {order.order_id}")
+        raise cq.Permanent("nobody on call")
+
+    @app.job
+    def ship(order: Order) -> None:
+        ran.append(f"ship {order.order_id}")
+
+    paged = page.enqueue(Order(order_id="C-1"))
+    ship.enqueue(Order(order_id="C-2"))
+    app.drain(queues=["critical", "default"], max_jobs=10)
+    assert sorted(ran) == ["page C-1", "ship C-2"]
+    assert paged in dead_letter_ids(sqs, applied["dlq_urls"]["critical"])
+    critical = sqs.get_queue_url(QueueName=f"{applied['name']}-critical")["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=critical, AttributeNames=["All"])["Attributes"]
+    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 2
+    app.close()

@@ -147,6 +147,8 @@ def test_the_lambda_shim_logs_one_record_per_outcome(sqs: Any, make_queue: Any, 
     [success] = [r for r in outcome_records(info) if r.outcome == "ack"]  # type: ignore[attr-defined]
     assert success.message_id in {r["messageId"] for r in event["Records"]}  # type: ignore[attr-defined]
     assert success.duration is not None  # type: ignore[attr-defined]
+    # the queue the event came from (its ARN's name), as the shim settled against it
+    assert {r.queue for r in outcome_records(info)} == {pair.arn.rsplit(":", 1)[-1]}  # type: ignore[attr-defined]
 
 
 # -- the formatter ----------------------------------------------------------------------------------

@@ -61,6 +61,10 @@ module "queue" {
   # moto accepts RedriveAllowPolicy but drops it, and the provider would wait for it
   # forever. The policy is covered by the mocked terraform tests.
   redrive_allow_policy = false
+  # A second, higher-priority queue of the app, with its own receive limit.
+  queues = {
+    critical = { max_receive_count = 2, visibility_timeout_seconds = 6 }
+  }
 }
 
 output "cloudqueue_url" {
@@ -85,4 +89,16 @@ output "role_name" {
 
 output "max_receive_count" {
   value = module.queue.max_receive_count
+}
+
+output "cloudqueue_urls" {
+  value = module.queue.cloudqueue_urls
+}
+
+output "queue_arns" {
+  value = module.queue.queue_arns
+}
+
+output "dlq_urls" {
+  value = module.queue.dlq_urls
 }
