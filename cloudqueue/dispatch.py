@@ -69,6 +69,7 @@ class Result:
         applied: False when the backend could not apply the outcome (the queue delivers
             the message again).
         interrupted: the job was stopped by KeyboardInterrupt: the consumer stops too.
+        queue: the name of the queue it was settled on (set before the ``settled`` hooks).
         trace: (trace id, span id) in hex of the span of the run, set by a tracing
             middleware's ``settled`` hook (``cloudqueue.otel``) for the outcome's log record.
     """
@@ -85,6 +86,7 @@ class Result:
     applied: bool = True
     interrupted: bool = False
     trace: tuple[str, str] | None = None
+    queue: str | None = None
 
     @property
     def poison(self) -> bool:
@@ -463,22 +465,24 @@ class Dispatcher:
             with self._unrun_lock:
                 self._unrun.pop(delivery.message_id, None)
         if self.observed:
+            result.queue = self._queue_name(backend)
             self._observe(result)  # first: a tracing middleware puts its span's ids on the result
         if outcome is not _ACK or self._log_successes:
-            log_outcome(result, self._queue_name(backend))
+            log_outcome(result, result.queue or self._queue_name(backend))
         return result.applied
 
     def _unsettled(self, result: Result, exc: Exception, backend: Backend | None = None) -> bool:
         """The backend did not apply ``result``: the message stays in the queue."""
         result.applied = False
+        result.queue = queue = self._queue_name(backend)
         if isinstance(exc, StaleDelivery):
             self._observe(result, stalled=True)
-            log_outcome(result, self._queue_name(backend), str(exc))
+            log_outcome(result, queue, str(exc))
             return False
         # the message returns after its visibility timeout
         if self.observed:
             self._observe(result)
-        log_outcome(result, self._queue_name(backend), _describe(exc), exc)
+        log_outcome(result, queue, _describe(exc), exc)
         return False
 
     def _queue_name(self, backend: Backend | None) -> str:
@@ -528,7 +532,7 @@ class Dispatcher:
             queue = self._queue_name(backend)
             for delivery in deliveries:
                 result = Result(Outcome.RELEASE, delivery, applied=applied,
-                                reason=Reason(ReasonKind.DEFERRED, "not started"))
+                                reason=Reason(ReasonKind.DEFERRED, "not started"), queue=queue)
                 if self.observed:
                     self._observe(result)
                 log_outcome(result, queue, None if applied else "the give-back failed")

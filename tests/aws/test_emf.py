@@ -263,3 +263,28 @@ def test_the_module_exports_the_middleware_and_costs_nothing_until_imported() ->
                              "print('cloudqueue_aws.emf' in sys.modules)"],
                             capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "False"
+
+
+def test_each_of_an_apps_queues_is_its_own_dimension(validator: Any) -> None:
+    from datetime import timedelta as td
+
+    from cloudqueue_aws.emf import EMF
+
+    out = Writes()
+    app = cq.App("shop", queues={"critical": "memory://shop-critical", "default": "memory://shop"},
+                 middleware=[EMF(output=out)])
+
+    @app.job(queue="critical")
+    def page(payload: Order) -> None:
+        pass
+
+    @app.job
+    def tick(payload: Order) -> None:
+        pass
+
+    page.enqueue(Order(order_id="1"))
+    tick.enqueue_many([Order(order_id="2"), Order(order_id="3")])
+    app.worker(concurrency=1, handle_signals=False, poll_wait=td(milliseconds=50)).run(until_empty=True)
+    docs = [valid_emf(line, validator) for line in out.lines]
+    assert sorted((d["Queue"], d["JobType"], d["Completed"]) for d in docs) == [
+        ("shop", "tick", 2), ("shop-critical", "page", 1)]

@@ -143,6 +143,7 @@ class EMF(Middleware):
             queue, latency = noted
         else:  # poison never runs: the one app seen, else the queue stays unnamed
             queue, latency = (next(iter(self._queues.values())) if len(self._queues) == 1 else "unknown"), None
+        queue = result.queue or queue  # the queue it was settled on: one of an app's several
         key = (queue, result.job_type or "unknown", label)
         with self._lock:
             group = self._groups.get(key)
