@@ -40,7 +40,7 @@ FIELDS = {
     "reason": "the reason's text",
     "duration": "seconds the job ran (None when it did not run, or nothing measured it)",
     "delay": "seconds until it comes back (retry, defer, hop)",
-    "queue": "the app's queue",
+    "queue": "the queue it was settled on (one of an app's several, or the event's in a shim)",
     "message_id": "the queue's id for the message",
     "settled": "False when the queue did not take the outcome (it delivers the message again)",
     "trace_id": "the OpenTelemetry trace of the run, when a span was active",
