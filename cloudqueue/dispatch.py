@@ -26,19 +26,21 @@ from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from pydantic_core import SchemaValidator, ValidationError
+from pydantic_core import SchemaValidator, ValidationError, from_json
 
 from ._errors import Defer, PayloadError, Permanent, RetryLater, Skip, StaleDelivery
 from .backends.base import Backend, Delivery
 from .clock import Clock, parse_time
 from .context import JobContext, current_traceparent
-from .envelope import EnvelopeError, decode, envelope_validator
+from .envelope import DataRef, EnvelopeError, decode, envelope_validator
 from .lifecycle import STAYS, Outcome, Reason, ReasonKind, overrides
+from .logs import log_outcome, queue_name, successes_logged
 
 if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
 
     from .app import App
+    from .envelope import Envelope
     from .job import Job
 
 __all__ = ["Dispatcher", "Outcome", "Result", "Task"]
@@ -68,6 +70,11 @@ class Result:
         applied: False when the backend could not apply the outcome (the queue delivers
             the message again).
         interrupted: the job was stopped by KeyboardInterrupt: the consumer stops too.
+        queue: the name of the queue it was settled on (set before the ``settled`` hooks).
+        trace: (trace id, span id) in hex of the span of the run, set by a tracing
+            middleware's ``settled`` hook (``cloudqueue.otel``) for the outcome's log record.
+        claim: the payload-store object a claim-check message pointed at (deleted once
+            the message is acknowledged).
     """
 
     outcome: Outcome
@@ -81,6 +88,9 @@ class Result:
     duration: float | None = None
     applied: bool = True
     interrupted: bool = False
+    trace: tuple[str, str] | None = None
+    queue: str | None = None
+    claim: DataRef | None = None
 
     @property
     def poison(self) -> bool:
@@ -90,10 +100,12 @@ class Result:
 class Task:
     """A delivery that parsed and validated: ready to run."""
 
-    __slots__ = ("delivery", "enqueued_at", "job", "job_id", "key", "payload", "traceparent")
+    __slots__ = ("claim", "delivery", "enqueued_at", "job", "job_id", "key", "payload", "traceparent")
 
     def __init__(self, job: Job[Any, Any], payload: Any, delivery: Delivery, job_id: str,
-                 enqueued_at: str, key: str | None, traceparent: str | None = None) -> None:
+                 enqueued_at: str, key: str | None, traceparent: str | None = None,
+                 claim: DataRef | None = None) -> None:
+        self.claim = claim
         self.job = job
         self.payload = payload
         self.delivery = delivery
@@ -137,14 +149,26 @@ class Dispatcher:
         self._fast: SchemaValidator | None = None
         self._run_hooks: tuple[Callable[..., Any], ...] = ()
         self._settled_hooks: tuple[Callable[[Result], None], ...] = ()
+        self._flush_hooks: tuple[Callable[[], None], ...] = ()
+        self._app_queue: str | None = None  # the app's queue by name, for the log records
+        self._log_successes = False  # an outcome record at INFO is written (read per batch)
         # message id -> receives given back without running the job, on queues that count
         # every receive: taken off the attempt, so attempts count runs (in this process)
         self._unrun: dict[str, int] = {}
         self._unrun_lock = threading.Lock()
         self._listening = False
-        #: something watches settles (middleware or ``app.on``): successes are settled and
-        #: timed one by one, not skipped by the shims' fast path
+        self._claims = False  # the app has a payload store (the claim check)
+        #: something watches settles (middleware, ``app.on``, or the outcome log at INFO):
+        #: successes are settled and timed one by one, not skipped by the shims' fast path
         self.observed = False
+
+    def refresh(self) -> bool:
+        """Re-read whether anything watches settles (the log level may have changed since);
+        consumers call it once per batch or run. Returns ``observed``."""
+        self._log_successes = successes_logged()
+        # a claim check deletes its object after the ack: every success is settled then
+        self.observed = bool(self._settled_hooks) or self._listening or self._log_successes or self._claims
+        return self.observed
 
     def jobs_changed(self) -> None:
         """Forget the parser built for the old set of jobs."""
@@ -155,10 +179,16 @@ class Dispatcher:
         middleware = self.app.middleware
         self._run_hooks = tuple(overrides(middleware, "run"))
         self._settled_hooks = tuple(overrides(middleware, "settled"))
+        self._flush_hooks = tuple(overrides(middleware, "flush"))
+        #: some middleware buffers what it saw: the shims call ``flush`` after each batch
+        self.buffered = bool(self._flush_hooks)
         self._listening = self.app.has_listeners
-        self.observed = bool(self._settled_hooks) or self._listening
+        claims = self._claims = self.app.has_payload_store
+        self.refresh()
         # no middleware around runs: ``run`` is the plain call, one frame less per job
         self.run = self._run_wrapped if self._run_hooks else self._call  # type: ignore[method-assign]
+        if claims:
+            self.run = self._run_claimed  # type: ignore[method-assign]
 
     # -- parse -------------------------------------------------------------------------
     def prepare(self, delivery: Delivery) -> Task | Result:
@@ -204,6 +234,8 @@ class Dispatcher:
             return _poison(delivery, f"unknown job type {env.type!r} "
                                      f"(app {self.app.name!r} has {sorted(self.app.jobs)})",
                            job_type=env.type, job_id=env.id)
+        if env.data_ref is not None:
+            return self._prepare_claimed(delivery, job, env)
         try:  # poison goes at once, also when it is not due yet
             payload = job.codec.validate(env.data)
         except ValidationError as exc:
@@ -222,6 +254,40 @@ class Dispatcher:
             if left > timedelta(0):
                 return Result(Outcome.HOP, delivery, job_type=env.type, job_id=env.id, delay=left)
         return Task(job, payload, delivery, env.id, env.time, env.key, env.traceparent)
+
+    def _prepare_claimed(self, delivery: Delivery, job: Job[Any, Any], env: Envelope) -> Task | Result:
+        """A version 2 envelope: fetch the payload (not before it is due), check it, validate it.
+
+        A missing or changed object is poison; a store that cannot be reached fails the
+        attempt, retried by the job's policy like a failed run.
+        """
+        from .payloads import fetch
+
+        try:
+            not_before = env.not_before_at
+        except ValueError as exc:
+            return _poison(delivery, f"not a cloudqueue envelope: cqnotbefore: {exc}",
+                           job_type=env.type, job_id=env.id)
+        if not_before is not None:  # hop first: a payload is fetched once, when it is due
+            left = not_before - self.app.clock.now()
+            if left > timedelta(0):
+                return Result(Outcome.HOP, delivery, job_type=env.type, job_id=env.id, delay=left)
+        task = Task(job, None, delivery, env.id, env.time, env.key, env.traceparent, env.data_ref)
+        try:
+            data = fetch(self.app.payload_store, env)
+        except PayloadError as exc:
+            return _poison(delivery, str(exc), job_type=env.type, job_id=env.id, error=exc)
+        except Exception as exc:
+            return self.failed(task, exc, before_run=True, what="the payload could not be fetched")
+        try:
+            task.payload = job.codec.validate(from_json(data))  # as the slow path reads data
+        except ValidationError as exc:
+            err = PayloadError.from_validation(job.name, exc, fix="fix the producer, then redrive")
+            return _poison(delivery, str(err), job_type=env.type, job_id=env.id, error=err)
+        except Exception as exc:
+            return _poison(delivery, f"payload for job {job.name!r} cannot be validated: {_describe(exc)}",
+                           job_type=env.type, job_id=env.id, error=exc)
+        return task
 
     # -- run ---------------------------------------------------------------------------
     def run(self, task: Task, runner: CoroutineRunner | None = None) -> Result:
@@ -289,6 +355,13 @@ class Dispatcher:
         return self.failed(task, ConfigurationError(
             "a middleware returned without running the job (raise cq.Skip to skip it)"), before_run=True)
 
+    def _run_claimed(self, task: Task, runner: CoroutineRunner | None = None) -> Result:
+        """``run``, and the result remembers the task's payload object (for settle)."""
+        result = self._run_wrapped(task, runner) if self._run_hooks else self._call(task, runner)
+        if task.claim is not None:
+            result.claim = task.claim
+        return result
+
     async def run_async(self, task: Task) -> Result:
         """Run a task from a running event loop, on a thread (the same path as ``run``)."""
         import asyncio
@@ -348,14 +421,15 @@ class Dispatcher:
         try:
             backend.ack(delivery)
         except Exception as exc:
-            return self._unsettled(Result(_ACK, delivery), exc)
+            return self._unsettled(Result(_ACK, delivery), exc, backend)
         if self._unrun:
             with self._unrun_lock:
                 self._unrun.pop(delivery.message_id, None)
         return True
 
-    def failed(self, task: Task, exc: BaseException, *, before_run: bool = False) -> Result:
-        """Classify an exception from a job (or from a middleware before it ran)."""
+    def failed(self, task: Task, exc: BaseException, *, before_run: bool = False,
+               what: str = "a middleware failed before the job ran") -> Result:
+        """Classify an exception from a job (or from something before it ran: ``what``)."""
         job, delivery = task.job, task.delivery
         if isinstance(exc, Skip):
             return Result(Outcome.SKIP, delivery, job.name, task.job_id,
@@ -367,7 +441,7 @@ class Dispatcher:
             return Result(Outcome.RELEASE, delivery, job.name, task.job_id,
                           reason=Reason(ReasonKind.DEFERRED, "interrupted (KeyboardInterrupt)"),
                           error=exc, interrupted=True)
-        what = f"a middleware failed before the job ran: {_describe(exc)}" if before_run else _describe(exc)
+        what = f"{what}: {_describe(exc)}" if before_run else _describe(exc)
         attempt, attempts = delivery.attempt, job.retry.attempts
         if isinstance(exc, Permanent):
             return Result(Outcome.DEAD_LETTER, delivery, job.name, task.job_id,
@@ -426,15 +500,9 @@ class Dispatcher:
                 backend.ack(delivery)
             elif outcome is Outcome.RETRY:
                 assert result.delay is not None
-                log.warning("job %s %s attempt %d failed (%s); retrying in %.3gs", result.job_type,
-                            result.job_id, delivery.attempt, result.reason and result.reason.text,
-                            result.delay.total_seconds())
                 backend.retry(delivery, result.delay)
             elif outcome is Outcome.DEAD_LETTER:
-                reason = result.reason or Reason(ReasonKind.OTHER, "dead-lettered")
-                log.error("job %s %s dead-lettered: %s", result.job_type or "?",
-                          result.job_id or delivery.message_id, reason)
-                backend.dead_letter(delivery, reason)
+                backend.dead_letter(delivery, result.reason or Reason(ReasonKind.OTHER, "dead-lettered"))
             elif outcome is Outcome.HOP:
                 assert result.delay is not None
                 max_delay = backend.capabilities.max_delay
@@ -447,31 +515,66 @@ class Dispatcher:
                 self.note_unrun(backend, (delivery,))
                 backend.release(delivery)
         except Exception as exc:
-            return self._unsettled(result, exc)
+            return self._unsettled(result, exc, backend)
         if self._unrun and outcome not in STAYS:  # settled for good: nothing more to take off
             with self._unrun_lock:
                 self._unrun.pop(delivery.message_id, None)
+        if result.claim is not None and result.applied and (outcome is _ACK or outcome is Outcome.SKIP):
+            self._release_claim(result)
         if self.observed:
-            self._observe(result)
+            result.queue = self._queue_name(backend)
+            self._observe(result)  # first: a tracing middleware puts its span's ids on the result
+        if outcome is not _ACK or self._log_successes:
+            log_outcome(result, result.queue or self._queue_name(backend))
         return result.applied
 
-    def _unsettled(self, result: Result, exc: Exception) -> bool:
+    def _release_claim(self, result: Result) -> None:
+        """Delete an acknowledged message's payload object (a failure leaves it to the
+        store's lifecycle rule). Retried and dead-lettered messages keep theirs."""
+        claim = result.claim
+        assert claim is not None
+        store = self.app.payload_store
+        key = store.key_of(claim.ref) if store is not None else None
+        if store is None or key is None:
+            return
+        try:
+            store.delete(key)
+        except Exception:
+            log.warning("job %s %s: could not delete its payload object %s; the store's lifecycle "
+                        "rule removes it", result.job_type, result.job_id, claim.ref, exc_info=True)
+
+    def _unsettled(self, result: Result, exc: Exception, backend: Backend | None = None) -> bool:
         """The backend did not apply ``result``: the message stays in the queue."""
         result.applied = False
-        delivery = result.delivery
+        result.queue = queue = self._queue_name(backend)
         if isinstance(exc, StaleDelivery):
-            log.warning("job %s %s: not settled (%s): %s; the queue delivers it again",
-                        result.job_type or "?", result.job_id or delivery.message_id,
-                        result.outcome.value, exc)
             self._observe(result, stalled=True)
+            log_outcome(result, queue, str(exc))
             return False
         # the message returns after its visibility timeout
-        log.error("could not settle job %s %s (%s); the queue delivers it again",
-                  result.job_type or "?", result.job_id or delivery.message_id, result.outcome.value,
-                  exc_info=exc)
         if self.observed:
             self._observe(result)
+        log_outcome(result, queue, _describe(exc), exc)
         return False
+
+    def _queue_name(self, backend: Backend | None) -> str:
+        """The name of the queue ``backend`` is (its ``name`` where it has one, as the memory
+        and SQS backends and the Lambda shim's event queue do), else the app's queue."""
+        named = getattr(backend, "name", None)  # optional on Backend: read, not required
+        if isinstance(named, str) and named:
+            return named
+        if self._app_queue is None:
+            self._app_queue = queue_name(self.app)
+        return self._app_queue
+
+    def flush(self) -> None:
+        """Tell middleware that buffers (``Middleware.flush``) to write out what it holds:
+        the function shims call it once per invocation, the worker when it stops."""
+        for hook in self._flush_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("a middleware's flush raised; ignored")
 
     def note_unrun(self, backend: Backend, deliveries: Sequence[Delivery]) -> None:
         """Remember receives that did not run the job, where the queue counts them (so the
@@ -497,10 +600,14 @@ class Dispatcher:
             applied = False
             log.warning("could not give back %d unstarted message(s); they come back after their "
                         "visibility timeout", len(deliveries), exc_info=True)
-        if self.observed:
+        if self.observed or successes_logged():
+            queue = self._queue_name(backend)
             for delivery in deliveries:
-                self._observe(Result(Outcome.RELEASE, delivery, applied=applied,
-                                     reason=Reason(ReasonKind.DEFERRED, "not started")))
+                result = Result(Outcome.RELEASE, delivery, applied=applied,
+                                reason=Reason(ReasonKind.DEFERRED, "not started"), queue=queue)
+                if self.observed:
+                    self._observe(result)
+                log_outcome(result, queue, None if applied else "the give-back failed")
 
     def _observe(self, result: Result, *, stalled: bool = False) -> None:
         for hook in self._settled_hooks:

@@ -49,10 +49,12 @@ output "cloudqueue_url" {
 }
 
 output "lambda_environment" {
-  description = "Environment variables for the consuming function (merge into its environment block)."
-  value = {
+  description = "Environment variables for the consuming function (merge into its environment block): the backend URL, and the payload store's with payload_bucket."
+  value = merge({
     CLOUDQUEUE_URL = "sqs://${aws_sqs_queue.this.name}?region=${data.aws_region.current.name}"
-  }
+    }, local.payloads ? {
+    CLOUDQUEUE_PAYLOAD_STORE = "s3://${local.payload_bucket_name}/${local.payload_prefix}?region=${data.aws_region.current.name}"
+  } : {})
 }
 
 output "max_receive_count" {
@@ -73,6 +75,26 @@ output "allow_send_to_queue" {
 output "scheduler_role_arn" {
   description = "The role EventBridge Scheduler sends jobs with (null without schedules or long_delay_scheduler): give it to SQSBackend(long_delay=\"scheduler\", scheduler_role_arn=...) or the URL's scheduler_role_arn option."
   value       = local.scheduler_role ? aws_iam_role.scheduler[0].arn : null
+}
+
+output "payload_store_url" {
+  description = "The claim check's payload_store URL for cq.App (null without payload_bucket)."
+  value       = local.payloads ? "s3://${local.payload_bucket_name}/${local.payload_prefix}?region=${data.aws_region.current.name}" : null
+}
+
+output "payload_bucket_arn" {
+  description = "ARN of the claim check's bucket (null without payload_bucket)."
+  value       = local.payload_bucket_arn
+}
+
+output "payload_expiration_days" {
+  description = "Age at which the lifecycle rule removes payload objects: it outlives the queue's and the DLQ's retention."
+  value       = local.payload_expiration_days
+}
+
+output "payload_producer_policy_json" {
+  description = "IAM policy JSON a producer's role needs to offload payloads (s3:PutObject on the prefix); null without payload_bucket."
+  value       = local.payloads ? data.aws_iam_policy_document.payload_producer[0].json : null
 }
 
 output "queue_urls" {

@@ -40,9 +40,21 @@ output "cloudqueue_url" {
 
 output "function_environment" {
   description = "Environment variables for the function (merge into its environment)."
-  value = {
+  value = merge({
     CLOUDQUEUE_URL = local.cloudqueue_url
-  }
+    }, local.payloads ? {
+    CLOUDQUEUE_PAYLOAD_STORE = "gs://${local.payload_bucket_name}/${local.payload_prefix}"
+  } : {})
+}
+
+output "payload_store_url" {
+  description = "The claim check's payload_store URL for cq.App (null without payload_bucket)."
+  value       = local.payloads ? "gs://${local.payload_bucket_name}/${local.payload_prefix}" : null
+}
+
+output "payload_expiration_days" {
+  description = "Age at which the lifecycle rule deletes payload objects: it outlives every message that can point at one."
+  value       = local.payload_expiration_days
 }
 
 output "queue_ids" {

@@ -71,10 +71,13 @@ def test_lambda_overhead_compares_the_shim_with_the_bare_loop_and_powertools(
                          "cloudqueue_aws.lambda_handler", "lambda_handler + 1 no-op middleware",
                          "lambda_handler + OpenTelemetry, API no-op",
                          "lambda_handler + OpenTelemetry, SDK recording",
+                         "lambda_handler + CloudWatch EMF",
                          "Powertools BatchProcessor + json/validate",
                          "Powertools BatchProcessor + SqsRecordModel",
+                         "Powertools BatchProcessor + Metrics",
                          "Powertools BatchProcessor + Tracer + Metrics"}, out
     assert "lambda_handler + OpenTelemetry, SDK recording is " in out
+    assert "lambda_handler + CloudWatch EMF is " in out
     # in a process that loaded boto3 earlier only new imports count (tests/aws checks a fresh one)
     assert "boto3/botocore imported by cloudqueue: none" in out
 
@@ -89,6 +92,16 @@ def test_sqs_enqueue_sends_every_message_through_moto_server(capsys: pytest.Capt
     assert set(rows) == {"cloudqueue enqueue_many", "cloudqueue enqueue, one by one",
                          "boto3 send_message loop"}, out
     assert "cloudqueue enqueue_many is " in out
+
+
+def test_claim_check_round_trip_runs_every_row_through_moto_server() -> None:
+    needs("cloudqueue_aws", "boto3", "moto", "sqs_extended_client")
+    # a process of its own: importing the SQS extended client swaps boto3's Session class
+    done = subprocess.run([sys.executable, "-m", "bench.claim_check", "--size", "0.2", "--runs", "1"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr  # each row asserts it moved the payload and cleaned up
+    rows = table_rows(done.stdout, "Claim check round trip on moto server (SQS + S3), a 0.2 MB payload, median of 1")
+    assert set(rows) == {"cloudqueue claim check", "SQS extended client", "boto3 by hand"}, done.stdout
 
 
 def test_memory_throughput_runs_all_four_peers_at_a_tiny_size(capsys: pytest.CaptureFixture[str]) -> None:

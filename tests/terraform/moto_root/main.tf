@@ -47,10 +47,12 @@ provider "aws" {
   skip_metadata_api_check     = true
   skip_region_validation      = true
   skip_requesting_account_id  = true
+  s3_use_path_style           = true
 
   endpoints {
     iam       = var.endpoint
     lambda    = var.endpoint
+    s3        = var.endpoint
     scheduler = var.endpoint
     sqs       = var.endpoint
     sts       = var.endpoint
@@ -74,6 +76,8 @@ module "queue" {
   # moto accepts RedriveAllowPolicy but drops it, and the provider would wait for it
   # forever. The policy is covered by the mocked terraform tests.
   redrive_allow_policy = false
+  # The claim check's bucket, with its lifecycle rule; the library offloads to it.
+  payload_bucket = {}
   # A second, higher-priority queue of the app, with its own receive limit.
   queues = {
     critical = { max_receive_count = 2, visibility_timeout_seconds = 6 }
@@ -106,6 +110,18 @@ output "max_receive_count" {
 
 output "scheduler_role_arn" {
   value = module.queue.scheduler_role_arn
+}
+
+output "payload_store_url" {
+  value = module.queue.payload_store_url
+}
+
+output "payload_bucket_arn" {
+  value = module.queue.payload_bucket_arn
+}
+
+output "payload_expiration_days" {
+  value = module.queue.payload_expiration_days
 }
 
 output "cloudqueue_urls" {
