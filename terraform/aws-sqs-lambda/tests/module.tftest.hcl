@@ -565,6 +565,8 @@ run "a_bad_schedule_expression_is_refused" {
   }
 
   expect_failures = [var.schedules]
+}
+
 run "no_payload_bucket_unless_asked" {
   command = plan
 
