@@ -35,6 +35,7 @@ from .dispatch import Result, Task
 from .job import Job
 from .lifecycle import Middleware, Outcome, Reason, ReasonKind
 from .retry import Backoff, Retry
+from .store import Once
 
 __version__ = "0.1.0"
 
@@ -55,6 +56,7 @@ __all__ = [
     "Job",
     "JobContext",
     "Middleware",
+    "Once",
     "Outcome",
     "OutgoingMessage",
     "PayloadError",

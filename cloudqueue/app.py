@@ -20,6 +20,8 @@ from .lifecycle import EVENTS, Middleware, overrides
 from .retry import DEFAULT_RETRY, Retry
 
 if TYPE_CHECKING:
+    from ._store_guard import Idempotency
+    from .store import Once, Record, Store
     from .worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -70,11 +72,15 @@ class App:
         retry: the default retry policy of this app's jobs.
         clock: the clock for enqueue times and delays (default: the backend's).
         middleware: ``cq.Middleware`` instances, outermost first (see ``cloudqueue.lifecycle``).
+        store: an idempotency store, as a URL (``"memory://"``, ``"dynamodb://TABLE?region=..."``,
+            ``"firestore://PROJECT/COLLECTION"``) or a ``cloudqueue.store.Store``: a job
+            with an idempotency key (or ``once=True``) then runs at most once per key.
+            A URL is opened on first use.
     """
 
     def __init__(self, name: str, backend: str | Backend | None = None, *,
                  retry: Retry | None = None, clock: Clock | None = None,
-                 middleware: Sequence[Middleware] = ()) -> None:
+                 middleware: Sequence[Middleware] = (), store: str | Store | None = None) -> None:
         if not name or not isinstance(name, str):
             raise ConfigurationError("cq.App needs a non-empty name, e.g. cq.App('shop')")
         if retry is not None and not isinstance(retry, Retry):
@@ -95,6 +101,7 @@ class App:
                     "subclass cq.Middleware and pass an instance, e.g. middleware=[Timing()]")
         self._middleware: tuple[Middleware, ...] = tuple(middleware)
         self._listeners: dict[str, list[Callable[[Result], Any]]] = {}
+        self._idempotency = _idempotency(self, store)
         self.dispatcher = Dispatcher(self)
         self.dispatcher.hooks_changed()
 
@@ -124,6 +131,27 @@ class App:
     @property
     def jobs(self) -> Mapping[str, Job[Any, Any]]:
         return self._jobs
+
+    # -- the idempotency store ---------------------------------------------------------
+    @property
+    def idempotency(self) -> Idempotency | None:
+        """The store step of this app's runs (None without ``store=``)."""
+        return self._idempotency
+
+    @property
+    def store(self) -> Store | None:
+        """The idempotency store (opened on first use), or None."""
+        return self._idempotency.store if self._idempotency is not None else None
+
+    def store_record(self, *, idempotency_key: str | None = None, job_id: str | None = None) -> Record | None:
+        """Where a key (or a job id) stands in the store: ``status``, ``runs``, ``result``.
+
+        Raises:
+            ConfigurationError: the app has no store.
+        """
+        if self._idempotency is None:
+            raise ConfigurationError(f"app {self.name!r} has no store; pass cq.App(..., store='memory://')")
+        return self._idempotency.record(idempotency_key=idempotency_key, job_id=job_id)
 
     # -- middleware and events -----------------------------------------------------------
     @property
@@ -176,10 +204,11 @@ class App:
 
     @overload
     def job(self, func: None = None, /, *, name: str | None = None, retry: Retry | None = None,
-            ordering_key: OrderingKey = None) -> Callable[[F], Job[Any, Any]]: ...
+            ordering_key: OrderingKey = None, once: bool | Once | None = None) -> Callable[[F], Job[Any, Any]]: ...
 
     def job(self, func: F | None = None, /, *, name: str | None = None, retry: Retry | None = None,
-            ordering_key: OrderingKey = None) -> Job[Any, Any] | Callable[[F], Job[Any, Any]]:
+            ordering_key: OrderingKey = None,
+            once: bool | Once | None = None) -> Job[Any, Any] | Callable[[F], Job[Any, Any]]:
         """Register a job: ``@app.job`` or ``@app.job(name=..., retry=..., ordering_key=...)``.
 
         Args:
@@ -187,6 +216,9 @@ class App:
             retry: attempts and backoff (default: the app's).
             ordering_key: a FIFO group for every enqueue: a string, or a function of the
                 payload returning one (needs a FIFO backend).
+            once: with the app's store, run at most once per idempotency key, else per job
+                id (``True``, or ``cq.Once(ttl=..., keep_result=...)``). The default guards
+                enqueues that carry a key; ``False`` never guards the job.
 
         Raises:
             ConfigurationError: a duplicate name, a missing annotation, a bad retry setting.
@@ -207,10 +239,12 @@ class App:
             if ordering_key is not None and not (isinstance(ordering_key, str) or callable(ordering_key)):
                 raise ConfigurationError(
                     f"job {job_name!r}: ordering_key must be a string or a function of the payload")
+            policy = _once(self, job_name, once)
             payload_type, codec, takes_ctx = inspect_job_function(fn, job_name)
             registered: Job[Any, Any] = Job(self, fn, name=job_name, retry=retry or self.retry,
                                             payload_type=payload_type, codec=codec,
                                             takes_context=takes_ctx, ordering_key=ordering_key)
+            registered.once = policy
             self._jobs[job_name] = registered
             self.dispatcher.jobs_changed()
             return registered
@@ -424,13 +458,44 @@ class App:
         return Worker(self, concurrency=concurrency, **options)
 
     def close(self) -> None:
-        """Close the backend and the dispatcher's event loop."""
+        """Close the backend, the store and the dispatcher's event loop."""
         self.dispatcher.close()
+        if self._idempotency is not None:
+            self._idempotency.close()
         if self._backend is not None:
             self._backend.close()
 
     def __repr__(self) -> str:
         return f"<App {self.name} jobs={len(self._jobs)} backend={self._backend_spec!r}>"
+
+
+def _idempotency(app: App, store: Any) -> Idempotency | None:
+    if store is None:
+        return None
+    from ._store_guard import Idempotency
+    from .store import Store
+
+    if not isinstance(store, (str, Store)):
+        raise ConfigurationError(f"App store must be a URL string or a cloudqueue.store.Store, got "
+                                 f"{type(store).__name__}; e.g. store='memory://'")
+    return Idempotency(app, store)
+
+
+def _once(app: App, job: str, once: Any) -> Once | bool | None:
+    """A job's ``once=``, checked: None, False, or a ``cq.Once`` (``True`` is ``cq.Once()``)."""
+    if once is None or once is False:
+        return once
+    from .store import Once
+
+    if once is True:
+        once = Once()
+    if not isinstance(once, Once):
+        raise ConfigurationError(f"job {job!r}: once must be True, False or a cq.Once(...), got {once!r}")
+    if app.idempotency is None:
+        raise ConfigurationError(
+            f"job {job!r}: once= needs a store to remember what ran; pass "
+            f"cq.App({app.name!r}, store='memory://') (or dynamodb://TABLE, firestore://PROJECT/COLLECTION)")
+    return once
 
 
 def _bind_enqueue(hook: Callable[..., list[str]], call_next: Callable[[Sequence[OutgoingMessage]], list[str]],

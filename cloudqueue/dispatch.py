@@ -153,12 +153,17 @@ class Dispatcher:
     def hooks_changed(self) -> None:
         """Re-read the app's middleware and event callbacks."""
         middleware = self.app.middleware
-        self._run_hooks = tuple(overrides(middleware, "run"))
+        self._run_hooks = tuple(overrides(middleware, "run")) + self._store_hooks()
         self._settled_hooks = tuple(overrides(middleware, "settled"))
         self._listening = self.app.has_listeners
         self.observed = bool(self._settled_hooks) or self._listening
         # no middleware around runs: ``run`` is the plain call, one frame less per job
         self.run = self._run_wrapped if self._run_hooks else self._call  # type: ignore[method-assign]
+
+    def _store_hooks(self) -> tuple[Callable[..., Any], ...]:
+        """The idempotency store's step, innermost of the run hooks (none without a store)."""
+        guard = self.app.idempotency
+        return (guard.run,) if guard is not None else ()
 
     # -- parse -------------------------------------------------------------------------
     def prepare(self, delivery: Delivery) -> Task | Result:

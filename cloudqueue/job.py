@@ -19,6 +19,7 @@ from .retry import Retry
 
 if TYPE_CHECKING:
     from .app import App
+    from .store import Once
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -43,6 +44,8 @@ class Job(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(func)
         self.ordering_key = ordering_key
         self.codec = codec
+        #: with the app's store: None guards keyed enqueues, False none, a cq.Once all
+        self.once: Once | bool | None = None
         self._fields = _accepted_fields(payload_type)
         self._warned_extra: set[frozenset[str]] = set()
         self.__doc__ = func.__doc__
