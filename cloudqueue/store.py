@@ -46,7 +46,7 @@ DEFAULT_TTL = timedelta(hours=24)
 _BUILTIN = {"memory": "cloudqueue.store:memory_from_url"}
 _INSTALL_HINTS = {
     "dynamodb": 'pip install "cloudqueue[aws]"',
-    "firestore": 'pip install "cloudqueue[gcp]" google-cloud-firestore',
+    "firestore": 'pip install "cloudqueue-gcp[firestore]"',
 }
 
 
