@@ -75,7 +75,8 @@ class App:
         store: an idempotency store, as a URL (``"memory://"``, ``"dynamodb://TABLE?region=..."``,
             ``"firestore://PROJECT/COLLECTION"``) or a ``cloudqueue.store.Store``: a job
             with an idempotency key (or ``once=True``) then runs at most once per key.
-            A URL is opened on first use.
+            None reads ``$CLOUDQUEUE_STORE_URL`` (unset: no store). A URL is opened on
+            first use.
     """
 
     def __init__(self, name: str, backend: str | Backend | None = None, *,
@@ -101,7 +102,8 @@ class App:
                     "subclass cq.Middleware and pass an instance, e.g. middleware=[Timing()]")
         self._middleware: tuple[Middleware, ...] = tuple(middleware)
         self._listeners: dict[str, list[Callable[[Result], Any]]] = {}
-        self._idempotency = _idempotency(self, store)
+        self._idempotency = _idempotency(self, store if store is not None
+                                         else os.environ.get("CLOUDQUEUE_STORE_URL") or None)
         self.dispatcher = Dispatcher(self)
         self.dispatcher.hooks_changed()
 

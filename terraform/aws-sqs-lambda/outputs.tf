@@ -50,9 +50,10 @@ output "cloudqueue_url" {
 
 output "lambda_environment" {
   description = "Environment variables for the consuming function (merge into its environment block)."
-  value = {
-    CLOUDQUEUE_URL = "sqs://${aws_sqs_queue.this.name}?region=${data.aws_region.current.name}"
-  }
+  value = merge(
+    { CLOUDQUEUE_URL = "sqs://${aws_sqs_queue.this.name}?region=${data.aws_region.current.name}" },
+    var.store_table ? { CLOUDQUEUE_STORE_URL = local.store_url } : {},
+  )
 }
 
 output "max_receive_count" {
@@ -68,4 +69,19 @@ output "visibility_timeout_seconds" {
 output "allow_send_to_queue" {
   description = "Whether the function's role may send to its own queue (delays over 15 minutes hop through it)."
   value       = local.allow_send_to_queue
+}
+
+output "store_table_name" {
+  description = "Name of the idempotency store's table (null without store_table)."
+  value       = var.store_table ? aws_dynamodb_table.store[0].name : null
+}
+
+output "store_table_arn" {
+  description = "ARN of the idempotency store's table (null without store_table)."
+  value       = var.store_table ? aws_dynamodb_table.store[0].arn : null
+}
+
+output "cloudqueue_store_url" {
+  description = "The store URL for cq.App(..., store=...) / $CLOUDQUEUE_STORE_URL (null without store_table)."
+  value       = local.store_url
 }

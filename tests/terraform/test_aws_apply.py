@@ -158,3 +158,53 @@ def test_sqs_moves_a_message_whose_consumer_keeps_dying_to_the_provisioned_dlq(
                                     WaitTimeSeconds=2, VisibilityTimeout=1)
         received += len(reply.get("Messages", []))
     assert received == MAX_RECEIVE_COUNT
+
+
+def test_applied_store_table_has_ttl_and_the_role_may_use_only_it(applied: dict[str, Any], moto_server: str) -> None:
+    import boto3
+
+    table = applied["store_table_name"]
+    assert table == f"{applied['name']}-store"
+    assert applied["cloudqueue_store_url"] == f"dynamodb://{table}?region=us-east-1"
+    assert applied["lambda_environment"]["CLOUDQUEUE_STORE_URL"] == applied["cloudqueue_store_url"]
+    dynamodb = boto3.client("dynamodb", endpoint_url=moto_server, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+    described = dynamodb.describe_table(TableName=table)["Table"]
+    assert described["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert described["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    ttl = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+    iam = boto3.client("iam", endpoint_url=moto_server, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    document = iam.get_role_policy(RoleName=applied["role_name"],
+                                   PolicyName=f"cloudqueue-{applied['name']}-store")["PolicyDocument"]
+    if isinstance(document, str):
+        document = json.loads(document)
+    [statement] = document["Statement"]
+    assert statement["Sid"] == "IdempotencyStore"
+    assert statement["Resource"] == described["TableArn"]
+    assert sorted(statement["Action"]) == ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem",
+                                           "dynamodb:UpdateItem"]
+
+
+def test_a_keyed_job_runs_once_on_the_applied_queue_and_store(applied: dict[str, Any], moto_server: str) -> None:
+    from cloudqueue.backends.base import OutgoingMessage
+
+    app = cq.App("tf-store", backend=f"{applied['cloudqueue_url']}&endpoint_url={moto_server}",
+                 store=f"{applied['cloudqueue_store_url']}&endpoint_url={moto_server}")
+    ran: list[str] = []
+
+    @app.job
+    def refund(order: Order) -> None:
+        ran.append(order.order_id)
+
+    message = refund.message(Order(order_id="C-3"), idempotency_key="refund-C-3")
+    refund.enqueue(Order(order_id="C-3"), idempotency_key="refund-C-3")
+    # a second producer's copy: SQS standard delivers it too
+    app.backend.send([OutgoingMessage(body=message.body, job_id="copy", job_type="refund")])
+    for _ in range(3):
+        app.drain(max_jobs=10)
+    assert ran == ["C-3"]
+    record = app.store_record(idempotency_key="refund-C-3")
+    assert record is not None and record.runs == 1
+    app.close()

@@ -38,10 +38,11 @@ provider "aws" {
   skip_requesting_account_id  = true
 
   endpoints {
-    iam    = var.endpoint
-    lambda = var.endpoint
-    sqs    = var.endpoint
-    sts    = var.endpoint
+    dynamodb = var.endpoint
+    iam      = var.endpoint
+    lambda   = var.endpoint
+    sqs      = var.endpoint
+    sts      = var.endpoint
   }
 }
 
@@ -61,6 +62,10 @@ module "queue" {
   # moto accepts RedriveAllowPolicy but drops it, and the provider would wait for it
   # forever. The policy is covered by the mocked terraform tests.
   redrive_allow_policy = false
+  # The idempotency store's table, with TTL; deletion protection off so the test's
+  # moto state can be thrown away.
+  store_table               = true
+  store_deletion_protection = false
 }
 
 output "cloudqueue_url" {
@@ -85,4 +90,16 @@ output "role_name" {
 
 output "max_receive_count" {
   value = module.queue.max_receive_count
+}
+
+output "cloudqueue_store_url" {
+  value = module.queue.cloudqueue_store_url
+}
+
+output "store_table_name" {
+  value = module.queue.store_table_name
+}
+
+output "lambda_environment" {
+  value = module.queue.lambda_environment
 }
