@@ -9,6 +9,8 @@ registered jobs, so they are written once, in Python:
     Backoff initial / maximum -> min/max backoff        (gcp-cloud-tasks, gcp-pubsub)
     any job's ordering_key    -> fifo / enable_message_ordering
     a standard SQS queue      -> allow_send_to_queue    (delays over 15 minutes hop)
+    App(store="dynamodb://T") -> store_table, store_table_name  (aws-sqs-lambda)
+    App(store="firestore://P/C") -> store_collection[, store_database]  (gcp-*)
 
 No cloud SDK is imported here.
 """
@@ -66,6 +68,8 @@ def render_tfvars(app: App, module: str) -> str:
         "# Jobs: " + ", ".join(f"{job.name} ({_attempts(job)})" for job in jobs) + ".",
     ]
     comments, values = render(jobs)
+    more, store = _store(app, module)
+    comments, values = [*comments, *more], {**values, **store}
     lines = [wrapped for line in [*header, *comments] for wrapped in _wrap(line)]
     return "\n".join([*lines, *_assignments(values)]) + "\n"
 
@@ -216,6 +220,34 @@ _RENDERERS: dict[str, Callable[[list[Job[Any, Any]]], tuple[list[str], dict[str,
 }
 
 
+def _store(app: App, module: str) -> tuple[list[str], dict[str, object]]:
+    """The module's store variables for the app's idempotency store (none without one)."""
+    guard = app.idempotency
+    if guard is None:
+        return [], {}
+    from urllib.parse import parse_qs, urlsplit
+
+    url = guard.url
+    if url is None:
+        return [f"# The app's store is a {type(guard.store).__name__} object: set the module's store "
+                "variables by hand."], {}
+    parts = urlsplit(url)
+    wanted = "dynamodb" if module == "aws-sqs-lambda" else "firestore"
+    if parts.scheme != wanted:
+        return [f"# The app's store is {parts.scheme}://, not {wanted}://: the module makes no store "
+                "for it."], {}
+    if wanted == "dynamodb":
+        table = parts.netloc + parts.path.rstrip("/")
+        return [f"# store_table: the app's idempotency store is the DynamoDB table {table!r}."], \
+            {"store_table": True, "store_table_name": table}
+    values: dict[str, object] = {"store_collection": parts.path.strip("/")}
+    database = parse_qs(parts.query).get("database")
+    if database:
+        values["store_database"] = database[0]
+    return [f"# store_collection: the app's idempotency store is Firestore collection "
+            f"{values['store_collection']!r} in project {parts.netloc!r} (the module's project)."], values
+
+
 def _seconds(value: timedelta) -> int | float:
     seconds = value.total_seconds()
     return int(seconds) if seconds.is_integer() else round(seconds, 6)
@@ -230,4 +262,8 @@ def _assignments(values: dict[str, object]) -> list[str]:
 def _hcl(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str):
+        import json
+
+        return json.dumps(value)
     return str(value)

@@ -40,7 +40,12 @@ output "cloudqueue_url" {
 
 output "function_environment" {
   description = "Environment variables for the function (merge into its environment)."
-  value = {
+  value = merge({
     CLOUDQUEUE_URL = local.cloudqueue_url
-  }
+  }, local.store_url == null ? {} : { CLOUDQUEUE_STORE_URL = local.store_url })
+}
+
+output "cloudqueue_store_url" {
+  description = "The store URL for cq.App(..., store=...) / $CLOUDQUEUE_STORE_URL (null without store_collection)."
+  value       = local.store_url
 }

@@ -148,3 +148,21 @@ variable "labels" {
   type        = map(string)
   default     = {}
 }
+
+variable "store_collection" {
+  description = "The idempotency store's Firestore collection (cq.App(..., store=\"firestore://PROJECT/COLLECTION\")): gets a TTL policy on expires_at, and function_service_account may use its database. Null: no store."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.store_collection == null || can(regex("^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+)*$", var.store_collection))
+    error_message = "store_collection: a collection id, or a path to a subcollection (coll/doc/coll)."
+  }
+}
+
+variable "store_database" {
+  description = "The Firestore database of the store's collection."
+  type        = string
+  default     = "(default)"
+  nullable    = false
+}
