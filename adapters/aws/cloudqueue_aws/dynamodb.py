@@ -2,8 +2,9 @@
 
 One item per key in a table whose partition key is the string ``id``; ``expires_at``
 (epoch seconds) is the table's TTL attribute, so DynamoDB deletes lapsed records itself.
-Every write is one conditional UpdateItem / DeleteItem, so two consumers racing on a
-key cannot both claim it. The Terraform module ``aws-sqs-lambda`` makes the table
+Every write is one conditional PutItem / UpdateItem / DeleteItem, so two consumers
+racing on a key cannot both claim it: a new key is claimed with one PutItem, a released
+or lapsed one with an UpdateItem that counts the run. The Terraform module ``aws-sqs-lambda`` makes the table
 (``store_table = true``); ``ensure_table`` makes one for local work and tests.
 
     item: id (S), status (S), token (S), runs (N), lease_until (N), expires_at (N, TTL),
@@ -43,8 +44,10 @@ _NAMES = {"#id": KEY_ATTRIBUTE, "#st": "status", "#tk": "token", "#ru": "runs", 
           "#ex": TTL_ATTRIBUTE, "#jt": "job_type", "#ji": "job_id", "#v": "value", "#ca": "completed_at"}
 _CLAIM = ("SET #st = :ip, #tk = :tk, #lu = :lu, #ex = :ex, #jt = :jt, #ji = :ji, "
           "#ru = if_not_exists(#ru, :zero) + :one REMOVE #v, #ca")
-#: absent, or live, not completed, and its lease run out (released claims have lease 0)
-_CLAIMABLE = "attribute_not_exists(#id) OR (#ex > :now AND #st <> :done AND #lu <= :now)"
+#: no record, or one past its TTL (DynamoDB deletes lapsed items lazily)
+_ABSENT_OR_LAPSED = "attribute_not_exists(#id) OR #ex <= :now"
+#: live, not completed, and its lease run out (released claims have lease 0)
+_CLAIMABLE = "#ex > :now AND #st <> :done AND #lu <= :now"
 _MINE = "#tk = :tk AND #st = :ip"
 _CONDITIONAL = "ConditionalCheckFailedException"
 
@@ -82,38 +85,39 @@ class DynamoDBStore(Store):
     # -- the primitives ----------------------------------------------------------------
     def claim(self, key: str, *, token: str, now: datetime, lease_until: datetime,
               expires_at: datetime, job_type: str | None = None, job_id: str | None = None) -> Claim:
-        values = {":ip": _s(Status.IN_PROGRESS.value), ":done": _s(Status.COMPLETED.value), ":tk": _s(token),
-                  ":lu": _n(lease_until.timestamp()), ":ex": _n(math.ceil(expires_at.timestamp())),
-                  ":jt": _s(job_type or ""), ":ji": _s(job_id or ""), ":zero": _n(0), ":one": _n(1),
-                  ":now": _n(now.timestamp())}
-        for _ in range(5):  # a record deleted or lapsed between two calls: look again
+        # The common case, a key never seen, is one conditional PutItem; a refusal returns
+        # the record in the way, and only a released or lapsed claim takes a second call.
+        fresh = Record(key, Status.IN_PROGRESS, token, 1, lease_until, expires_at, job_type, job_id)
+        now_n = _n(now.timestamp())
+        for _ in range(5):  # a record deleted or changed between two calls: look again
             try:
-                with _translated(self.table, "claim (UpdateItem)"):
-                    answer = self.client.update_item(
-                        TableName=self.table, Key={KEY_ATTRIBUTE: _s(key)}, UpdateExpression=_CLAIM,
-                        ConditionExpression=_CLAIMABLE, ExpressionAttributeNames=_NAMES,
-                        ExpressionAttributeValues=values, ReturnValues="ALL_NEW",
-                        ReturnValuesOnConditionCheckFailure="ALL_OLD")
-                return Claim(True, _record(answer["Attributes"]))
+                with _translated(self.table, "claim (PutItem)"):
+                    self.client.put_item(
+                        TableName=self.table, Item=_item(fresh), ConditionExpression=_ABSENT_OR_LAPSED,
+                        ExpressionAttributeNames={"#id": KEY_ATTRIBUTE, "#ex": TTL_ATTRIBUTE},
+                        ExpressionAttributeValues={":now": now_n}, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+                return Claim(True, fresh)
             except _Conditional as refused:
                 old = refused.item or self._item(key)
             if old is None:
                 continue
             record = _record(old)
-            if record.live(now):
+            if not record.claimable(now):
                 return Claim(False, record)
-            # lapsed (TTL deletes lazily): start over, counting from one
-            fresh = Record(key, Status.IN_PROGRESS, token, 1, lease_until, expires_at, job_type, job_id)
+            # released, or its lease ran out: take it over, counting one more run
+            values = {":ip": _s(Status.IN_PROGRESS.value), ":done": _s(Status.COMPLETED.value), ":tk": _s(token),
+                      ":lu": _n(lease_until.timestamp()), ":ex": _n(math.ceil(expires_at.timestamp())),
+                      ":jt": _s(job_type or ""), ":ji": _s(job_id or ""), ":zero": _n(0), ":one": _n(1),
+                      ":now": now_n}
             try:
-                with _translated(self.table, "claim (PutItem)"):
-                    self.client.put_item(
-                        TableName=self.table, Item=_item(fresh),
-                        ConditionExpression="attribute_not_exists(#id) OR #ex <= :now",
-                        ExpressionAttributeNames={"#id": KEY_ATTRIBUTE, "#ex": TTL_ATTRIBUTE},
-                        ExpressionAttributeValues={":now": _n(now.timestamp())})
-                return Claim(True, fresh)
+                with _translated(self.table, "claim (UpdateItem)"):
+                    answer = self.client.update_item(
+                        TableName=self.table, Key={KEY_ATTRIBUTE: _s(key)}, UpdateExpression=_CLAIM,
+                        ConditionExpression=_CLAIMABLE, ExpressionAttributeNames=_names(_CLAIM, _CLAIMABLE),
+                        ExpressionAttributeValues=values, ReturnValues="ALL_NEW")
+                return Claim(True, _record(answer["Attributes"]))
             except _Conditional:
-                continue  # someone else started it over first
+                continue  # someone else took it first: look at what they wrote
         raise BackendError(f"DynamoDB table {self.table!r}: the record {key!r} kept changing under "
                            "its claim; the delivery is retried")
 
@@ -165,7 +169,7 @@ class DynamoDBStore(Store):
 
     # -- helpers -----------------------------------------------------------------------
     def _update(self, key: str, token: str, expression: str, values: dict[str, Any], action: str) -> bool:
-        names = {name: attr for name, attr in _NAMES.items() if name in expression or name in _MINE}
+        names = _names(expression, _MINE)
         try:
             with _translated(self.table, f"{action} (UpdateItem)"):
                 self.client.update_item(
@@ -213,6 +217,11 @@ def _translated(table: str, action: str) -> Iterator[None]:
         if mapped is exc:
             raise
         raise mapped from exc
+
+
+def _names(*expressions: str) -> dict[str, str]:
+    """The attribute names the expressions use (DynamoDB refuses unused ones)."""
+    return {name: attr for name, attr in _NAMES.items() if any(name in e for e in expressions)}
 
 
 def _s(text: str) -> dict[str, str]:
