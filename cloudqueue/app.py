@@ -420,7 +420,8 @@ class App:
                     break
                 continue
             for index, delivery in enumerate(batch):
-                result = dispatcher.process(delivery)
+                result = dispatcher.handle(delivery)
+                assert result is not None  # not quiet: every delivery has its result
                 dispatcher.settle(backend, result)
                 report.add(result)
                 if result.interrupted:  # Ctrl-C in a job: give the rest back, then stop

@@ -2,9 +2,10 @@
 
     cloudqueue worker module:app [--concurrency N] [--until-empty]
     cloudqueue enqueue TARGET JOB JSON [--delay SECONDS] [--key KEY] [--ordering-key GROUP]
-    cloudqueue stats TARGET
+    cloudqueue stats TARGET [--json] [--watch [SECONDS]] [--count N]
     cloudqueue dead-letters list|redrive|purge TARGET
     cloudqueue terraform-vars module:app aws-sqs-lambda|gcp-cloud-tasks|gcp-pubsub
+    cloudqueue dashboard module:app [--host 127.0.0.1] [--port 8000] [--read-only] [--token T]
 
 TARGET is a backend URL (``sqs://orders?region=eu-west-1``) or ``module:app``, which
 also lets ``enqueue`` validate the payload against the job's model; ``worker`` and
@@ -232,15 +233,89 @@ def enqueue(target: str, job: str, payload: str, delay: float | None,
                            ordering_key=ordering_key))
 
 
+class _Seconds(click.ParamType):  # type: ignore[type-arg]  # generic in recent click; 8.1 cannot subscript it
+    """``--watch``'s optional SECONDS, with a hint when it swallowed the TARGET instead."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds (write TARGET before --watch, or "
+                      "--watch=SECONDS)", param, ctx)
+        if not seconds > 0:
+            self.fail(f"{value!r}: the interval must be more than 0 seconds", param, ctx)
+        return seconds
+
+
 @cli.command()
 @click.argument("target")
-def stats(target: str) -> None:
-    """Show how many messages wait, run, are delayed and are dead-lettered."""
-    backend, _ = _target(target)
-    s = backend.stats()
-    age = None if s.oldest_age is None else f"{s.oldest_age.total_seconds():.0f}s"
-    click.echo(table(["waiting", "in flight", "delayed", "dead letters", "oldest"],
-                     [[s.waiting, s.in_flight, s.delayed, s.dead_lettered, age]]))
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document (with --watch: one a line, per sample); null = unknown.")
+@click.option("--watch", type=_Seconds(), is_flag=False, flag_value=2.0, default=None, metavar="[SECONDS]",
+              help="Redraw every SECONDS (default 2), with rates between samples, until Ctrl-C.")
+@click.option("--count", type=click.IntRange(min=1), default=None, metavar="N",
+              help="With --watch: stop after N samples.")
+def stats(target: str, as_json: bool, watch: float | None, count: int | None) -> None:
+    """Show each queue's health: waiting, in flight, delayed, dead letters, oldest age.
+
+    TARGET is a queue URL or MODULE:APP (a row for every queue of the app). A figure the
+    queue service cannot tell is shown as "unknown" (null in JSON), never as 0. The
+    running totals of completed and failed deliveries (where the queue keeps them) are
+    shown as such, and under --watch as rates per second, with backlog/s, the net change
+    of the messages in the queue. Write --watch after TARGET, or as --watch=SECONDS.
+    """
+    from . import _stats
+
+    backend, app = _target(target)
+    queues = _stats.queues_of(app) if app is not None else [
+        (_stats.queue_name(target, backend, target), backend)]
+    if watch is None and count is None:
+        samples = _stats.sample(queues)
+        if as_json:
+            click.echo(json.dumps(_stats.render_json(samples)))
+        else:
+            click.echo(_stats.render_table(samples))
+        if any(one.error for one in samples):
+            raise click.exceptions.Exit(1)
+        return
+    _watch(queues, watch or 2.0, count, as_json)
+
+
+def _watch(queues: list[tuple[str, Backend]], every: float, count: int | None, as_json: bool) -> None:
+    """Sample every ``every`` seconds until Ctrl-C (or ``count`` samples); redraw in place on
+    a terminal, print frame after frame otherwise."""
+    import time
+
+    from . import _stats
+
+    redraw = not as_json and sys.stdout.isatty()
+    previous: list[_stats.QueueSample] | None = None
+    taken = 0
+    try:
+        while True:
+            started = time.monotonic()
+            samples = _stats.sample(queues)
+            between = [_stats.rates(before, after) for before, after in zip(previous, samples, strict=True)] \
+                if previous is not None else []
+            taken += 1
+            if as_json:
+                click.echo(json.dumps(_stats.render_json(samples, between)))
+            else:
+                when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+                frame = f"{when}  every {every:g}s (Ctrl-C stops)\n{_stats.render_table(samples, between)}"
+                click.echo(f"\x1b[H\x1b[2J{frame}" if redraw else f"{frame}\n")
+            sys.stdout.flush()
+            if count is not None and taken >= count:
+                return
+            previous = [one if one.stats is not None or prev.stats is None else prev
+                        for prev, one in zip(previous, samples, strict=True)] if previous else samples
+            time.sleep(max(every - (time.monotonic() - started), 0.0))
+    except KeyboardInterrupt:
+        if redraw:
+            click.echo()
+        return
 
 
 @cli.group("dead-letters", cls=_Group)
@@ -309,6 +384,36 @@ def terraform_vars(app_spec: str, module: str) -> None:
     from .tfvars import render_tfvars
 
     click.echo(render_tfvars(load_app(app_spec), module), nl=False)
+
+
+@cli.command()
+@click.argument("app_spec", metavar="MODULE:APP")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; any but loopback needs --token or --basic-auth.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(min=0, max=65535))
+@click.option("--read-only", is_flag=True, help="Hide redrive, purge and enqueue.")
+@click.option("--token", envvar="CLOUDQUEUE_DASHBOARD_TOKEN", default=None,
+              help="Ask for this token (env CLOUDQUEUE_DASHBOARD_TOKEN); the address printed carries it once.")
+@click.option("--basic-auth", "basic_auth", envvar="CLOUDQUEUE_DASHBOARD_BASIC_AUTH", default=None,
+              metavar="USER:PASSWORD", help="Ask for HTTP basic auth (env CLOUDQUEUE_DASHBOARD_BASIC_AUTH).")
+@click.option("--refresh", type=click.FloatRange(min=0.5), default=2.0, show_default=True, metavar="SECONDS",
+              help="How often the live view refreshes.")
+def dashboard(app_spec: str, host: str, port: int, read_only: bool, token: str | None,
+              basic_auth: str | None, refresh: float) -> None:
+    """Serve the web dashboard: queue health, job types, dead letters, enqueue forms."""
+    from .dashboard import check_bind, parse_basic_auth
+
+    basic = parse_basic_auth(basic_auth) if basic_auth else None
+    check_bind(host, token=token, basic_auth=basic)  # before importing the app or binding anything
+    app = load_app(app_spec)
+    _check_memory(app.backend, app_spec, app)
+    from .dashboard import serve
+
+    shown = f"[{host}]" if ":" in host else host
+    link = f"http://{shown}:{port}/" + ("?token=…" if token else "")
+    click.echo(f"cloudqueue dashboard for app {app.name!r} on {link} (Ctrl+C stops it)", err=True)
+    serve(app, host=host, port=port, read_only=read_only, token=token, basic_auth=basic,
+          refresh=timedelta(seconds=refresh))
 
 
 def main() -> None:

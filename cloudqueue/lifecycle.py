@@ -187,11 +187,8 @@ class Batch:
         self.kept = kept
 
     def run(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        from .dispatch import Task
-
         dispatcher, backend = self.dispatcher, self.backend
-        prepare, run, settle = dispatcher.prepare, dispatcher.run, dispatcher.settle
-        quiet = not dispatcher.observed  # nothing watches settles: a success needs no call
+        handle, settle = dispatcher.handle, dispatcher.settle
         now = dispatcher.app.clock.time
         stop_at = self.stop_at
         ack = Outcome.ACK
@@ -210,15 +207,13 @@ class Batch:
             if group is not None and group in blocked:
                 unstarted.append(delivery)
                 continue
-            prepared = prepare(delivery)
-            result = run(prepared) if type(prepared) is Task else prepared
-            outcome = result.outcome  # type: ignore[union-attr]
-            if outcome is ack:
-                if quiet or settle(backend, result):  # type: ignore[arg-type]
-                    continue  # a success needs nothing more
-                applied = False
-            else:
-                applied = settle(backend, result)  # type: ignore[arg-type]
+            result = handle(delivery, quiet=True)
+            if result is None:
+                continue  # a success nothing observes needs no call: the platform acks it
+            outcome = result.outcome
+            applied = settle(backend, result)
+            if outcome is ack and applied:
+                continue
             if not applied or outcome in STAYS or (outcome is Outcome.HOP and fifo_hop_stays) or (
                     kept is not None and kept(delivery)):
                 stays.append(delivery)

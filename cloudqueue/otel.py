@@ -11,8 +11,10 @@ Traces follow OpenTelemetry's messaging conventions::
     send send_receipt        PRODUCER   around each enqueue / enqueue_many; its context
       │                                 becomes the envelope's traceparent
       └─ process send_receipt CONSUMER  around each run, a child of that context (linked to
-                                        the ambient span, e.g. a Lambda invocation's), current
-                                        while the job runs, ended when the outcome is settled
+                                        the ambient span, e.g. a Lambda invocation's, and to the
+                                        trace contexts the platform delivered the message under:
+                                        ``Delivery.platform_trace``), current while the job
+                                        runs, ended when the outcome is settled
 
 Metrics (attributes: ``cloudqueue.job.type``, ``messaging.destination.name``, and
 ``cloudqueue.reason.kind`` where there is a reason): counters ``cloudqueue.jobs.enqueued``,
@@ -80,6 +82,40 @@ _OPEN_LIMIT = 10_000
 #: one backend.stats() call serves every gauge of one collection
 _STATS_TTL = 1.0
 _FAILED_KINDS = frozenset({ReasonKind.PERMANENT, ReasonKind.EXHAUSTED})
+
+
+def _platform(header: str) -> SpanContext | None:
+    """A platform's trace header as a remote span context: W3C ``traceparent``, X-Ray
+    (``Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1``) or
+    ``X-Cloud-Trace-Context`` (``105445aa7843bc8bf206b12000100000/1;o=1``, the span id in
+    decimal). None for anything else, or a context without a span id."""
+    try:
+        if header.startswith("Root=") or ";Root=" in header:
+            fields = dict(part.strip().partition("=")[::2] for part in header.split(";"))
+            version, stamp, unique = fields["Root"].split("-")
+            if version != "1" or len(stamp) != 8 or len(unique) != 24 or len(fields["Parent"]) != 16:
+                return None
+            trace_id, span_id = int(stamp + unique, 16), int(fields["Parent"], 16)
+            sampled = fields.get("Sampled") == "1"
+        elif "/" in header:
+            trace_part, _, rest = header.partition("/")
+            span_part, _, options = rest.partition(";")
+            if len(trace_part) != 32 or not span_part.isdigit():
+                return None
+            trace_id, span_id = int(trace_part, 16), int(span_part)
+            sampled = options.strip() == "o=1"
+        else:
+            match = _TRACEPARENT(header)
+            if match is None or match.group(1) == "ff":
+                return None
+            trace_id, span_id = int(match.group(2), 16), int(match.group(3), 16)
+            sampled = bool(int(match.group(4), 16) & 1)
+    except (KeyError, ValueError):
+        return None
+    if not 0 < span_id < 2**64 or not 0 < trace_id < 2**128:
+        return None
+    return SpanContext(trace_id, span_id, is_remote=True,
+                       trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT))
 
 
 def _remote(traceparent: str) -> otel_context.Context | None:
@@ -286,12 +322,15 @@ class OpenTelemetry(Middleware):
         job = task.job
         queue = self._queues.get(id(job.app)) or self._queue(job.app)
         delivery = task.delivery
-        parent = links = None
+        parent: otel_context.Context | None = None
+        links: tuple[Link, ...] | None = None
         if task.traceparent:
             parent = _remote(task.traceparent)
             ambient = trace.get_current_span().get_span_context()
             if parent is not None and ambient.is_valid:
                 links = (Link(ambient),)  # e.g. the function invocation's span: linked, not the parent
+        if delivery.platform_trace:
+            parent, links = self._join_platform(delivery.platform_trace, parent, links)
         named = self._process.get((queue, job.name))
         if named is None:
             named = self._process[(queue, job.name)] = (f"process {job.name}", {
@@ -328,6 +367,29 @@ class OpenTelemetry(Middleware):
                     stale, end, _ = opened.pop(next(iter(opened)))
                     if stale is not None:
                         stale.end(end)
+
+    @staticmethod
+    def _join_platform(headers: tuple[str, ...], parent: otel_context.Context | None,
+                       links: tuple[Link, ...] | None) -> tuple[otel_context.Context | None, tuple[Link, ...] | None]:
+        """Join the contexts the platform delivered a message under: linked to the run's
+        span; the first becomes its parent when neither the producer's context nor an
+        ambient span gives one (the run then shows inside the function's request trace)."""
+        ambient = trace.get_current_span().get_span_context()
+        joined = list(links or ())
+        seen = {ambient.span_id} if ambient.is_valid else set()
+        seen.update(link.context.span_id for link in joined)
+        if parent is not None:  # a platform that passes the producer's own context on
+            seen.add(trace.get_current_span(parent).get_span_context().span_id)
+        for header in headers:
+            context = _platform(header)
+            if context is None or context.span_id in seen:
+                continue
+            seen.add(context.span_id)
+            if parent is None and not ambient.is_valid:
+                parent = trace.set_span_in_context(NonRecordingSpan(context))
+            else:
+                joined.append(Link(context, {"cloudqueue.link": "platform"}))
+        return parent, tuple(joined) or None
 
     def settled(self, result: Result) -> None:
         opened = self._open.pop(id(result.delivery), None) if self._open else None

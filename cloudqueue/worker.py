@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError, StaleDelivery
 from .backends.base import Backend, Delivery
-from .dispatch import Outcome, Result, Task
+from .dispatch import Outcome, Result
 
 if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
@@ -193,7 +193,7 @@ class Worker:
         # No lock on this path: the dict and list updates below are atomic in CPython, and
         # a lock taken per job makes the consumers queue behind each other.
         dispatcher = self.app.dispatcher
-        prepare, run, settle = dispatcher.prepare, dispatcher.run, dispatcher.settle
+        handle, settle, ack_ = dispatcher.handle, dispatcher.settle, dispatcher.ack
         runner = self._run_on_loop
         ack = Outcome.ACK
         stop = self._stop
@@ -241,13 +241,18 @@ class Worker:
                         stats.not_settled += 1
                         continue
                     try:
-                        prepared = prepare(delivery)
-                        result = run(prepared, runner) if type(prepared) is Task else prepared
-                        if settle(backend, result) and result.outcome is ack:  # type: ignore[arg-type,union-attr]
+                        result = handle(delivery, runner, quiet=True)
+                        if result is None:  # a success nothing observes: only the ack is left
+                            if ack_(backend, delivery):
+                                stats.succeeded += 1
+                            else:
+                                stats.not_settled += 1
+                            continue
+                        if settle(backend, result) and result.outcome is ack:
                             stats.succeeded += 1
                         else:
-                            self._count(stats, result, result.applied)  # type: ignore[arg-type,union-attr]
-                        if result.interrupted:  # type: ignore[union-attr]
+                            self._count(stats, result, result.applied)
+                        if result.interrupted:
                             log.warning("a job was interrupted (KeyboardInterrupt): its message "
                                         "went back; stopping")
                             stop.set()

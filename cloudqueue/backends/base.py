@@ -54,13 +54,27 @@ class Capabilities:
 
 @dataclass(frozen=True, slots=True)
 class QueueStats:
-    """How many messages are where. ``None`` where the backend cannot tell."""
+    """How many messages are where. ``None`` where the backend cannot tell (never 0).
+
+    Attributes:
+        waiting: due and not received.
+        in_flight: received and not settled.
+        delayed: not due yet (a delay, or a retry's backoff).
+        dead_lettered: in dead letters.
+        oldest_age: how long the oldest message in the queue has been there.
+        completed: messages acknowledged since the queue was made, a running total kept by
+            the queue itself (so every process reading it sees the same count).
+        failed: deliveries settled as a retry or a dead letter since the queue was made,
+            a running total like ``completed``.
+    """
 
     waiting: int | None = None
     in_flight: int | None = None
     delayed: int | None = None
     dead_lettered: int | None = None
     oldest_age: timedelta | None = None
+    completed: int | None = None
+    failed: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,15 +120,19 @@ class Delivery:
             backends that cannot tell a stale handle from a current one keep it, and
             refuse to settle once it has passed (``StaleDelivery``).
         raw: the platform's own record or message, for the backend that settles it.
+        platform_trace: the trace contexts the platform delivered this message under, as
+            the header values it sent (W3C ``traceparent``, X-Ray ``Root=...;Parent=...``,
+            ``X-Cloud-Trace-Context``); tracing middleware joins them (``cloudqueue.otel``).
     """
 
     __slots__ = ("attempt", "attributes", "body", "deadline", "handle", "lease_until", "message_id",
-                 "ordering_key", "raw", "visibility")
+                 "ordering_key", "platform_trace", "raw", "visibility")
 
     def __init__(self, body: bytes, attempt: int, message_id: str, handle: Any = None,
                  ordering_key: str | None = None, deadline: datetime | None = None,
                  attributes: Mapping[str, str] = _NO_ATTRIBUTES, visibility: timedelta | None = None,
-                 lease_until: float | None = None, raw: Any = None) -> None:
+                 lease_until: float | None = None, raw: Any = None,
+                 platform_trace: tuple[str, ...] = ()) -> None:
         self.body = body
         self.attempt = attempt
         self.message_id = message_id
@@ -125,6 +143,7 @@ class Delivery:
         self.visibility = visibility
         self.lease_until = lease_until
         self.raw = raw
+        self.platform_trace = platform_trace
 
     def __repr__(self) -> str:
         return (f"Delivery(message_id={self.message_id!r}, attempt={self.attempt}, "

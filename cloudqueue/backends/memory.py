@@ -124,12 +124,20 @@ class MemoryBackend(Backend):
         self._cond = threading.Condition(self._lock)
         self._msgs: dict[str, _Msg] = {}
         self._ready: deque[str] = deque()
-        self._timed: list[tuple[float, int, str, int]] = []  # (visible_at, seq, mid, token)
+        # (visible_at, seq, ((mid, token), ...)): when messages come back unless settled or
+        # re-scheduled since; a receive files its whole batch as one entry
+        self._timed: list[tuple[float, int, tuple[tuple[str, int], ...]]] = []
         self._keys: dict[str, tuple[str, float]] = {}
         self._dead: dict[str, _Dead] = {}
         self._seq = itertools.count(1)
         self._closed = False
         self._waiting = 0  # receivers blocked in wait(): only they need a notify
+        # Running totals for stats(), all kept under the lock. Acks are not counted (the
+        # ack path may skip the lock): completed = made - still here - buried - purged.
+        self._made = 0  # messages put in (sends and redrives)
+        self._buried = 0  # messages moved to dead letters
+        self._purged = 0  # messages dropped by purge()
+        self._retried = 0  # deliveries given back as a failed attempt
 
     @property
     def capabilities(self) -> Capabilities:
@@ -161,6 +169,7 @@ class MemoryBackend(Backend):
                 msg = _Msg(mid, out, seq, now)
                 self._msgs[mid] = msg
                 self._schedule(msg, now)
+                self._made += 1
                 ids.append(out.job_id)
             if self._waiting:
                 self._cond.notify_all()
@@ -172,7 +181,7 @@ class MemoryBackend(Backend):
         if msg.visible_at <= now:
             self._ready.append(msg.mid)
         else:
-            heapq.heappush(self._timed, (msg.visible_at, msg.seq, msg.mid, msg.token))
+            heapq.heappush(self._timed, (msg.visible_at, next(self._seq), ((msg.mid, msg.token),)))
 
     # -- consuming -----------------------------------------------------------------------
     def receive(self, max_messages: int = 10, wait: timedelta = timedelta(0),
@@ -199,12 +208,12 @@ class MemoryBackend(Backend):
     def _promote(self, now: float) -> None:
         timed, msgs, ready = self._timed, self._msgs, self._ready
         while timed and timed[0][0] <= now:
-            _, _, mid, token = heapq.heappop(timed)
-            msg = msgs.get(mid)
-            if msg is None or msg.token != token or msg.visible_at > now:
-                continue  # stale entry: settled, or re-scheduled since
-            msg.token = 0  # an expired visibility timeout: the message is back
-            ready.append(mid)
+            for mid, token in heapq.heappop(timed)[2]:
+                msg = msgs.get(mid)
+                if msg is None or msg.token != token or msg.visible_at > now:
+                    continue  # stale entry: settled, or re-scheduled since
+                msg.token = 0  # an expired visibility timeout: the message is back
+                ready.append(mid)
 
     def _take(self, max_messages: int, now: float, hide: timedelta) -> list[Delivery]:
         timed = self._timed
@@ -212,13 +221,17 @@ class MemoryBackend(Backend):
             self._promote(now)
         out: list[Delivery] = []
         ready, msgs = self._ready, self._msgs
+        visible_at = now + hide.total_seconds()
         while ready and len(out) < max_messages:
             msg = msgs.get(ready.popleft())
             if msg is None or msg.token or msg.visible_at > now:
                 continue
-            delivery = self._deliver(msg, now, hide)
+            delivery = self._deliver(msg, now, hide, visible_at)
             if delivery is not None:
                 out.append(delivery)
+        if out:
+            heapq.heappush(timed, (visible_at, next(self._seq),
+                                   tuple([(d.message_id, d.handle) for d in out])))
         return out
 
     def _take_fifo(self, max_messages: int, now: float, hide: timedelta) -> list[Delivery]:
@@ -237,12 +250,12 @@ class MemoryBackend(Backend):
                 msg.token = 0
             if msg.token or msg.visible_at > now:
                 continue
-            delivery = self._deliver(msg, now, hide)
+            delivery = self._deliver(msg, now, hide, now + hide.total_seconds())
             if delivery is not None:
                 out.append(delivery)
         return out
 
-    def _deliver(self, msg: _Msg, now: float, hide: timedelta) -> Delivery | None:
+    def _deliver(self, msg: _Msg, now: float, hide: timedelta, visible_at: float) -> Delivery | None:
         limit = self.max_receives or msg.max_attempts
         if limit is not None and msg.receives >= limit:
             self._bury(msg, f"unsettled: received {msg.receives} times without being settled "
@@ -250,9 +263,7 @@ class MemoryBackend(Backend):
             return None
         msg.receives += 1
         msg.token = token = next(self._seq)
-        msg.visible_at = visible_at = now + hide.total_seconds()
-        if not self.fifo:
-            heapq.heappush(self._timed, (visible_at, msg.seq, msg.mid, token))
+        msg.visible_at = visible_at  # the caller files it in the timed heap (not FIFO: no heap)
         # positional: this runs under the lock every consumer thread takes
         return Delivery(msg.body, msg.receives, msg.mid, token, msg.group, None, _NO_ATTRIBUTES, hide)
 
@@ -289,7 +300,9 @@ class MemoryBackend(Backend):
         with self._lock:
             msg = self._owned(delivery)
             now = self.clock.time()
-            if not count:
+            if count:
+                self._retried += 1
+            else:
                 msg.receives -= 1
             msg.token = 0
             msg.visible_at = now + delay.total_seconds()
@@ -302,7 +315,7 @@ class MemoryBackend(Backend):
             msg = self._owned(delivery)
             msg.visible_at = self.clock.time() + timeout.total_seconds()
             if not self.fifo:
-                heapq.heappush(self._timed, (msg.visible_at, msg.seq, msg.mid, msg.token))
+                heapq.heappush(self._timed, (msg.visible_at, next(self._seq), ((msg.mid, msg.token),)))
 
     def hop(self, delivery: Delivery, delay: timedelta) -> None:
         self._reschedule(delivery, delay, count=False)
@@ -313,6 +326,7 @@ class MemoryBackend(Backend):
 
     def _bury(self, msg: _Msg, reason: str, now: float) -> None:
         del self._msgs[msg.mid]
+        self._buried += 1
         letter = DeadLetter(message_id=msg.mid, body=msg.body, reason=reason,
                             job_type=msg.job_type, dead_lettered_at=_utc(now),
                             attempts=msg.receives)
@@ -335,8 +349,10 @@ class MemoryBackend(Backend):
                     waiting += 1
                 oldest = msg.sent_at if oldest is None else min(oldest, msg.sent_at)
             age = timedelta(seconds=max(now - oldest, 0)) if oldest is not None else None
+            completed = self._made - len(self._msgs) - self._buried - self._purged
             return QueueStats(waiting=waiting, in_flight=in_flight, delayed=delayed,
-                              dead_lettered=len(self._dead), oldest_age=age)
+                              dead_lettered=len(self._dead), oldest_age=age,
+                              completed=completed, failed=self._retried + self._buried)
 
     def pending(self) -> list[PendingMessage]:
         """Every message not yet settled, oldest first."""
@@ -370,6 +386,7 @@ class MemoryBackend(Backend):
                 msg = _Msg(f"m{seq}", out, seq, now)
                 self._msgs[msg.mid] = msg
                 self._schedule(msg, now)
+            self._made += len(chosen)
             self._cond.notify_all()
             return len(chosen)
 
@@ -383,6 +400,7 @@ class MemoryBackend(Backend):
         """Drop every message still in the queue (not the dead letters); return how many."""
         with self._lock:
             count = len(self._msgs)
+            self._purged += count
             self._msgs.clear()
             self._ready.clear()
             self._timed.clear()

@@ -11,6 +11,13 @@ import pytest
 
 from tests.aws.conftest import make_queue, sqs  # noqa: F401 - the AWS fixtures, reused here
 from tests.conftest import missing_component
+from tests.gcp.conftest import (  # noqa: F401 - the Google fixtures, reused here
+    cloudevent_function,
+    emulator,
+    http_function,
+    project,
+    pubsub,
+)
 
 
 @dataclass

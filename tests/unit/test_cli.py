@@ -79,8 +79,9 @@ def test_stats_and_dead_letters_list_redrive_purge(empty_queue: MemoryBackend) -
     run("enqueue", APP, "send_receipt", '{"to": "bounce", "order_id": "1"}')
     run("enqueue", APP, "send_receipt", '{"to": "ok", "order_id": "2"}', "--delay", "60")
     table = run("stats", URL).splitlines()
-    assert table[0].split() == ["waiting", "in", "flight", "delayed", "dead", "letters", "oldest"]
-    assert table[2].split()[:4] == ["1", "0", "1", "0"]
+    assert table[0].split() == ["queue", "waiting", "in", "flight", "delayed", "dead", "letters", "oldest",
+                                "completed", "failed"]
+    assert table[2].split()[:5] == ["cli-tests", "1", "0", "1", "0"]
     app.drain()
     listing = run("dead-letters", "list", URL)
     assert "send_receipt" in listing and "permanent: mailbox does not exist" in listing

@@ -46,7 +46,7 @@ def test_a_received_message_is_hidden_until_its_visibility_timeout_then_counted_
     assert backend.stats().in_flight == 1
     backend.ack(again)
     assert backend.stats() == cq.QueueStats(waiting=0, in_flight=0, delayed=0, dead_lettered=0,
-                                            oldest_age=None)
+                                            oldest_age=None, completed=1, failed=0)
 
 
 def test_extend_visibility_keeps_a_long_job_hidden(clock: FakeClock) -> None:

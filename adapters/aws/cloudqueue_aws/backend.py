@@ -512,10 +512,14 @@ class SQSBackend(Backend):
 
     # -- inspecting ------------------------------------------------------------------------
     def stats(self) -> QueueStats:
+        """The queue's approximate counts (GetQueueAttributes), and everything in its
+        dead-letter queue (None without a RedrivePolicy). SQS has no oldest age among its
+        attributes (ApproximateAgeOfOldestMessage is a CloudWatch metric) and no running
+        totals of deleted messages: those are None."""
         counts = self._counts(self.queue_url)
         dead = self._counts(self.dead_letter_url) if self._has_dead_letters() else None
         return QueueStats(waiting=counts[0], in_flight=counts[1], delayed=counts[2],
-                          dead_lettered=None if dead is None else dead[0] + dead[1])
+                          dead_lettered=None if dead is None else sum(dead))
 
     def _has_dead_letters(self) -> bool:
         return self._dead_letter_url is not None or bool(self._queue_info().dead_letter_arn)

@@ -28,6 +28,7 @@ one error line per batch says so.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -94,7 +95,8 @@ class _Shim:
             now = clock.time()
             stop_at = now + left - self._margin
             deadline = datetime.fromtimestamp(now + left, timezone.utc)
-        deliveries = _deliveries(event, deadline)
+        invocation = os.environ.get("_X_AMZN_TRACE_ID")  # the runtime sets it per invocation
+        deliveries = _deliveries(event, deadline, (invocation,) if invocation else ())
         if not deliveries:
             return {"batchItemFailures": []}
         arn = event["Records"][0]["eventSourceARN"]
@@ -216,8 +218,12 @@ def _not_sqs(event: Any) -> SQSEventError:
                          "function")
 
 
-def _deliveries(event: Any, deadline: datetime | None) -> list[Delivery]:
-    """Every record of an SQS event as a delivery, or ``SQSEventError`` before any job runs."""
+def _deliveries(event: Any, deadline: datetime | None, invocation: tuple[str, ...] = ()) -> list[Delivery]:
+    """Every record of an SQS event as a delivery, or ``SQSEventError`` before any job runs.
+
+    Each delivery's ``platform_trace`` holds the record's ``AWSTraceHeader`` (the X-Ray
+    context it was sent under), then ``invocation`` (this invocation's ``_X_AMZN_TRACE_ID``).
+    """
     records = event.get("Records") if isinstance(event, Mapping) else None
     if type(records) is not list:
         raise _not_sqs(event)
@@ -235,6 +241,7 @@ def _deliveries(event: Any, deadline: datetime | None) -> list[Delivery]:
             extra = record.get("messageAttributes")
             data = _decoded(body, extra) if extra and _ENCODING in extra else body.encode()
             group = attributes.get("MessageGroupId")
+            sent_under = attributes.get("AWSTraceHeader")
         except _NotSQS:
             raise _not_sqs(event) from None
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -245,7 +252,8 @@ def _deliveries(event: Any, deadline: datetime | None) -> list[Delivery]:
                 "Each record needs messageId, receiptHandle, a string body, eventSource 'aws:sqs', "
                 "eventSourceARN and attributes.ApproximateReceiveCount, as the event source "
                 "mapping sends them") from None
-        append(Delivery(data, attempt, message_id, handle, group, deadline, _NO_ATTRIBUTES, None, None, extra))
+        append(Delivery(data, attempt, message_id, handle, group, deadline, _NO_ATTRIBUTES, None, None, extra,
+                        (sent_under, *invocation) if sent_under else invocation))
     if out and type(records[0].get("eventSourceARN")) is not str:  # one mapping, one queue: settles need it
         raise SQSEventError("SQS event record 0 is incomplete or malformed (missing 'eventSourceARN'); "
                             "no job ran")

@@ -227,6 +227,22 @@ def push_delivery(headers: Mapping[str, str], body: bytes, settings: ShimSetting
     return unwrapped_delivery(headers, body, settings, started)
 
 
+#: the attribute Google's client libraries publish a message's creation trace context under
+A_GOOGCLIENT_TRACEPARENT = "googclient_traceparent"
+
+
+def _platform_trace(headers: Mapping[str, str], *first: str | None) -> tuple[str, ...]:
+    """The trace contexts a request came with, for ``Delivery.platform_trace``: ``first``
+    (message-level ones: a CloudEvent's ``traceparent``, the message's
+    ``googclient_traceparent``), then the request's own ``traceparent`` header, else its
+    ``X-Cloud-Trace-Context`` (Cloud Run and Cloud Functions set one of them)."""
+    found: list[str] = []
+    for value in (*first, headers.get("traceparent") or headers.get("X-Cloud-Trace-Context")):
+        if value and value not in found:
+            found.append(value)
+    return tuple(found)
+
+
 def _warn_no_attempt(subscription: str) -> None:
     global _warned_no_attempt
     if not _warned_no_attempt:
@@ -368,6 +384,8 @@ def http_handler(app: App, *, audience: str | list[str] | None = None,
         except BadRequest as exc:
             log.error("bad push request: %s", exc)
             return f"bad request: {exc}", 400, {}
+        delivery.platform_trace = _platform_trace(
+            headers, delivery.attributes.get(A_GOOGCLIENT_TRACEPARENT) or headers.get(A_GOOGCLIENT_TRACEPARENT))
         return handle_delivery(app, delivery)
 
     handle.__name__ = f"cloudqueue_{app.name}"
@@ -391,6 +409,23 @@ def _raw_push() -> dict[str, Any] | None:
         result: dict[str, Any] = payload
         return result
     return None
+
+
+def _request_headers() -> Mapping[str, str]:
+    """The headers of the request functions-framework is serving (none outside one)."""
+    try:
+        from flask import request
+
+        return request.headers  # type: ignore[return-value]
+    except (ImportError, RuntimeError):
+        return {}
+
+
+def _event_traceparent(event: Any) -> str | None:
+    """A CloudEvent's ``traceparent`` extension attribute (Distributed Tracing), if any."""
+    get = getattr(event, "get", None)  # cloudevents' CloudEvent, or a plain mapping
+    value = get("traceparent") if callable(get) else None
+    return value if isinstance(value, str) and value else None
 
 
 class PushRefused(Exception):
@@ -430,6 +465,8 @@ def cloudevent_handler(app: App, *, audience: str | list[str] | None = None,
             from werkzeug.exceptions import BadRequest as HttpBadRequest
 
             raise HttpBadRequest(str(exc)) from None
+        delivery.platform_trace = _platform_trace(
+            _request_headers(), _event_traceparent(event), delivery.attributes.get(A_GOOGCLIENT_TRACEPARENT))
         text, status, _ = handle_delivery(app, delivery)
         if status >= 300:
             raise PushRefused(f"{delivery.message_id}: {text}")

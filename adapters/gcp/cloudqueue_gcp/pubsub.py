@@ -448,6 +448,7 @@ class PubSubBackend(Backend):
         self._buffer_lock = threading.Lock()
         self._janitor: threading.Timer | None = None
         self._pending: dict[str, float] = {}  # message id -> monotonic time it is due back
+        self._pulled = False  # this process consumes: held and given-back counts mean something
 
     @property
     def capabilities(self) -> Capabilities:
@@ -529,6 +530,7 @@ class PubSubBackend(Backend):
         """Pull up to ``max_messages``; ``visibility`` sets their ack deadline (10-600 s),
         else the subscription's own deadline holds (unknown here: deliveries say None)."""
         name = self._subscription()
+        self._pulled = True
         buffered = self._take(max_messages)
         if buffered:
             return buffered
@@ -730,8 +732,11 @@ class PubSubBackend(Backend):
 
     def stats(self) -> QueueStats:
         """Backlog from Cloud Monitoring (``waiting``, ``oldest_age``, ``dead_lettered``; None
-        where unknown) and from this process: messages it holds (``in_flight``) and retries
-        it gave back that have not come back yet (``delayed``)."""
+        where unknown) and, once this process has pulled, from this process: messages it
+        holds (``in_flight``) and retries it gave back that have not come back yet
+        (``delayed``). A process that never pulled (``cloudqueue stats``) knows neither:
+        None. Pub/Sub keeps no running totals of acknowledged messages its API returns:
+        ``completed`` and ``failed`` are None."""
         if self._acks is not None:
             self._acks.flush()  # what was acknowledged here is gone before anything is counted
         backlog: int | None = None
@@ -754,6 +759,8 @@ class PubSubBackend(Backend):
                 if now > until:  # its hold ran out unsettled: Pub/Sub hands it out again
                     del self._holding[mid]
                     self._pending[mid] = until
+            if not self._pulled:
+                return QueueStats(waiting=backlog, dead_lettered=dead, oldest_age=oldest)
             return QueueStats(waiting=backlog, in_flight=len(self._holding), delayed=len(self._pending),
                               dead_lettered=dead, oldest_age=oldest)
 
