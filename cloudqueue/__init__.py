@@ -10,6 +10,8 @@
     send_receipt.enqueue(Receipt(to="a@b.c", order_id="1"))
 """
 
+import typing as _typing
+
 from ._errors import (
     BackendError,
     BackendUnavailable,
@@ -35,7 +37,9 @@ from .dispatch import Result, Task
 from .job import Job
 from .lifecycle import Middleware, Outcome, Reason, ReasonKind
 from .retry import Backoff, Retry
-from .store import Once
+
+if _typing.TYPE_CHECKING:
+    from .store import Once
 
 __version__ = "0.1.0"
 
@@ -77,3 +81,13 @@ __all__ = [
     "UnsupportedFeature",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    # cq.Once loads the store module on first use: an app without a store never pays for it
+    if name == "Once":
+        from .store import Once
+
+        globals()["Once"] = Once
+        return Once
+    raise AttributeError(f"module 'cloudqueue' has no attribute {name!r}")
