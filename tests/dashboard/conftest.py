@@ -71,6 +71,7 @@ def _chromium(javascript: bool = True) -> Iterator[Any]:
         options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.set_page_load_timeout(60)
+    driver.implicitly_wait(10)  # a page after a click may still be loading: find waits for it (bounded)
     try:
         yield driver
     finally:
