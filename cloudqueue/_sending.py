@@ -11,11 +11,14 @@ exact account (``EnqueueError``) when not every message reached the queue.
   the service refused single entries does not stop the others, unless ordering keys
   are involved (then any failure stops, so a group never skips ahead of a gap).
 - The returned ids keep the input order.
+- An app with several queues groups the messages per queue (``send_routed``): each
+  group goes through its queue's backend as above, the groups at the same time, and
+  one ``EnqueueError`` accounts for every group.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ._errors import BackendError, BackendUnavailable, EnqueueError
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
 
     from .backends.base import Backend, OutgoingMessage
 
-__all__ = ["send_all"]
+__all__ = ["send_all", "send_routed"]
 
 
 def send_all(backend: Backend, messages: Sequence[OutgoingMessage]) -> list[str]:
@@ -66,6 +69,78 @@ def send_all(backend: Backend, messages: Sequence[OutgoingMessage]) -> list[str]
     if run.complete():
         return [run.ids[index] for index in alias]
     raise run.error(messages, alias)
+
+
+def send_routed(backends: Mapping[str, Backend], messages: Sequence[OutgoingMessage],
+                default: str) -> list[str]:
+    """Send ``messages`` each to its queue (``out.queue``, None: ``default``); ids in input order.
+
+    Raises:
+        EnqueueError: when not every message reached its queue: sent, not sent and unknown
+            over all the queues, as ``send_all`` reports them for one.
+    """
+    groups: dict[str, list[int]] = {}
+    for position, out in enumerate(messages):
+        groups.setdefault(out.queue or default, []).append(position)
+    outcomes: dict[str, list[str] | Exception] = {}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="cloudqueue-route") as pool:
+        futures = {name: pool.submit(send_all, backends[name], [messages[p] for p in positions])
+                   for name, positions in groups.items()}
+        for name, future in futures.items():
+            exc = future.exception()
+            if exc is None:
+                outcomes[name] = future.result()
+            elif isinstance(exc, Exception):
+                outcomes[name] = exc
+            else:  # KeyboardInterrupt or SystemExit in a sending thread
+                raise exc
+    ids: list[str] = [out.job_id for out in messages]
+    sent: set[str] = set()
+    not_sent: set[str] = set()
+    unknown: set[str] = set()
+    errors: dict[str, Exception] = {}
+    first: BaseException | None = None
+    for name, positions in groups.items():
+        outcome = outcomes[name]
+        if isinstance(outcome, list):
+            for position, job_id in zip(positions, outcome, strict=True):
+                ids[position] = job_id
+                sent.add(job_id)
+            continue
+        if first is None:
+            cause = outcome.__cause__ if isinstance(outcome, EnqueueError) else None
+            first = cause or outcome
+        if isinstance(outcome, EnqueueError):
+            if len(outcome.job_ids) == len(positions):
+                for position, job_id in zip(positions, outcome.job_ids, strict=True):
+                    ids[position] = job_id
+            sent.update(outcome.sent)
+            not_sent.update(outcome.not_sent)
+            unknown.update(outcome.unknown)
+            errors.update(outcome.errors)
+            continue
+        # one message, and the backend's own error
+        doubtful = EnqueueError.outcome_unknown(outcome)
+        for position in positions:
+            job_id = ids[position]
+            not_sent.add(job_id)
+            errors[job_id] = _unknown(outcome) if doubtful else outcome
+            if doubtful:
+                unknown.add(job_id)
+    if not not_sent:
+        return ids
+    order = list(dict.fromkeys(ids))
+    by_id = {out.job_id: out for out in messages}
+    missing = [job_id for job_id in order if job_id in not_sent]
+    error = EnqueueError(sent=[job_id for job_id in order if job_id in sent and job_id not in not_sent],
+                         not_sent=missing, errors={job_id: errors.get(job_id) or BackendError("not sent")
+                                 for job_id in missing},
+                         unknown=[job_id for job_id in missing if job_id in unknown], job_ids=ids,
+                         not_sent_messages=[by_id[job_id] for job_id in missing if job_id in by_id])
+    error.__cause__ = first
+    raise error
 
 
 class _Run:

@@ -62,9 +62,12 @@ def queue_name(url: str | None, backend: Backend, fallback: str) -> str:
     return named if isinstance(named, str) and named else fallback
 
 
-def queues_of(app: App) -> list[tuple[str, Backend]]:
-    """Every queue of ``app`` as ``(name, backend)``: a row each in the output."""
-    return [(queue_name(app.backend_url, app.backend, app.name), app.backend)]
+def queues_of(app: App, queue: str | None = None) -> list[tuple[str, Backend]]:
+    """Every queue of ``app`` (or only ``queue``) as ``(name, backend)``: a row each in the
+    output. An app with several queues names each row by its app queue name."""
+    if queue is None and len(app.queue_names) == 1:
+        return [(queue_name(app.backend_url, app.backend, app.name), app.backend)]
+    return [(name, app.queue(name)) for name in app.queues_in(None if queue is None else [queue])]
 
 
 def sample(queues: Sequence[tuple[str, Backend]],

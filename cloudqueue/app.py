@@ -1,4 +1,4 @@
-"""The application: a named set of jobs bound to one backend."""
+"""The application: a named set of jobs bound to one queue, or to several named queues."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import envelope
 from ._errors import CloudQueueError, ConfigurationError, PayloadError, UnknownJobError, UnsupportedFeature
-from .backends.base import Backend, OutgoingMessage
-from .clock import Clock, SystemClock
+from .backends.base import Backend, OutgoingMessage, QueueStats
+from .clock import Clock, SystemClock, format_timestamp
 from .context import current_traceparent
 from .dispatch import Dispatcher, Outcome, Result
 from .job import Job, OrderingKey, inspect_job_function
@@ -26,7 +26,12 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+#: the queue of ``backend=``, and of every job declared without ``queue=``
+DEFAULT_QUEUE = "default"
 
+
+_NO_WAIT = timedelta(0)
 
 @dataclass
 class DrainReport:
@@ -62,13 +67,19 @@ class DrainReport:
 
 
 class App:
-    """A named set of jobs on one backend.
+    """A named set of jobs on one queue, or on several named queues.
 
     Args:
         name: the app's name; it becomes the envelope's ``source`` (``cloudqueue://<name>``).
-        backend: a URL (``"memory://"``, ``"sqs://orders?region=eu-west-1"``) or a Backend.
-            None reads ``$CLOUDQUEUE_URL`` and falls back to ``"memory://"``. A URL is
-            opened on first use, so defining an app costs no SDK import.
+        backend: a URL (``"memory://"``, ``"sqs://orders?region=eu-west-1"``) or a Backend:
+            the app's one queue, named ``"default"``. None reads ``$CLOUDQUEUE_URL`` and
+            falls back to ``"memory://"``. A URL is opened on first use, so defining an
+            app costs no SDK import.
+        queues: several queues by name instead, highest priority first by convention,
+            e.g. ``{"critical": URL, "default": URL, "bulk": URL}`` (URLs or Backends, each
+            opened on first use). A job goes to ``@app.job(queue=...)``, else to
+            ``"default"``; ``app.worker(queues=[...])`` says which to consume and in
+            what order.
         retry: the default retry policy of this app's jobs.
         clock: the clock for enqueue times and delays (default: the backend's).
         middleware: ``cq.Middleware`` instances, outermost first (see ``cloudqueue.lifecycle``).
@@ -81,7 +92,9 @@ class App:
 
     def __init__(self, name: str, backend: str | Backend | None = None, *,
                  retry: Retry | None = None, clock: Clock | None = None,
-                 middleware: Sequence[Middleware] = (), store: str | Store | None = None) -> None:
+                 middleware: Sequence[Middleware] = (),
+                 queues: Mapping[str, str | Backend] | None = None,
+                 store: str | Store | None = None) -> None:
         if not name or not isinstance(name, str):
             raise ConfigurationError("cq.App needs a non-empty name, e.g. cq.App('shop')")
         if retry is not None and not isinstance(retry, Retry):
@@ -91,8 +104,24 @@ class App:
                 f"App backend must be a URL string or a Backend, got {type(backend).__name__}")
         self.name = name
         self.retry = retry or DEFAULT_RETRY
-        self._backend_spec: str | Backend = backend or os.environ.get("CLOUDQUEUE_URL") or "memory://"
-        self._backend: Backend | None = backend if isinstance(backend, Backend) else None
+        if queues is None:
+            specs: dict[str, str | Backend] = {
+                DEFAULT_QUEUE: backend or os.environ.get("CLOUDQUEUE_URL") or "memory://"}
+        else:
+            if backend is not None:
+                raise ConfigurationError(
+                    f"app {name!r}: pass backend= (one queue) or queues= (several), not both; "
+                    f"put that backend in queues, e.g. queues={{'default': {backend!r}, ...}}")
+            specs = _queue_specs(name, queues)
+        #: queue name -> URL or Backend, in declared order (the default priority order)
+        self._specs = specs
+        #: the queue ``backend`` means: "default", else the first declared
+        self._primary = DEFAULT_QUEUE if DEFAULT_QUEUE in specs else next(iter(specs))
+        self._backends: dict[str, Backend] = {
+            queue: spec for queue, spec in specs.items() if isinstance(spec, Backend)}
+        self._multi = len(specs) > 1
+        self._backend_spec: str | Backend = specs[self._primary]
+        self._backend: Backend | None = self._backends.get(self._primary)
         self._clock = clock
         self._jobs: dict[str, Job[Any, Any]] = {}
         for item in middleware:
@@ -110,21 +139,106 @@ class App:
     # -- wiring ------------------------------------------------------------------------
     @property
     def backend(self) -> Backend:
-        if self._backend is None:
-            from .backends import from_url
-
-            assert isinstance(self._backend_spec, str)
-            self._backend = from_url(self._backend_spec)
-        return self._backend
+        """The default queue's backend (with ``queues=`` and no "default": the first one's)."""
+        backend = self._backend
+        if backend is None:
+            backend = self._open(self._primary)
+        return backend
 
     @backend.setter
     def backend(self, backend: Backend) -> None:
-        self._backend = backend
-        self._backend_spec = backend
+        self._swap_queue(self._primary, backend, backend)
+
+    def _swap_queue(self, name: str, spec: str | Backend,
+                    opened: Backend | None) -> tuple[str | Backend, Backend | None]:
+        """Make queue ``name`` ``spec`` (already open as ``opened``, or None); return what it was."""
+        previous = self._specs[name], self._backends.get(name)
+        self._specs[name] = spec
+        if opened is None:
+            self._backends.pop(name, None)
+        else:
+            self._backends[name] = opened
+        if name == self._primary:
+            self._backend_spec, self._backend = spec, opened
+        return previous
 
     @property
     def backend_url(self) -> str | None:
+        """The default queue's URL (None when it was given as a Backend)."""
         return self._backend_spec if isinstance(self._backend_spec, str) else None
+
+    @property
+    def queue_names(self) -> tuple[str, ...]:
+        """The app's queues, in the order they were declared (``("default",)`` for ``backend=``)."""
+        return tuple(self._specs)
+
+    @property
+    def default_queue(self) -> str:
+        """The queue ``backend`` names: "default", else the first declared."""
+        return self._primary
+
+    def queue(self, name: str) -> Backend:
+        """The backend of queue ``name``, opened on first use.
+
+        Raises:
+            ConfigurationError: the app has no such queue (with the names it has).
+        """
+        backend = self._backends.get(name)
+        if backend is None:
+            backend = self._open(self.check_queue(name))
+        return backend
+
+    def queue_url(self, name: str) -> str | None:
+        """The URL queue ``name`` was declared with (None when given as a Backend)."""
+        spec = self._specs[self.check_queue(name)]
+        return spec if isinstance(spec, str) else None
+
+    def check_queue(self, name: str, job: str | None = None) -> str:
+        """``name`` when it is one of the app's queues.
+
+        Raises:
+            ConfigurationError: naming the job (if any), the queue, the app's queues and the fix.
+        """
+        if name in self._specs:
+            return name
+        import difflib
+
+        close = difflib.get_close_matches(str(name), self._specs, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        who = f"job {job!r}: " if job else ""
+        raise ConfigurationError(
+            f"{who}app {self.name!r} has no queue {name!r}; {hint}its queues: "
+            f"{', '.join(self._specs)} (declare more with cq.App(..., queues={{name: URL, ...}}))")
+
+    def queues_in(self, queues: Sequence[str] | None) -> list[str]:
+        """The named queues, checked, in the given order (None: every queue, as declared).
+
+        Raises:
+            ConfigurationError: an unknown or repeated name, or an empty list.
+        """
+        if queues is None:
+            return list(self._specs)
+        if isinstance(queues, str):
+            raise ConfigurationError(f"queues= takes a list of names, e.g. [{queues!r}], not a string")
+        names = [self.check_queue(name) for name in queues]
+        if not names:
+            raise ConfigurationError(f"queues= is empty; name at least one of: {', '.join(self._specs)}")
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"queues= names a queue twice: {names}")
+        return names
+
+    def _open(self, name: str) -> Backend:
+        spec = self._specs[name]
+        if isinstance(spec, str):
+            from .backends import from_url
+
+            backend = from_url(spec)
+        else:
+            backend = spec
+        self._backends[name] = backend
+        if name == self._primary:
+            self._backend, self._backend_spec = backend, spec
+        return backend
 
     @property
     def clock(self) -> Clock:
@@ -206,10 +320,11 @@ class App:
 
     @overload
     def job(self, func: None = None, /, *, name: str | None = None, retry: Retry | None = None,
-            ordering_key: OrderingKey = None, once: bool | Once | None = None) -> Callable[[F], Job[Any, Any]]: ...
+            ordering_key: OrderingKey = None, queue: str | None = None,
+            once: bool | Once | None = None) -> Callable[[F], Job[Any, Any]]: ...
 
     def job(self, func: F | None = None, /, *, name: str | None = None, retry: Retry | None = None,
-            ordering_key: OrderingKey = None,
+            ordering_key: OrderingKey = None, queue: str | None = None,
             once: bool | Once | None = None) -> Job[Any, Any] | Callable[[F], Job[Any, Any]]:
         """Register a job: ``@app.job`` or ``@app.job(name=..., retry=..., ordering_key=...)``.
 
@@ -218,12 +333,15 @@ class App:
             retry: attempts and backoff (default: the app's).
             ordering_key: a FIFO group for every enqueue: a string, or a function of the
                 payload returning one (needs a FIFO backend).
+            queue: the app queue its messages go to (default: "default"); an enqueue's
+                ``queue=`` overrides it per message.
             once: with the app's store, run at most once per idempotency key, else per job
                 id (``True``, or ``cq.Once(ttl=..., keep_result=...)``). The default guards
                 enqueues that carry a key; ``False`` never guards the job.
 
         Raises:
-            ConfigurationError: a duplicate name, a missing annotation, a bad retry setting.
+            ConfigurationError: a duplicate name, a missing annotation, a bad retry setting,
+                a queue the app does not have.
         """
 
         def register(fn: F) -> Job[Any, Any]:
@@ -241,11 +359,13 @@ class App:
             if ordering_key is not None and not (isinstance(ordering_key, str) or callable(ordering_key)):
                 raise ConfigurationError(
                     f"job {job_name!r}: ordering_key must be a string or a function of the payload")
+            job_queue = self._job_queue(job_name, queue)
             policy = _once(self, job_name, once)
             payload_type, codec, takes_ctx = inspect_job_function(fn, job_name)
             registered: Job[Any, Any] = Job(self, fn, name=job_name, retry=retry or self.retry,
                                             payload_type=payload_type, codec=codec,
-                                            takes_context=takes_ctx, ordering_key=ordering_key)
+                                            takes_context=takes_ctx, ordering_key=ordering_key,
+                                            queue=job_queue)
             registered.once = policy
             self._jobs[job_name] = registered
             self.dispatcher.jobs_changed()
@@ -254,6 +374,19 @@ class App:
         if func is not None:
             return register(func)
         return register
+
+    def _job_queue(self, job: str, queue: str | None) -> str:
+        """The queue a job declared with ``queue=`` goes to, checked against the app's."""
+        if queue is None:
+            if DEFAULT_QUEUE in self._specs:
+                return DEFAULT_QUEUE
+            raise ConfigurationError(
+                f"job {job!r} has no queue= and app {self.name!r} has no {DEFAULT_QUEUE!r} queue "
+                f"(its queues: {', '.join(self._specs)}); write @app.job(queue="
+                f"{next(iter(self._specs))!r}) or add a {DEFAULT_QUEUE!r} queue to queues=")
+        if not isinstance(queue, str):
+            raise ConfigurationError(f"job {job!r}: queue= must be a queue name, got {queue!r}")
+        return self.check_queue(queue, job)
 
     def get_job(self, name: str) -> Job[Any, Any]:
         """The job registered under ``name``.
@@ -274,24 +407,40 @@ class App:
     # -- enqueueing --------------------------------------------------------------------
     def enqueue(self, name: str, payload: Any, *, delay: timedelta | None = None,
                 at: datetime | None = None, idempotency_key: str | None = None,
-                ordering_key: str | None = None, traceparent: str | None = None) -> str:
+                ordering_key: str | None = None, traceparent: str | None = None,
+                queue: str | None = None, priority: int | None = None) -> str:
         """Enqueue a job by name; ``payload`` (e.g. a dict) is validated against its model."""
         return self.get_job(name).enqueue(payload, delay=delay, at=at, idempotency_key=idempotency_key,
-                                          ordering_key=ordering_key, traceparent=traceparent)
+                                          ordering_key=ordering_key, traceparent=traceparent,
+                                          queue=queue, priority=priority)
 
     def _build(self, job: Job[Any, Any], payload: Any, delay: timedelta | None = None,
                at: datetime | None = None, idempotency_key: str | None = None,
-               ordering_key: str | None = None, traceparent: str | None = None) -> OutgoingMessage:
+               ordering_key: str | None = None, traceparent: str | None = None,
+               queue: str | None = None, priority: int | None = None) -> OutgoingMessage:
         """One outgoing message: validate, schedule, route, name, encode, check the size.
 
-        Each step is one method below, so a new enqueue option touches one of them.
+        Each step is one method below, so a new enqueue option touches one of them. The
+        checks are the destination queue's: its delay cap, ordering, size and priority.
         """
         value = job.validate(payload)
-        backend = self._backend or self.backend
+        if queue is None:
+            queue = job.queue
+            # one queue: the default, already at hand; several: the job's, by name
+            backend = (self._backends.get(queue) if self._multi else self._backend) or self.queue(queue)
+        else:
+            backend = self._backends.get(queue) or self.queue(self.check_queue(queue, job.name))
         caps = backend.capabilities
-        now = (self._clock or backend.clock).now()
-        wait, not_before = (timedelta(0), None) if delay is None and at is None else \
-            self._schedule(job, backend, now, delay, at)
+        if priority is not None:
+            _check_priority(job, queue, backend, priority)
+        clock = self._clock or backend.clock
+        now: datetime | str
+        if delay is None and at is None:
+            wait, not_before = _NO_WAIT, None
+            now = format_timestamp(clock.time())
+        else:
+            now = clock.now()
+            wait, not_before = self._schedule(job, backend, now, delay, at)
         if ordering_key is not None or job.ordering_key is not None:
             ordering_key = self._ordering(job, backend, value, ordering_key)
         job_id = self._job_id(job, idempotency_key)
@@ -301,15 +450,18 @@ class App:
             _check_traceparent(job, traceparent)
         body = envelope.encode(job_id=job_id, app=self.name, job_type=job.name, time=now,
                                data_json=job.dump_json(value), key=idempotency_key,
-                               not_before=not_before, traceparent=traceparent)
+                               not_before=not_before, traceparent=traceparent,
+                               plain_id=True)  # _job_id gives hex
         if len(body) > caps.max_message_size:
             raise PayloadError(
                 f"job {job.name!r}: the message is {len(body)} bytes, over the "
                 f"{backend.scheme} limit of {caps.max_message_size} bytes; store the large "
                 "part elsewhere (e.g. object storage) and enqueue a reference", job=job.name)
-        return OutgoingMessage(body=body, job_id=job_id, job_type=job.name, delay=wait,
-                               idempotency_key=idempotency_key, ordering_key=ordering_key,
-                               max_attempts=job.retry.attempts)
+        if self._multi or priority is not None:
+            return OutgoingMessage(body, job_id, job.name, wait, idempotency_key, ordering_key,
+                                   job.retry.attempts, queue if self._multi else None, priority)
+        return OutgoingMessage(body, job_id, job.name, wait, idempotency_key, ordering_key,
+                               job.retry.attempts)
 
     @staticmethod
     def _schedule(job: Job[Any, Any], backend: Backend, now: datetime, delay: timedelta | None,
@@ -386,6 +538,8 @@ class App:
         return sent[0] if sent else ids
 
     def _send(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+        if self._multi:
+            return self._send_routed(messages)
         if len(messages) == 1:  # one message: the backend's own call and error
             return self.backend.send(messages)
         # chunks of max_batch, several at once; EnqueueError says what reached the queue
@@ -393,10 +547,27 @@ class App:
 
         return send_all(self.backend, messages)
 
+    def _send_routed(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+        """Send each message through its queue's backend; several queues at once."""
+        primary = self._primary
+        first = messages[0].queue or primary if messages else primary
+        if all((out.queue or primary) == first for out in messages):
+            if len(messages) == 1:
+                return self.queue(first).send(messages)
+            from ._sending import send_all
+
+            return send_all(self.queue(first), messages)
+        from ._sending import send_routed
+
+        return send_routed({name: self.queue(name) for name in self._specs}, messages, primary)
+
     # -- consuming ---------------------------------------------------------------------
     def drain(self, *, fail_fast: bool = False, follow_delays: bool = False,
-              max_jobs: int | None = None) -> DrainReport:
+              max_jobs: int | None = None, queues: Sequence[str] | None = None) -> DrainReport:
         """Run every job that is due now, until none is left (tests and local work).
+
+        With several queues, each receive takes from the first queue in ``queues`` order
+        that has due work (strict priority).
 
         Args:
             fail_fast: re-raise the first exception a job raises (after its message was
@@ -408,15 +579,21 @@ class App:
                 when, for any wait of 5 s or more.
             max_jobs: stop after this many deliveries (guards against a job that
                 re-enqueues itself forever).
+            queues: the queues to drain, highest priority first (default: every queue
+                of the app, in declared order).
         """
-        backend = self.backend
+        backends = [self.queue(name) for name in self.queues_in(queues)]
+        backend = backends[0]
         report = DrainReport()
         dispatcher = self.dispatcher
         while max_jobs is None or report.processed < max_jobs:
             want = 100 if max_jobs is None else min(100, max_jobs - report.processed)
-            batch = backend.receive(max_messages=want)
+            for backend in backends:
+                batch = backend.receive(max_messages=want)
+                if batch:
+                    break
             if not batch:
-                if not follow_delays or not self._sleep_until_next(backend):
+                if not follow_delays or not self._sleep_until_next(backends):
                     break
                 continue
             for index, delivery in enumerate(batch):
@@ -432,12 +609,15 @@ class App:
                     raise result.error or CloudQueueError(str(result.reason or "job failed"))
         return report
 
-    def _sleep_until_next(self, backend: Backend) -> bool:
-        next_due = getattr(backend, "next_due", None)
-        if next_due is None:
-            raise UnsupportedFeature(f"drain(follow_delays=True) needs a backend that can tell when "
-                                     f"its next message is due; {backend!r} cannot")
-        due = next_due()
+    def _sleep_until_next(self, backends: Sequence[Backend]) -> bool:
+        dues = []
+        for backend in backends:
+            next_due = getattr(backend, "next_due", None)
+            if next_due is None:
+                raise UnsupportedFeature(f"drain(follow_delays=True) needs a backend that can tell "
+                                         f"when its next message is due; {backend!r} cannot")
+            dues.append(next_due())
+        due = min((when for when in dues if when is not None), default=None)
         if due is None:
             return False
         seconds = (due - self.clock.now()).total_seconds()
@@ -455,20 +635,27 @@ class App:
         return True
 
     def worker(self, concurrency: int = 8, **options: Any) -> Worker:
-        """A long-running consumer for pull backends; see ``cloudqueue.worker.Worker``."""
+        """A long-running consumer for pull backends; see ``cloudqueue.worker.Worker``
+        (``queues=[...]``, ``strategy="strict" | "weighted"``, ``weights={...}``)."""
         from .worker import Worker
 
         return Worker(self, concurrency=concurrency, **options)
 
+    def stats(self, queues: Sequence[str] | None = None) -> dict[str, QueueStats]:
+        """Each queue's counts (``Backend.stats``), by queue name, in the given order."""
+        return {name: self.queue(name).stats() for name in self.queues_in(queues)}
+
     def close(self) -> None:
-        """Close the backend, the store and the dispatcher's event loop."""
+        """Close the queues opened so far, the store and the dispatcher's event loop."""
         self.dispatcher.close()
         if self._idempotency is not None:
             self._idempotency.close()
-        if self._backend is not None:
-            self._backend.close()
+        for backend in self._backends.values():
+            backend.close()
 
     def __repr__(self) -> str:
+        if self._multi:
+            return f"<App {self.name} jobs={len(self._jobs)} queues={list(self._specs)!r}>"
         return f"<App {self.name} jobs={len(self._jobs)} backend={self._backend_spec!r}>"
 
 
@@ -506,6 +693,44 @@ def _bind_enqueue(hook: Callable[..., list[str]], call_next: Callable[[Sequence[
     def call(messages: Sequence[OutgoingMessage]) -> list[str]:
         return hook(messages, call_next)
     return call
+
+
+def _queue_specs(app: str, queues: Mapping[str, str | Backend]) -> dict[str, str | Backend]:
+    """``queues=`` checked: names, values, no queue twice."""
+    if not isinstance(queues, Mapping) or not queues:
+        raise ConfigurationError(
+            f"app {app!r}: queues= must be a non-empty mapping of name to URL or Backend, e.g. "
+            "queues={'critical': 'sqs://shop-critical', 'default': 'sqs://shop'}")
+    specs: dict[str, str | Backend] = {}
+    seen: dict[object, str] = {}
+    for name, spec in queues.items():
+        if not isinstance(name, str) or not _QUEUE_NAME.match(name):
+            raise ConfigurationError(
+                f"app {app!r}: queue name {name!r} must be 1-63 letters, digits, '-' or '_', "
+                "starting with a letter or digit (it names Terraform resources too)")
+        if not isinstance(spec, (str, Backend)) or not spec:
+            raise ConfigurationError(
+                f"app {app!r}: queue {name!r} must be a URL string or a Backend, got {spec!r}")
+        same = seen.get(spec if isinstance(spec, str) else id(spec))
+        if same is not None and spec != "memory://":  # each memory:// is a queue of its own
+            raise ConfigurationError(
+                f"app {app!r}: queues {same!r} and {name!r} are the same queue ({spec!r}); "
+                "give each name its own queue")
+        seen[spec if isinstance(spec, str) else id(spec)] = name
+        specs[name] = spec
+    return specs
+
+
+def _check_priority(job: Job[Any, Any], queue: str, backend: Backend, priority: int) -> None:
+    if type(priority) is not int:
+        raise ConfigurationError(f"job {job.name!r}: priority= must be an int (higher runs first), "
+                                 f"got {priority!r}")
+    if not backend.capabilities.priority:
+        raise UnsupportedFeature(
+            f"job {job.name!r}: priority= needs a queue that orders messages by priority "
+            f"(Capabilities.priority), and queue {queue!r} ({backend!r}) does not; give urgent "
+            "jobs their own queue instead: cq.App(queues={'critical': ..., 'default': ...}) and "
+            "enqueue(..., queue='critical') or @app.job(queue='critical')")
 
 
 def _check_traceparent(job: Job[Any, Any], traceparent: str) -> None:

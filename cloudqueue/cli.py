@@ -1,9 +1,12 @@
 """The ``cloudqueue`` command line.
 
     cloudqueue worker module:app [--concurrency N] [--until-empty]
+                      [--queues critical,default,bulk] [--strategy strict|weighted]
+                      [--weights critical=5,default=3,bulk=1]
     cloudqueue enqueue TARGET JOB JSON [--delay SECONDS] [--key KEY] [--ordering-key GROUP]
-    cloudqueue stats TARGET [--json] [--watch [SECONDS]] [--count N]
-    cloudqueue dead-letters list|redrive|purge TARGET
+                      [--queue NAME] [--priority N]
+    cloudqueue stats TARGET [--json] [--watch [SECONDS]] [--count N] [--queue NAME]
+    cloudqueue dead-letters list|redrive|purge TARGET [--queue NAME]
     cloudqueue terraform-vars module:app aws-sqs-lambda|gcp-cloud-tasks|gcp-pubsub
     cloudqueue dashboard module:app [--host 127.0.0.1] [--port 8000] [--read-only] [--token T]
 
@@ -66,8 +69,13 @@ def load_app(spec: str) -> App:
     return app
 
 
-def _target(spec: str) -> tuple[Backend, App | None]:
+def _target(spec: str, queue: str | None = None) -> tuple[Backend, App | None]:
+    """The backend TARGET names: a URL, or MODULE:APP's queue ``queue`` (default: its default)."""
     if "://" in spec:
+        if queue is not None:
+            raise click.BadParameter(
+                f"--queue {queue} picks one of an app's queues, and {spec!r} is a queue URL "
+                "already: drop --queue, or give MODULE:APP", param_hint="'--queue'")
         backend = from_url(spec)
         _check_memory(backend, spec)
         return backend, None
@@ -76,8 +84,9 @@ def _target(spec: str) -> tuple[Backend, App | None]:
             f"{spec!r} is neither a queue URL (e.g. sqs://orders?region=eu-west-1) nor "
             "MODULE:APP (e.g. myproject.jobs:app)", param_hint="'TARGET'")
     app = load_app(spec)
-    _check_memory(app.backend, spec, app)
-    return app.backend, app
+    backend = app.backend if queue is None else app.queue(queue)
+    _check_memory(backend, spec, app)
+    return backend, app
 
 
 def _check_memory(backend: Backend, spec: str, app: App | None = None) -> None:
@@ -187,16 +196,46 @@ def cli(verbose: bool) -> None:
                    "the heartbeat extends it while the job runs.")
 @click.option("--prefetch", default=1, show_default=True, type=click.IntRange(min=1),
               help="Messages each consumer takes per receive.")
+@click.option("--queues", "queue_list", metavar="NAME,NAME,...",
+              help="The app queues to consume, highest priority first (default: all, as declared).")
+@click.option("--strategy", type=click.Choice(["strict", "weighted"]), default="strict",
+              show_default=True,
+              help="strict: never take from a lower queue while a higher one has due work; "
+                   "weighted: share receives by --weights, starving none.")
+@click.option("--weights", metavar="NAME=N,...",
+              help="Weights for --strategy weighted (default: n, n-1, ..., 1 in queue order).")
 def worker(app_spec: str, concurrency: int, until_empty: bool, visibility_timeout: float | None,
-           prefetch: int) -> None:
-    """Consume the app's queue until SIGTERM/SIGINT (graceful: running jobs finish)."""
+           prefetch: int, queue_list: str | None, strategy: str, weights: str | None) -> None:
+    """Consume the app's queues until SIGTERM/SIGINT (graceful: running jobs finish)."""
+    chosen = _weights(weights) if weights is not None else None
     app = load_app(app_spec)
-    _check_memory(app.backend, app_spec, app)
+    queues = app.queues_in(_names(queue_list) if queue_list is not None else None)
+    for name in queues:
+        _check_memory(app.queue(name), app_spec, app)
     visibility = timedelta(seconds=visibility_timeout) if visibility_timeout is not None else None
-    stats = app.worker(concurrency=concurrency, visibility_timeout=visibility,
-                       prefetch=prefetch).run(until_empty=until_empty)
+    stats = app.worker(concurrency=concurrency, visibility_timeout=visibility, prefetch=prefetch,
+                       queues=queues, strategy=strategy,
+                       weights=chosen).run(until_empty=until_empty)
     click.echo(table(["succeeded", "retried", "dead-lettered", "released"],
                      [[stats.succeeded, stats.retried, stats.dead_lettered, stats.released]]))
+
+
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise click.BadParameter("name at least one queue, e.g. critical,default", param_hint="'--queues'")
+    return names
+
+
+def _weights(text: str) -> dict[str, int]:
+    weights: dict[str, int] = {}
+    for part in text.split(","):
+        name, sep, number = part.strip().partition("=")
+        if not sep or not name.strip() or not number.strip().isdigit():
+            raise click.BadParameter(f"{part.strip()!r} is not NAME=N (e.g. critical=5,default=1)",
+                                     param_hint="'--weights'")
+        weights[name.strip()] = int(number)
+    return weights
 
 
 @cli.command()
@@ -206,8 +245,11 @@ def worker(app_spec: str, concurrency: int, until_empty: bool, visibility_timeou
 @click.option("--delay", type=click.FloatRange(min=0), help="Seconds to hold the job back.")
 @click.option("--key", "idempotency_key", help="Idempotency key.")
 @click.option("--ordering-key", help="FIFO group (needs a FIFO queue).")
+@click.option("--queue", help="The app queue to send it to (MODULE:APP only; default: the job's).")
+@click.option("--priority", type=int, help="Higher runs first (needs a queue with priorities).")
 def enqueue(target: str, job: str, payload: str, delay: float | None,
-            idempotency_key: str | None, ordering_key: str | None) -> None:
+            idempotency_key: str | None, ordering_key: str | None, queue: str | None,
+            priority: int | None) -> None:
     """Enqueue JOB with a JSON payload; print its id.
 
     With TARGET as module:app the payload is validated against the job's model first.
@@ -219,7 +261,7 @@ def enqueue(target: str, job: str, payload: str, delay: float | None,
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"payload is not JSON: {exc}", param_hint="JSON") from None
     wait = timedelta(seconds=delay) if delay else None
-    backend, app = _target(target)
+    backend, app = _target(target, queue)
     if app is None:
         # No app at hand: a job of that name that takes any JSON, so the envelope, the delay
         # (hops beyond the queue's limit), the key and the size go through the same checks.
@@ -230,7 +272,11 @@ def enqueue(target: str, job: str, payload: str, delay: float | None,
 
         app.job(name=job)(as_given)
     click.echo(app.enqueue(job, data, delay=wait, idempotency_key=idempotency_key,
-                           ordering_key=ordering_key))
+                           ordering_key=ordering_key, queue=queue, priority=priority))
+
+
+_QUEUE_OPTION = click.option(
+    "--queue", help="Which of the app's queues (MODULE:APP only; default: its default queue).")
 
 
 class _Seconds(click.ParamType):  # type: ignore[type-arg]  # generic in recent click; 8.1 cannot subscript it
@@ -257,7 +303,8 @@ class _Seconds(click.ParamType):  # type: ignore[type-arg]  # generic in recent 
               help="Redraw every SECONDS (default 2), with rates between samples, until Ctrl-C.")
 @click.option("--count", type=click.IntRange(min=1), default=None, metavar="N",
               help="With --watch: stop after N samples.")
-def stats(target: str, as_json: bool, watch: float | None, count: int | None) -> None:
+@click.option("--queue", help="Only this one of the app's queues (MODULE:APP only; default: all).")
+def stats(target: str, as_json: bool, watch: float | None, count: int | None, queue: str | None) -> None:
     """Show each queue's health: waiting, in flight, delayed, dead letters, oldest age.
 
     TARGET is a queue URL or MODULE:APP (a row for every queue of the app). A figure the
@@ -268,8 +315,8 @@ def stats(target: str, as_json: bool, watch: float | None, count: int | None) ->
     """
     from . import _stats
 
-    backend, app = _target(target)
-    queues = _stats.queues_of(app) if app is not None else [
+    backend, app = _target(target, queue)
+    queues = _stats.queues_of(app, queue) if app is not None else [
         (_stats.queue_name(target, backend, target), backend)]
     if watch is None and count is None:
         samples = _stats.sample(queues)
@@ -327,9 +374,10 @@ def dead_letters() -> None:
 @click.argument("target")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line, bodies included.")
-def list_dead(target: str, limit: int, as_json: bool) -> None:
+@_QUEUE_OPTION
+def list_dead(target: str, limit: int, as_json: bool, queue: str | None) -> None:
     """Show dead letters with why they are there (nothing is removed)."""
-    backend, _ = _target(target)
+    backend, _ = _target(target, queue)
     letters = backend.dead_letters(limit=limit)
     if as_json:
         for letter in letters:
@@ -357,9 +405,10 @@ def _clip(text: str, width: int) -> str:
 @dead_letters.command("redrive")
 @click.argument("target")
 @click.option("--id", "ids", multiple=True, help="Only these dead letters (repeatable).")
-def redrive(target: str, ids: tuple[str, ...]) -> None:
+@_QUEUE_OPTION
+def redrive(target: str, ids: tuple[str, ...], queue: str | None) -> None:
     """Put dead letters back on their queue, intact."""
-    backend, _ = _target(target)
+    backend, _ = _target(target, queue)
     count = backend.redrive(list(ids) or None)
     click.echo(f"redrove {count} message(s)")
 
@@ -367,11 +416,13 @@ def redrive(target: str, ids: tuple[str, ...]) -> None:
 @dead_letters.command("purge")
 @click.argument("target")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def purge(target: str, yes: bool) -> None:
+@_QUEUE_OPTION
+def purge(target: str, yes: bool, queue: str | None) -> None:
     """Delete every dead letter."""
     if not yes:
-        click.confirm(f"delete every dead letter of {target}?", abort=True)
-    backend, _ = _target(target)
+        where = target if queue is None else f"queue {queue!r} of {target}"
+        click.confirm(f"delete every dead letter of {where}?", abort=True)
+    backend, _ = _target(target, queue)
     count = backend.purge_dead_letters()
     click.echo("purged" if count < 0 else f"purged {count} message(s)")
 

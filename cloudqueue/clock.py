@@ -48,6 +48,24 @@ def format_time(moment: datetime) -> str:
         moment.microsecond)
 
 
+#: (whole second, its text up to the fraction): most timestamps share their second
+_second: tuple[int, str] = (-1, "")
+
+
+def format_timestamp(ts: float) -> str:
+    """``format_time`` of a Unix timestamp (microseconds truncated), without a datetime."""
+    global _second
+    second = int(ts)
+    if second < 0 or second > 253_402_300_799:  # before 1970 or after 9999: the general path
+        return format_time(datetime.fromtimestamp(ts, timezone.utc))
+    cached = _second
+    if cached[0] != second:
+        moment = datetime.fromtimestamp(second, timezone.utc)
+        cached = _second = (second, "%04d-%02d-%02dT%02d:%02d:%02d." % (  # noqa: UP031
+            moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second))
+    return "%s%06dZ" % (cached[1], int((ts - second) * 1_000_000))  # noqa: UP031
+
+
 def parse_time(text: str) -> datetime:
     """Parse an RFC 3339 timestamp (``Z`` or an offset) into an aware UTC datetime."""
     if text.endswith(("Z", "z")):

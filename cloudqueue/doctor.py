@@ -123,6 +123,9 @@ class QueueUnderCheck:
     backend: Backend
     jobs: tuple[Job[Any, Any], ...]
     settings: DoctorSettings = field(default_factory=DoctorSettings)
+    #: the jobs routed to this queue, of an app with several (None: every job); any job
+    #: may be sent to any queue, so attempts and backoff follow ``jobs``, ordering these
+    routed: tuple[Job[Any, Any], ...] | None = None
 
     @property
     def label(self) -> str:
@@ -144,13 +147,15 @@ class QueueUnderCheck:
     @property
     def ordered_jobs(self) -> list[str]:
         """The jobs that use an ordering key."""
-        return sorted(job.name for job in self.jobs if job.ordering_key is not None)
+        jobs = self.jobs if self.routed is None else self.routed
+        return sorted(job.name for job in jobs if job.ordering_key is not None)
 
     def terraform_values(self, module: str) -> dict[str, object]:
         """What ``cloudqueue terraform-vars`` prints for these jobs and ``module``."""
-        from .tfvars import module_values
+        from .tfvars import module_values, ordering_of
 
-        return module_values(self.jobs, module)
+        values = module_values(self.jobs, module)
+        return values if self.routed is None else ordering_of(module, values, list(self.routed))
 
     def error(self, check: str, found: str, fix: str, why: str = "") -> Finding:
         return Finding(self.label, check, Severity.ERROR, found, fix, why)
@@ -250,9 +255,14 @@ def checks_for(scheme: str, *, group: str = ENTRY_POINT_GROUP) -> Any:
 
 
 def queues_of(app: App, settings: DoctorSettings) -> list[QueueUnderCheck]:
-    """The app's queues with the jobs each carries (one backend carries every job today)."""
-    return [QueueUnderCheck(url=app.backend_url, backend=app.backend, jobs=tuple(app.jobs.values()),
-                            settings=settings)]
+    """The app's queues with the jobs each carries: every job (any may be enqueued to any
+    queue), and, with several queues, the jobs routed to each."""
+    jobs = tuple(app.jobs.values())
+    if len(app.queue_names) == 1:
+        return [QueueUnderCheck(url=app.backend_url, backend=app.backend, jobs=jobs, settings=settings)]
+    return [QueueUnderCheck(url=app.queue_url(name), backend=app.queue(name), jobs=jobs, settings=settings,
+                            routed=tuple(job for job in jobs if job.queue == name))
+            for name in app.queue_names]
 
 
 def diagnose(app: App, settings: DoctorSettings | None = None) -> Report:

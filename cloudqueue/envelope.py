@@ -112,23 +112,34 @@ def _quoted(text: str) -> bytes:
     return _dumps(text).encode()
 
 
-def encode(*, job_id: str, app: str, job_type: str, time: datetime, data: Any = None,
+@lru_cache(maxsize=1024)
+def _head(app: str, job_type: str) -> bytes:
+    """The envelope's attributes between ``id`` and ``time``, the same for every job of a type."""
+    return b',"source":%s,"type":%s,"time":"' % (_quoted(f"cloudqueue://{app}"), _quoted(job_type))
+
+
+def encode(*, job_id: str, app: str, job_type: str, time: datetime | str, data: Any = None,
            data_json: bytes | None = None, key: str | None = None,
-           not_before: datetime | None = None, traceparent: str | None = None) -> bytes:
+           not_before: datetime | None = None, traceparent: str | None = None,
+           plain_id: bool = False) -> bytes:
     """Serialize an envelope.
 
     Args:
+        time: when it was enqueued: an aware datetime, or its text as ``format_time`` writes it.
         data: the payload as JSON-compatible data, or
         data_json: the payload already serialized (e.g. by pydantic's ``dump_json``).
+        plain_id: ``job_id`` is known to be letters and digits only (it needs no escaping).
     """
     if data_json is None:
         data_json = to_json(data)
-    quoted_id = b'"%s"' % job_id.encode() if job_id.isascii() and job_id.isalnum() \
+    quoted_id = b'"%s"' % job_id.encode() if plain_id or (job_id.isascii() and job_id.isalnum()) \
         else _dumps(job_id).encode()
-    parts = [b'{"specversion":"1.0","id":', quoted_id,
-             b',"source":', _quoted(f"cloudqueue://{app}"), b',"type":', _quoted(job_type),
-             b',"time":"', format_time(time).encode(),
-             b'","datacontenttype":"application/json","data":', data_json, b',"cqv":1']
+    body = b'{"specversion":"1.0","id":%s%s%s","datacontenttype":"application/json","data":%s,"cqv":1' % (
+        quoted_id, _head(app, job_type), (time if type(time) is str else format_time(time)).encode(),  # type: ignore[arg-type]
+        data_json)
+    if key is None and not_before is None and traceparent is None:
+        return body + b"}"
+    parts = [body]
     if key is not None:
         parts += (b',"cqkey":', _dumps(key).encode())
     if not_before is not None:

@@ -34,7 +34,7 @@ class Job(Generic[P, R]):
 
     def __init__(self, app: App, func: Callable[..., R], *, name: str, retry: Retry,
                  payload_type: Any, codec: PayloadCodec, takes_context: bool,
-                 ordering_key: OrderingKey) -> None:
+                 ordering_key: OrderingKey, queue: str = "default") -> None:
         self.app = app
         self.func = func
         self.name = name
@@ -43,6 +43,8 @@ class Job(Generic[P, R]):
         self.takes_context = takes_context
         self.is_async = inspect.iscoroutinefunction(func)
         self.ordering_key = ordering_key
+        #: the app queue an enqueue goes to unless it says ``queue=``
+        self.queue = queue
         self.codec = codec
         #: with the app's store: None guards keyed enqueues, False none, a cq.Once all
         self.once: Once | bool | None = None
@@ -103,13 +105,16 @@ class Job(Generic[P, R]):
     # -- enqueueing --------------------------------------------------------------------
     def message(self, payload: P | dict[str, Any], *, delay: timedelta | None = None,
                 at: datetime | None = None, idempotency_key: str | None = None,
-                ordering_key: str | None = None, traceparent: str | None = None) -> OutgoingMessage:
+                ordering_key: str | None = None, traceparent: str | None = None,
+                queue: str | None = None, priority: int | None = None) -> OutgoingMessage:
         """Validate and serialize one job without sending it (see ``enqueue_many``)."""
-        return self.app._build(self, payload, delay, at, idempotency_key, ordering_key, traceparent)
+        return self.app._build(self, payload, delay, at, idempotency_key, ordering_key, traceparent,
+                               queue, priority)
 
     def enqueue(self, payload: P | dict[str, Any], *, delay: timedelta | None = None,
                 at: datetime | None = None, idempotency_key: str | None = None,
-                ordering_key: str | None = None, traceparent: str | None = None) -> str:
+                ordering_key: str | None = None, traceparent: str | None = None,
+                queue: str | None = None, priority: int | None = None) -> str:
         """Queue the job; return its job id.
 
         Args:
@@ -120,21 +125,29 @@ class Job(Generic[P, R]):
                 the first job's id (within the backend's dedup window).
             ordering_key: FIFO group; needs a backend with ordering.
             traceparent: W3C trace context to carry (default: the running job's, if any).
+            queue: the app queue to send it to (default: the job's ``queue=``).
+            priority: runs before lower priorities waiting in the same queue (higher
+                first; needs a queue with ``Capabilities.priority``, e.g. memory).
 
         Raises:
             PayloadError: the payload does not validate, or is too large; nothing is sent.
-            UnsupportedFeature: the backend cannot honour ``delay``/``ordering_key``.
+            ConfigurationError: ``queue`` is not one of the app's queues.
+            UnsupportedFeature: the destination queue cannot honour ``delay``,
+                ``ordering_key`` or ``priority``.
         """
         app = self.app
-        msg = app._build(self, payload, delay, at, idempotency_key, ordering_key, traceparent)
+        msg = app._build(self, payload, delay, at, idempotency_key, ordering_key, traceparent,
+                         queue, priority)
         return app._enqueue([msg])[0]
 
     def enqueue_many(self, payloads: Iterable[P | dict[str, Any] | OutgoingMessage], *,
-                     delay: timedelta | None = None, at: datetime | None = None) -> list[str]:
+                     delay: timedelta | None = None, at: datetime | None = None,
+                     queue: str | None = None) -> list[str]:
         """Queue many jobs in as few backend calls as it allows; return their ids in order.
 
-        Items may be payloads or ``job.message(...)`` results (for per-item options).
-        Every item is validated before anything is sent.
+        Items may be payloads or ``job.message(...)`` results (for per-item options, a
+        ``queue=`` among them). Every item is validated before anything is sent; the
+        messages are grouped per queue and each group goes through its queue's backend.
         """
         msgs: list[OutgoingMessage] = []
         for index, item in enumerate(payloads):
@@ -142,7 +155,7 @@ class Job(Generic[P, R]):
                 msgs.append(item)
                 continue
             try:
-                msgs.append(self.message(item, delay=delay, at=at))
+                msgs.append(self.message(item, delay=delay, at=at, queue=queue))
             except PayloadError as exc:
                 raise exc.at_item(index) from None
         return self.app._enqueue(msgs)

@@ -102,14 +102,15 @@ def enqueued(backend: Backend, job_type: str) -> list[Any]:
 
 
 @contextlib.contextmanager
-def use_backend(app: App, backend: Backend) -> Iterator[Backend]:
-    """Point ``app`` at ``backend`` for the duration of the block (e.g. your app in tests)."""
-    previous = app._backend_spec, app._backend
-    app.backend = backend
+def use_backend(app: App, backend: Backend, queue: str | None = None) -> Iterator[Backend]:
+    """Point ``app`` (its queue ``queue``, default: its default queue) at ``backend`` for the
+    duration of the block (e.g. your app in tests)."""
+    name = app.default_queue if queue is None else app.check_queue(queue)
+    previous = app._swap_queue(name, backend, backend)
     try:
         yield backend
     finally:
-        app._backend_spec, app._backend = previous
+        app._swap_queue(name, *previous)
 
 
 if pytest is not None:

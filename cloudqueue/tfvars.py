@@ -9,6 +9,8 @@ registered jobs, so they are written once, in Python:
     Backoff initial / maximum -> min/max backoff        (gcp-cloud-tasks, gcp-pubsub)
     any job's ordering_key    -> fifo / enable_message_ordering
     a standard SQS queue      -> allow_send_to_queue    (delays over 15 minutes hop)
+    cq.App(queues={...})      -> queues = { <name> = {...} }, one entry per queue besides
+                                 the default one (the module's own queue)
     App(store="dynamodb://T") -> store_table, store_table_name  (aws-sqs-lambda)
     App(store="firestore://P/C") -> store_collection[, store_database]  (gcp-*)
 
@@ -18,6 +20,7 @@ No cloud SDK is imported here.
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     from .app import App
     from .job import Job
 
-__all__ = ["MODULES", "module_values", "render_tfvars"]
+__all__ = ["MODULES", "module_values", "ordering_of", "render_tfvars"]
 
 MODULES = ("aws-sqs-lambda", "gcp-cloud-tasks", "gcp-pubsub")
 
@@ -68,10 +71,51 @@ def render_tfvars(app: App, module: str) -> str:
         "# Jobs: " + ", ".join(f"{job.name} ({_attempts(job)})" for job in jobs) + ".",
     ]
     comments, values = render(jobs)
+    if len(app.queue_names) > 1:
+        more, values = _queues(app, jobs, module, values)
+        comments = [*comments, *more]
+    # after the queues map: the store is one per module, shared by every queue's consumer
     more, store = _store(app, module)
     comments, values = [*comments, *more], {**values, **store}
     lines = [wrapped for line in [*header, *comments] for wrapped in _wrap(line)]
     return "\n".join([*lines, *_assignments(values)]) + "\n"
+
+
+def _queues(app: App, jobs: list[Job[Any, Any]], module: str,
+            values: dict[str, object]) -> tuple[list[str], dict[str, object]]:
+    """The default queue's values at the top, and a ``queues`` map for the other queues.
+
+    Any job can be sent to any queue (``enqueue(queue=...)``), so every queue gets the
+    attempts and backoff bounds of all the app's jobs; ordering follows the jobs routed
+    to each queue.
+    """
+    primary = app.default_queue
+    others = [name for name in app.queue_names if name != primary]
+    comments = [
+        f"# queues: the app's queues besides {primary!r} (the module's own queue), one entry each: "
+        f"{', '.join(others)}. The module names each \"<name>-<queue>\" with its own dead-letter "
+        "queue and consumer; any job can be enqueued to any queue (queue=...), so each takes the "
+        "attempts and backoff of all the jobs, and ordering follows the jobs routed to it.",
+    ]
+    for name in app.queue_names:
+        if not _QUEUE_KEY.match(name):
+            raise ConfigurationError(
+                f"queue name {name!r} cannot name Terraform resources; use letters, digits, '-' "
+                "and '_', starting with a letter")
+    queues = {name: ordering_of(module, values, [job for job in jobs if job.queue == name])
+              for name in others}
+    top = ordering_of(module, values, [job for job in jobs if job.queue == primary])
+    return comments, {**top, "queues": queues}
+
+
+def ordering_of(module: str, values: dict[str, object], routed: list[Job[Any, Any]]) -> dict[str, object]:
+    """``values`` with the ordering settings of the jobs ``routed`` to one queue."""
+    ordered = bool(_ordered(routed))
+    if module == "aws-sqs-lambda":
+        return {**values, "fifo": ordered, "allow_send_to_queue": not ordered}
+    if module == "gcp-pubsub":
+        return {**values, "enable_message_ordering": ordered}
+    return dict(values)
 
 
 def module_values(jobs: Sequence[Job[Any, Any]], module: str) -> dict[str, object]:
@@ -248,15 +292,36 @@ def _store(app: App, module: str) -> tuple[list[str], dict[str, object]]:
             f"{values['store_collection']!r} in project {parts.netloc!r} (the module's project)."], values
 
 
+_QUEUE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
 def _seconds(value: timedelta) -> int | float:
     seconds = value.total_seconds()
     return int(seconds) if seconds.is_integer() else round(seconds, 6)
 
 
-def _assignments(values: dict[str, object]) -> list[str]:
-    # Aligned on "=" as `terraform fmt` writes it, so the output is fmt-clean.
-    width = max(len(name) for name in values)
-    return [f"{name.ljust(width)} = {_hcl(value)}" for name, value in values.items()]
+def _assignments(values: dict[str, object], indent: str = "") -> list[str]:
+    # Aligned on "=" as `terraform fmt` writes it, so the output is fmt-clean: a run of
+    # one-line values is aligned, a multi-line value (a map) stands alone.
+    lines: list[str] = []
+    run: list[tuple[str, object]] = []
+
+    def flush() -> None:
+        if run:
+            width = max(len(name) for name, _ in run)
+            lines.extend(f"{indent}{name.ljust(width)} = {_hcl(value)}" for name, value in run)
+            run.clear()
+
+    for name, value in values.items():
+        if isinstance(value, dict):
+            flush()
+            lines.append(f"{indent}{name} = {{")
+            lines.extend(_assignments(value, indent + "  "))
+            lines.append(f"{indent}}}")
+        else:
+            run.append((name, value))
+    flush()
+    return lines
 
 
 def _hcl(value: object) -> str:

@@ -17,6 +17,12 @@ On SIGTERM or SIGINT the worker stops receiving, finishes what it started, then 
 back at once anything it received but had not started. A job that raises anything,
 ``SystemExit`` included, fails by its retry policy; ``KeyboardInterrupt`` from a job
 gives its message back and stops the worker. No consumer thread dies of a job.
+
+With several queues (``queues=["critical", "default", "bulk"]``) each consumer picks the
+queue of every receive (``_Picker``): ``strict`` asks them in order and takes from the
+first that has due work; ``weighted`` shares receives by ``weights`` with smooth weighted
+round robin. The heartbeat, stale settles and the give-back on stop follow each
+message's own queue. With one queue the loop is the same as ever: no pick per receive.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from types import FrameType
@@ -46,6 +52,8 @@ log = logging.getLogger("cloudqueue.worker")
 #: the window assumed when neither the worker nor the receive says one (Pub/Sub's
 #: shortest ack deadline, so a guess errs towards beating too often)
 _UNKNOWN_WINDOW = timedelta(seconds=10)
+_NO_WAIT = timedelta(0)
+STRATEGIES = ("strict", "weighted")
 
 
 @dataclass
@@ -72,20 +80,109 @@ _COUNTER = {Outcome.ACK: "succeeded", Outcome.RETRY: "retried", Outcome.DEAD_LET
 
 
 class _Held:
-    """A received, unsettled delivery and when the heartbeat last extended it."""
+    """A received, unsettled delivery, its queue, and when the heartbeat last extended it."""
 
-    __slots__ = ("delivery", "extended")
+    __slots__ = ("backend", "delivery", "extended")
 
-    def __init__(self, delivery: Delivery, extended: float) -> None:
+    def __init__(self, delivery: Delivery, extended: float, backend: Backend) -> None:
         self.delivery = delivery
         self.extended = extended
+        self.backend = backend
+
+
+class _Picker:
+    """Which queue one consumer receives from next (one per consumer thread: no lock).
+
+    ``strict`` (``weights`` None) asks the queues in their order, each without waiting,
+    and takes from the first that has due work: a lower queue is asked only after every
+    higher one came back empty.
+
+    ``weighted`` is smooth weighted round robin (the scheme nginx uses for upstreams):
+    before each receive every queue's credit grows by its weight, the queues are asked
+    in order of credit, and the one that delivers pays the sum of the weights. With
+    weights 3:2:1 and every queue busy the receives go a b a c b a, repeating: each
+    queue gets its share in every cycle of six, spread out rather than in bursts, so
+    none starves and none waits longer than a cycle. A queue found empty sits that
+    round out (its banked credit goes back to the others by weight, and its weight is
+    not in the sum paid), so it cannot bank a burst while idle; the next queue in
+    credit order is asked instead, so no receive is wasted on an empty queue. A receive
+    of several messages (``prefetch``) counts as that many turns: the shares are shares
+    of messages.
+
+    When every queue is empty the consumer long-polls the one first in line for the
+    worker's ``poll_wait``, so an idle worker waits rather than spins; work arriving
+    meanwhile on another queue waits at most that long.
+    """
+
+    __slots__ = ("backends", "credit", "total", "weights")
+
+    def __init__(self, backends: Sequence[Backend], weights: Sequence[int] | None) -> None:
+        self.backends = list(backends)
+        self.weights = list(weights) if weights is not None else None
+        self.credit = [0.0] * len(self.backends)
+        self.total = sum(self.weights) if self.weights is not None else 0
+
+    def order(self) -> list[int]:
+        """The queues' indexes in the order to ask them this time."""
+        if self.weights is None:
+            return list(range(len(self.backends)))
+        ahead = [credit + weight for credit, weight in zip(self.credit, self.weights, strict=True)]
+        return sorted(range(len(ahead)), key=lambda index: (-ahead[index], index))
+
+    def took(self, index: int, empty: Sequence[int] = (), count: int = 1) -> None:
+        """Queue ``index`` delivered ``count`` messages: as ``count`` turns, every credit but
+        the empty ones' grows by its weight, and it pays the sum of those weights."""
+        if self.weights is None:
+            return
+        credit, weights = self.credit, self.weights
+        paid = self.total
+        if empty:
+            # an empty queue keeps no credit: what it banked goes back to the others by
+            # weight, so the credits still sum to zero and the busy queues' shares hold
+            paid -= sum(weights[position] for position in empty)
+            banked = sum(max(credit[position], 0.0) for position in empty)
+            for position in empty:
+                credit[position] = min(credit[position], 0.0)
+            if banked:
+                for position, weight in enumerate(weights):
+                    if position not in empty:
+                        credit[position] += banked * weight / paid
+        for position, weight in enumerate(weights):
+            if position not in empty:
+                credit[position] += weight * count
+        credit[index] -= paid * count
+
+    def receive(self, max_messages: int, wait: timedelta,
+                visibility: timedelta | None) -> tuple[Backend, list[Delivery]]:
+        order = self.order()
+        backends = self.backends
+        for asked, index in enumerate(order):
+            batch = backends[index].receive(max_messages=max_messages, wait=_NO_WAIT,
+                                            visibility=visibility)
+            if batch:
+                self.took(index, order[:asked], len(batch))
+                return backends[index], batch
+        first = order[0]
+        if wait <= _NO_WAIT:
+            return backends[first], []
+        batch = backends[first].receive(max_messages=max_messages, wait=wait, visibility=visibility)
+        if batch:
+            self.took(first, (), len(batch))
+        return backends[first], batch
 
 
 class Worker:
-    """Consume an app's backend until stopped.
+    """Consume an app's queues until stopped.
 
     Args:
         app: the app whose jobs run.
+        queues: the app queues to consume, highest priority first (default: every queue
+            of the app, in declared order).
+        strategy: with several queues, ``"strict"`` (never take from a lower queue while
+            a higher one has due work) or ``"weighted"`` (share by ``weights``; nothing
+            starves). See ``_Picker``.
+        weights: for ``"weighted"``: queue name -> positive int (default: the queues in
+            order weigh n, n-1, ..., 1).
         concurrency: jobs running at once (one consumer thread each).
         poll_wait: how long one receive call may wait for messages (long polling).
         prefetch: messages one consumer takes per receive (more saves calls on remote
@@ -100,7 +197,9 @@ class Worker:
     def __init__(self, app: App, *, concurrency: int = 8,
                  poll_wait: timedelta = timedelta(seconds=1), prefetch: int = 1,
                  visibility_timeout: timedelta | None = None,
-                 heartbeat: timedelta | None = None, handle_signals: bool = True) -> None:
+                 heartbeat: timedelta | None = None, handle_signals: bool = True,
+                 queues: Sequence[str] | None = None, strategy: str = "strict",
+                 weights: Mapping[str, int] | None = None) -> None:
         if type(concurrency) is not int or concurrency < 1:
             raise ConfigurationError(f"worker concurrency must be an int >= 1, got {concurrency!r}")
         if type(prefetch) is not int or prefetch < 1:
@@ -109,6 +208,9 @@ class Worker:
             raise ConfigurationError(f"worker visibility_timeout must be positive, got {visibility_timeout}")
         if heartbeat is not None and heartbeat <= timedelta(0):
             raise ConfigurationError(f"worker heartbeat must be positive, got {heartbeat}")
+        self.queues = app.queues_in(queues)
+        self.strategy = strategy
+        self.weights = _weights(self.queues, strategy, weights)
         self.app = app
         self.concurrency = concurrency
         self.poll_wait = poll_wait
@@ -124,7 +226,8 @@ class Worker:
         self._steps: dict[timedelta, float] = {}  # visibility window -> seconds between beats
         self._lock = threading.Lock()
         self._held: dict[int, _Held] = {}  # received and not yet settled, for the heartbeat
-        self._unstarted: list[Delivery] = []  # received after stop: given back at the end
+        self._unstarted: list[tuple[Backend, Delivery]] = []  # received after stop: given back at the end
+        self._backends: list[Backend] = []
         self._busy: list[bool] = []  # per consumer: running jobs now
         self._until_empty = False
         self._loop: AbstractEventLoop | None = None
@@ -147,23 +250,34 @@ class Worker:
                 job running here, and (where the backend can tell) no message waiting,
                 in flight or delayed, so pending retries run first.
         """
-        backend = self.app.backend
-        if not backend.capabilities.pull:
-            raise ConfigurationError(f"{backend!r} is push-only: run its function shim, not a worker")
+        backends = self._backends = [self.app.queue(name) for name in self.queues]
+        for name, backend in zip(self.queues, backends, strict=True):
+            if not backend.capabilities.pull:
+                raise ConfigurationError(f"queue {name!r} ({backend!r}) is push-only: run its function "
+                                         "shim, not a worker")
+        backend = backends[0]
         self._until_empty = until_empty
         self._beat_stop.clear()
         restore = self._install_signals() if self.handle_signals else None
         per_thread = [WorkerStats() for _ in range(self.concurrency)]
         self._busy = [False] * self.concurrency
-        consumers = [threading.Thread(target=self._consume, args=(n, backend, stats),
-                                      name=f"cloudqueue-worker-{n}", daemon=True)
-                     for n, stats in enumerate(per_thread)]
+        weights = None if self.weights is None else [self.weights[name] for name in self.queues]
+        consumers = [threading.Thread(
+            target=self._consume, args=(n, backend, stats,
+                                        _Picker(backends, weights) if len(backends) > 1 else None),
+            name=f"cloudqueue-worker-{n}", daemon=True) for n, stats in enumerate(per_thread)]
         beat = None
-        if backend.capabilities.visibility:
-            beat = threading.Thread(target=self._heartbeat, args=(backend,),
+        beating = {id(queue) for queue in backends if queue.capabilities.visibility}
+        if beating:
+            beat = threading.Thread(target=self._heartbeat, args=(beating,),
                                     name="cloudqueue-heartbeat", daemon=True)
             beat.start()
-        log.info("worker for app %r on %r: concurrency %d", self.app.name, backend, self.concurrency)
+        if len(backends) == 1:
+            log.info("worker for app %r on %r: concurrency %d", self.app.name, backend, self.concurrency)
+        else:
+            log.info("worker for app %r on queues %s (%s%s): concurrency %d", self.app.name,
+                     ", ".join(self.queues), self.strategy,
+                     "" if self.weights is None else f" {self.weights}", self.concurrency)
         try:
             for thread in consumers:
                 thread.start()
@@ -175,7 +289,7 @@ class Worker:
             for thread in consumers:
                 while thread.is_alive():  # running jobs finish; the heartbeat keeps them hidden
                     thread.join(0.2)
-            self._give_back(backend)
+            self._give_back()
             self._beat_stop.set()
             self._beat_wake.set()
             if beat is not None:
@@ -189,7 +303,7 @@ class Worker:
         return self.stats
 
     # -- one consumer ------------------------------------------------------------------------
-    def _consume(self, slot: int, backend: Backend, stats: WorkerStats) -> None:
+    def _consume(self, slot: int, backend: Backend, stats: WorkerStats, picker: _Picker | None) -> None:
         # No lock on this path: the dict and list updates below are atomic in CPython, and
         # a lock taken per job makes the consumers queue behind each other.
         dispatcher = self.app.dispatcher
@@ -206,8 +320,11 @@ class Worker:
             # the queue is empty (and return) at once rather than after a long poll
             wait = no_wait if worked and self._until_empty else self.poll_wait
             try:
-                batch = backend.receive(max_messages=self.prefetch, wait=wait,
-                                        visibility=self.visibility_timeout)
+                if picker is None:
+                    batch = backend.receive(max_messages=self.prefetch, wait=wait,
+                                            visibility=self.visibility_timeout)
+                else:  # several queues: this receive's queue, by the strategy
+                    backend, batch = picker.receive(self.prefetch, wait, self.visibility_timeout)
             except Exception:  # the queue is unreachable: wait, then try again
                 log.exception("receive failed; retrying in %s", self.poll_wait)
                 stop.wait(self.poll_wait.total_seconds())
@@ -215,12 +332,13 @@ class Worker:
             worked = bool(batch)
             if not batch:
                 # in flight counts what another consumer received but has not yet taken up
-                if self._until_empty and self._all_idle() and _is_empty(backend):
+                if self._until_empty and self._all_idle() and \
+                        all(_is_empty(queue) for queue in self._backends):
                     stop.set()
                 continue
             busy[slot] = True
             for delivery in batch:
-                held[id(delivery)] = _Held(delivery, received_at)
+                held[id(delivery)] = _Held(delivery, received_at, backend)
             if received_at + self._step(batch[0]) < self._beat_at:
                 self._beat_wake.set()  # due before the heartbeat would look again
             try:
@@ -228,7 +346,7 @@ class Worker:
                     if stop.is_set():
                         # given back once every consumer has stopped polling, so no
                         # consumer of ours takes it again
-                        self._unstarted.append(delivery)
+                        self._unstarted.append((backend, delivery))
                         continue
                     lease = delivery.lease_until
                     if lease is not None and backend.clock.time() >= lease:
@@ -282,12 +400,15 @@ class Worker:
         # the running job's trace context reaches the coroutine
         return asyncio.run_coroutine_threadsafe(coro, self._event_loop()).result()
 
-    def _give_back(self, backend: Backend) -> None:
+    def _give_back(self) -> None:
         unstarted, self._unstarted = self._unstarted, []
-        if unstarted:
-            self.app.dispatcher.give_back(backend, unstarted)
-            self.stats.released += len(unstarted)
-        for delivery in unstarted:
+        by_queue: dict[int, tuple[Backend, list[Delivery]]] = {}
+        for backend, delivery in unstarted:
+            by_queue.setdefault(id(backend), (backend, []))[1].append(delivery)
+        for backend, deliveries in by_queue.values():
+            self.app.dispatcher.give_back(backend, deliveries)
+            self.stats.released += len(deliveries)
+        for _, delivery in unstarted:
             self._held.pop(id(delivery), None)
 
     # -- around the consumers ------------------------------------------------------------------
@@ -306,7 +427,8 @@ class Worker:
             self._steps[window] = step
         return step
 
-    def _heartbeat(self, backend: Backend) -> None:
+    def _heartbeat(self, beating: set[int]) -> None:
+        """Extend every held message whose queue has visibility (``beating``: their ids)."""
         warned: set[str] = set()
         guard = self.app.idempotency
         while not self._beat_stop.is_set():
@@ -315,6 +437,9 @@ class Worker:
             now = time.monotonic()
             wake = now + 1.0  # with nothing held; consumers wake it when they take messages
             for entry in list(self._held.values()):
+                backend = entry.backend
+                if id(backend) not in beating:
+                    continue
                 step = self._step(entry.delivery)
                 due = entry.extended + step
                 if now >= due:
@@ -378,6 +503,40 @@ class Worker:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return restore
+
+
+def _weights(queues: Sequence[str], strategy: str,
+             weights: Mapping[str, int] | None) -> dict[str, int] | None:
+    """The weight of each queue for ``weighted``; None for ``strict``.
+
+    Raises:
+        ConfigurationError: an unknown strategy, weights with ``strict``, a weight that is
+            not a positive int, or one for a queue the worker does not consume.
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigurationError(f"worker strategy must be one of {', '.join(map(repr, STRATEGIES))}, "
+                                 f"got {strategy!r}")
+    if strategy == "strict":
+        if weights is not None:
+            raise ConfigurationError("worker weights= go with strategy='weighted'; strict takes the "
+                                     "queues in order and has no weights")
+        return None
+    if weights is None:
+        return {name: len(queues) - index for index, name in enumerate(queues)}
+    unknown = [name for name in weights if name not in queues]
+    if unknown:
+        raise ConfigurationError(f"worker weights name queue(s) {', '.join(map(repr, unknown))} that "
+                                 f"this worker does not consume (its queues: {', '.join(queues)})")
+    chosen: dict[str, int] = {}
+    for name in queues:
+        weight = weights.get(name)
+        if weight is None:
+            raise ConfigurationError(f"worker weights give no weight for queue {name!r}; give every "
+                                     f"queue one, e.g. weights={{{', '.join(f'{q!r}: 1' for q in queues)}}}")
+        if type(weight) is not int or weight < 1:
+            raise ConfigurationError(f"worker weight of queue {name!r} must be an int >= 1, got {weight!r}")
+        chosen[name] = weight
+    return chosen
 
 
 def _is_empty(backend: Backend) -> bool:

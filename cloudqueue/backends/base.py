@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,9 @@ class Capabilities:
         uncounted_release: ``release`` and ``defer`` leave the attempt count as it was;
             where they do not (the queue counts every receive), the dispatcher keeps
             count of the receives that never ran and takes them off the attempt.
+        priority: the queue orders waiting messages by a per-message ``priority``
+            (higher first); elsewhere priorities are separate queues
+            (``cq.App(queues=...)`` and ``app.worker(queues=[...])``).
     """
 
     max_delay: timedelta | None = None
@@ -50,6 +53,7 @@ class Capabilities:
     push: bool = False
     visibility: bool = False
     uncounted_release: bool = False
+    priority: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,9 @@ class QueueStats:
     failed: int | None = None
 
 
+_NO_DELAY = timedelta(0)
+
+
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
     """One serialized job on its way to the queue.
@@ -89,6 +96,9 @@ class OutgoingMessage:
         idempotency_key: for backends that deduplicate on send.
         ordering_key: FIFO group / ordering key.
         max_attempts: the job's attempts, for backends that count receives themselves.
+        queue: the name of the app's queue it goes to (None: the app's default queue).
+        priority: for backends with ``capabilities.priority``: higher runs first
+            (None: 0).
     """
 
     body: bytes
@@ -98,6 +108,29 @@ class OutgoingMessage:
     idempotency_key: str | None = None
     ordering_key: str | None = None
     max_attempts: int | None = None
+    queue: str | None = None
+    priority: int | None = None
+
+    def __init__(self, body: bytes, job_id: str, job_type: str, delay: timedelta = _NO_DELAY,
+                 idempotency_key: str | None = None, ordering_key: str | None = None,
+                 max_attempts: int | None = None, queue: str | None = None,
+                 priority: int | None = None) -> None:
+        # the slots' own setters: a frozen dataclass's generated __init__ goes through
+        # object.__setattr__ per field, several times slower, once per enqueued job
+        _set_body(self, body)
+        _set_job_id(self, job_id)
+        _set_job_type(self, job_type)
+        _set_delay(self, delay)
+        _set_idempotency_key(self, idempotency_key)
+        _set_ordering_key(self, ordering_key)
+        _set_max_attempts(self, max_attempts)
+        _set_queue(self, queue)
+        _set_priority(self, priority)
+
+
+(_set_body, _set_job_id, _set_job_type, _set_delay, _set_idempotency_key, _set_ordering_key,
+ _set_max_attempts, _set_queue, _set_priority) = (
+    OutgoingMessage.__dict__[f.name].__set__ for f in fields(OutgoingMessage))
 
 
 _NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})

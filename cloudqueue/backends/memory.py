@@ -3,7 +3,8 @@
 It stores bytes (a payload that would not survive a cloud queue does not survive here),
 hides received messages for a visibility timeout, counts receives, honours delays,
 moves a message to dead letters after its job's attempts when nobody settles it,
-optionally keeps FIFO order per ordering key, drops a repeated idempotency key within a
+optionally keeps FIFO order per ordering key, runs a message with a higher ``priority``
+before the others that are due (standard queues), drops a repeated idempotency key within a
 window, and lists, redrives and purges dead letters. Time comes from an injected clock.
 
 URL: ``memory://[name][?visibility_timeout=30&fifo=false&dedup_window=300
@@ -50,6 +51,7 @@ class _Msg:
         "key",
         "max_attempts",
         "mid",
+        "prio",
         "receives",
         "sent_at",
         "seq",
@@ -68,6 +70,7 @@ class _Msg:
         self.group = out.ordering_key
         self.key = out.idempotency_key
         self.max_attempts = out.max_attempts
+        self.prio = out.priority or 0
         self.sent_at = now
         self.token = 0  # 0: not in flight; else the receipt of the current receive
 
@@ -118,12 +121,13 @@ class MemoryBackend(Backend):
         self.max_receives = max_receives
         self._caps = Capabilities(max_delay=None, max_message_size=max_message_size,
                                   max_batch=1000, fifo=fifo, dedup=True, pull=True,
-                                  visibility=True, uncounted_release=True)
+                                  visibility=True, uncounted_release=True, priority=not fifo)
         # ``with self._lock`` enters the lock in C; the condition shares it for waiting
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._msgs: dict[str, _Msg] = {}
-        self._ready: deque[str] = deque()
+        self._ready: deque[str] = deque()  # due messages of priority 0, in send order
+        self._urgent: list[tuple[int, int, str]] = []  # due with a priority: (-priority, seq, mid)
         # (visible_at, seq, ((mid, token), ...)): when messages come back unless settled or
         # re-scheduled since; a receive files its whole batch as one entry
         self._timed: list[tuple[float, int, tuple[tuple[str, int], ...]]] = []
@@ -179,7 +183,10 @@ class MemoryBackend(Backend):
         if self.fifo:
             return  # FIFO receive scans messages in order; it needs no index
         if msg.visible_at <= now:
-            self._ready.append(msg.mid)
+            if msg.prio:
+                heapq.heappush(self._urgent, (-msg.prio, msg.seq, msg.mid))
+            else:
+                self._ready.append(msg.mid)
         else:
             heapq.heappush(self._timed, (msg.visible_at, next(self._seq), ((msg.mid, msg.token),)))
 
@@ -213,12 +220,17 @@ class MemoryBackend(Backend):
                 if msg is None or msg.token != token or msg.visible_at > now:
                     continue  # stale entry: settled, or re-scheduled since
                 msg.token = 0  # an expired visibility timeout: the message is back
-                ready.append(mid)
+                if msg.prio:
+                    heapq.heappush(self._urgent, (-msg.prio, msg.seq, mid))
+                else:
+                    ready.append(mid)
 
     def _take(self, max_messages: int, now: float, hide: timedelta) -> list[Delivery]:
         timed = self._timed
         if timed and timed[0][0] <= now:
             self._promote(now)
+        if self._urgent:
+            return self._take_by_priority(max_messages, now, hide)
         out: list[Delivery] = []
         ready, msgs = self._ready, self._msgs
         visible_at = now + hide.total_seconds()
@@ -232,6 +244,30 @@ class MemoryBackend(Backend):
         if out:
             heapq.heappush(timed, (visible_at, next(self._seq),
                                    tuple([(d.message_id, d.handle) for d in out])))
+        return out
+
+    def _take_by_priority(self, max_messages: int, now: float, hide: timedelta) -> list[Delivery]:
+        # a positive priority goes before the priority-0 messages, a negative one after them;
+        # within one priority, send order
+        out: list[Delivery] = []
+        ready, urgent, msgs = self._ready, self._urgent, self._msgs
+        visible_at = now + hide.total_seconds()
+        while len(out) < max_messages:
+            if urgent and (urgent[0][0] < 0 or not ready):
+                mid = heapq.heappop(urgent)[2]
+            elif ready:
+                mid = ready.popleft()
+            else:
+                break
+            msg = msgs.get(mid)
+            if msg is None or msg.token or msg.visible_at > now:
+                continue
+            delivery = self._deliver(msg, now, hide, visible_at)
+            if delivery is not None:
+                out.append(delivery)
+        if out:
+            heapq.heappush(self._timed, (visible_at, next(self._seq),
+                                         tuple([(d.message_id, d.handle) for d in out])))
         return out
 
     def _take_fifo(self, max_messages: int, now: float, hide: timedelta) -> list[Delivery]:
@@ -331,7 +367,8 @@ class MemoryBackend(Backend):
                             job_type=msg.job_type, dead_lettered_at=_utc(now),
                             attempts=msg.receives)
         out = OutgoingMessage(body=msg.body, job_id=msg.job_id, job_type=msg.job_type,
-                              ordering_key=msg.group, max_attempts=msg.max_attempts)
+                              ordering_key=msg.group, max_attempts=msg.max_attempts,
+                              priority=msg.prio or None)
         self._dead[msg.mid] = _Dead(letter, out)
 
     # -- inspecting ----------------------------------------------------------------------
@@ -403,6 +440,7 @@ class MemoryBackend(Backend):
             self._purged += count
             self._msgs.clear()
             self._ready.clear()
+            self._urgent.clear()
             self._timed.clear()
             return count
 

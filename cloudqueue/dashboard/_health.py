@@ -26,8 +26,9 @@ LABELS = {name: name.replace("_", " ") for name in FIGURES} | {"dead_lettered": 
 
 
 def queues_of(app: App) -> list[tuple[str, Backend]]:
-    """The app's queues as (name, backend) pairs, in the order the page lists them."""
-    return [("default", app.backend)]
+    """The app's queues as (name, backend) pairs, in the order the page lists them (the
+    order the app declares them: highest priority first by convention)."""
+    return [(name, app.queue(name)) for name in app.queue_names]
 
 
 def age_text(age: timedelta | None) -> str:

@@ -438,7 +438,7 @@ def _job_details(job: Job[Any, Any], app: App) -> dict[str, Any]:
         ordering_text = f"FIFO group from {getattr(ordering, '__name__', 'a function')}(payload)"
     delay_text = "unknown"
     try:
-        caps = app.backend.capabilities
+        caps = app.queue(job.queue).capabilities
         if caps.max_delay is None:
             delay_text = "any delay"
         elif not caps.max_delay:

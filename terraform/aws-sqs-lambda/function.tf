@@ -1,5 +1,6 @@
-# The consuming function's side: its execution role (least privilege on these two
-# queues) and the event source mapping.
+# The consuming function's side: its execution role (least privilege on these
+# queues: the module's own and those of var.queues, with their DLQs) and the event
+# source mapping.
 
 data "aws_iam_policy_document" "assume_lambda" {
   statement {
@@ -10,6 +11,14 @@ data "aws_iam_policy_document" "assume_lambda" {
       identifiers = ["lambda.amazonaws.com"]
     }
   }
+}
+
+locals {
+  # the queues whose delayed jobs hop through themselves
+  send_to_queue_arns = concat(
+    local.allow_send_to_queue ? [aws_sqs_queue.this.arn] : [],
+    [for key in sort(keys(local.queues)) : aws_sqs_queue.queues[key].arn if local.queues[key].allow_send_to_queue],
+  )
 }
 
 resource "aws_iam_role" "consumer" {
@@ -32,24 +41,24 @@ data "aws_iam_policy_document" "consumer" {
       "sqs:GetQueueAttributes",
       "sqs:GetQueueUrl",
     ]
-    resources = [aws_sqs_queue.this.arn]
+    resources = concat([aws_sqs_queue.this.arn], [for key in sort(keys(aws_sqs_queue.queues)) : aws_sqs_queue.queues[key].arn])
   }
 
   statement {
     sid = "SendDeadLetters"
     # Poison messages and cq.Permanent failures go to the DLQ at once, by the shim.
     actions   = ["sqs:SendMessage", "sqs:GetQueueUrl"]
-    resources = [aws_sqs_queue.dlq.arn]
+    resources = concat([aws_sqs_queue.dlq.arn], [for key in sort(keys(aws_sqs_queue.queues_dlq)) : aws_sqs_queue.queues_dlq[key].arn])
   }
 
   dynamic "statement" {
-    for_each = local.allow_send_to_queue ? [1] : []
+    for_each = length(local.send_to_queue_arns) == 0 ? [] : [local.send_to_queue_arns]
 
     content {
       sid = "SendToQueue"
-      # Delays over 15 minutes hop: the shim sends the message back to this queue.
+      # Delays over 15 minutes hop: the shim sends the message back to its queue.
       actions   = ["sqs:SendMessage"]
-      resources = [aws_sqs_queue.this.arn]
+      resources = statement.value
     }
   }
 

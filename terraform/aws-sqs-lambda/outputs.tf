@@ -85,3 +85,34 @@ output "cloudqueue_store_url" {
   description = "The store URL for cq.App(..., store=...) / $CLOUDQUEUE_STORE_URL (null without store_table)."
   value       = local.store_url
 }
+
+output "queue_urls" {
+  description = "URL of every queue by app queue name: \"default\" (the module's own) and each of var.queues."
+  value       = merge({ default = aws_sqs_queue.this.url }, { for key, q in aws_sqs_queue.queues : key => q.url })
+}
+
+output "queue_arns" {
+  description = "ARN of every queue by app queue name."
+  value       = merge({ default = aws_sqs_queue.this.arn }, { for key, q in aws_sqs_queue.queues : key => q.arn })
+}
+
+output "dlq_urls" {
+  description = "URL of every queue's dead-letter queue by app queue name."
+  value       = merge({ default = aws_sqs_queue.dlq.url }, { for key, q in aws_sqs_queue.queues_dlq : key => q.url })
+}
+
+output "cloudqueue_urls" {
+  description = "The backend URL of every queue by app queue name, for cq.App(..., queues=...)."
+  value = merge(
+    { default = "sqs://${aws_sqs_queue.this.name}?region=${data.aws_region.current.name}" },
+    { for key, q in aws_sqs_queue.queues : key => "sqs://${q.name}?region=${data.aws_region.current.name}" },
+  )
+}
+
+output "event_source_mapping_uuids" {
+  description = "UUID of every event source mapping by app queue name (empty when not created)."
+  value = var.create_event_source_mapping ? merge(
+    { default = aws_lambda_event_source_mapping.this[0].uuid },
+    { for key, m in aws_lambda_event_source_mapping.queues : key => m.uuid },
+  ) : {}
+}

@@ -369,3 +369,49 @@ variable "store_deletion_protection" {
   default     = true
   nullable    = false
 }
+
+variable "queues" {
+  description = "More queues for an app with several (cq.App(queues={...})), besides this module's own queue, which is the app's \"default\" one. Each entry makes a queue \"<name>-<key>\" (\".fifo\" added for FIFO) with its own dead-letter queue \"<name>-<key>-dlq\", its own event source mapping to the same function and the role's grants. Unset settings take the module's. Give a higher-priority queue more maximum_concurrency, a bulk queue less. `cloudqueue terraform-vars` prints the map."
+  type = map(object({
+    max_receive_count          = optional(number)
+    fifo                       = optional(bool)
+    allow_send_to_queue        = optional(bool)
+    visibility_timeout_seconds = optional(number)
+    message_retention_seconds  = optional(number)
+    batch_size                 = optional(number)
+    maximum_concurrency        = optional(number)
+    mapping_enabled            = optional(bool)
+  }))
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = alltrue([for key in keys(var.queues) : can(regex("^[A-Za-z][A-Za-z0-9_-]*$", key)) && key != "default"])
+    error_message = "queues: each key is a queue name of letters, digits, '-' or '_', starting with a letter; \"default\" is the module's own queue."
+  }
+
+  validation {
+    condition     = alltrue([for key in keys(var.queues) : length("${var.name}-${key}-dlq.fifo") <= 80])
+    error_message = "queues: \"<name>-<key>-dlq.fifo\" must fit SQS's 80 characters; use shorter queue names."
+  }
+
+  validation {
+    condition     = alltrue([for q in values(var.queues) : q.max_receive_count == null || (coalesce(q.max_receive_count, 1) >= 1 && coalesce(q.max_receive_count, 1) <= 1000 && floor(coalesce(q.max_receive_count, 1)) == coalesce(q.max_receive_count, 1))])
+    error_message = "queues: max_receive_count must be a whole number from 1 to 1000."
+  }
+
+  validation {
+    condition     = alltrue([for q in values(var.queues) : q.maximum_concurrency == null || (coalesce(q.maximum_concurrency, 2) >= 2 && coalesce(q.maximum_concurrency, 2) <= 1000)])
+    error_message = "queues: maximum_concurrency must be 2-1000, or null."
+  }
+
+  validation {
+    condition     = alltrue([for q in values(var.queues) : q.visibility_timeout_seconds == null || coalesce(q.visibility_timeout_seconds, 0) >= 6 * var.function_timeout_seconds + var.maximum_batching_window_in_seconds])
+    error_message = "queues: visibility_timeout_seconds must be at least 6 x function_timeout_seconds + maximum_batching_window_in_seconds."
+  }
+
+  validation {
+    condition     = alltrue([for q in values(var.queues) : q.batch_size == null || (coalesce(q.batch_size, 1) >= 1 && coalesce(q.batch_size, 1) <= (coalesce(q.fifo, var.fifo) ? 10 : 10000))])
+    error_message = "queues: batch_size must be 1-10000 (at most 10 for a FIFO queue)."
+  }
+}

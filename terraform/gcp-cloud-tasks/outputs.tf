@@ -49,3 +49,13 @@ output "cloudqueue_store_url" {
   description = "The store URL for cq.App(..., store=...) / $CLOUDQUEUE_STORE_URL (null without store_collection)."
   value       = local.store_url
 }
+
+output "queue_ids" {
+  description = "Full id of every queue by app queue name: \"default\" (the module's own) and each of var.queues."
+  value       = merge({ default = google_cloud_tasks_queue.this.id }, { for key, q in google_cloud_tasks_queue.queues : key => q.id })
+}
+
+output "cloudqueue_urls" {
+  description = "The backend URL of every queue by app queue name, for cq.App(..., queues=...) (query values are URL-encoded)."
+  value       = local.cloudqueue_urls
+}

@@ -182,3 +182,27 @@ variable "store_database" {
   default     = "(default)"
   nullable    = false
 }
+
+variable "queues" {
+  description = "More queues for an app with several (cq.App(queues={...})), besides this module's own queue, which is the app's \"default\" one. Each entry makes a Cloud Tasks queue \"<name>-<key>\" with the same target, token and invoker, its own retry config and rate limits (unset settings take the module's), and its own dead-letter topic \"<name>-<key>-dead-letters\" with the subscription that keeps them. Priority between push queues is their dispatch rates: give a critical queue more max_dispatches_per_second and max_concurrent_dispatches, a bulk queue fewer. `cloudqueue terraform-vars` prints the map."
+  type = map(object({
+    max_attempts              = optional(number)
+    min_backoff_seconds       = optional(number)
+    max_backoff_seconds       = optional(number)
+    max_doublings             = optional(number)
+    max_dispatches_per_second = optional(number)
+    max_concurrent_dispatches = optional(number)
+  }))
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = alltrue([for key in keys(var.queues) : can(regex("^[A-Za-z][A-Za-z0-9-]*$", key)) && key != "default" && length("${var.name}-${key}") <= 100])
+    error_message = "queues: each key is a queue name of letters, digits or hyphens, starting with a letter (\"default\" is the module's own queue), and \"<name>-<key>\" fits Cloud Tasks' 100 characters."
+  }
+
+  validation {
+    condition     = alltrue([for q in values(var.queues) : q.max_attempts == null || ((coalesce(q.max_attempts, 1) >= 1 || coalesce(q.max_attempts, 1) == -1) && floor(coalesce(q.max_attempts, 1)) == coalesce(q.max_attempts, 1))])
+    error_message = "queues: max_attempts must be a whole number >= 1, or -1 for unlimited."
+  }
+}

@@ -56,3 +56,13 @@ output "cloudqueue_store_url" {
   description = "The store URL for cq.App(..., store=...) / $CLOUDQUEUE_STORE_URL (null without store_collection)."
   value       = local.store_url
 }
+
+output "topic_ids" {
+  description = "Full id of every topic by app queue name: \"default\" (the module's own) and each of var.queues."
+  value       = merge({ default = google_pubsub_topic.this.id }, { for key, t in google_pubsub_topic.queues : key => t.id })
+}
+
+output "cloudqueue_urls" {
+  description = "The backend URL of every queue by app queue name, for cq.App(..., queues=...)."
+  value       = local.cloudqueue_urls
+}

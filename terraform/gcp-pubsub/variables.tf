@@ -166,3 +166,31 @@ variable "store_database" {
   default     = "(default)"
   nullable    = false
 }
+
+variable "queues" {
+  description = "More queues for an app with several (cq.App(queues={...})), besides this module's own topic, which is the app's \"default\" queue. Each entry makes a topic \"<name>-<key>\" with its push subscription \"<name>-<key>-push\" to the same endpoint and token, its own retry and dead-letter policy (unset settings take the module's) and its own dead-letter topic and subscription \"<name>-<key>-dead-letters\". The push shim tells the queues apart by the subscription. `cloudqueue terraform-vars` prints the map."
+  type = map(object({
+    max_delivery_attempts   = optional(number)
+    minimum_backoff_seconds = optional(number)
+    maximum_backoff_seconds = optional(number)
+    ack_deadline_seconds    = optional(number)
+    enable_message_ordering = optional(bool)
+  }))
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = alltrue([for key in keys(var.queues) : can(regex("^[A-Za-z][A-Za-z0-9_-]*$", key)) && key != "default" && length("${var.name}-${key}-dead-letters") <= 255])
+    error_message = "queues: each key is a queue name of letters, digits, '-' or '_', starting with a letter (\"default\" is the module's own queue)."
+  }
+
+  validation {
+    condition     = alltrue([for q in values(var.queues) : q.max_delivery_attempts == null || (coalesce(q.max_delivery_attempts, 5) >= 5 && coalesce(q.max_delivery_attempts, 5) <= 100)])
+    error_message = "queues: max_delivery_attempts must be 5-100 (Pub/Sub's range)."
+  }
+
+  validation {
+    condition     = alltrue([for q in values(var.queues) : q.maximum_backoff_seconds == null || coalesce(q.maximum_backoff_seconds, 0) <= 600])
+    error_message = "queues: maximum_backoff_seconds must be at most 600 (Pub/Sub's limit)."
+  }
+}

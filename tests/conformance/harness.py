@@ -44,12 +44,23 @@ class Harness:
         self._apps.append(app)
         return app
 
+    def other_queue(self) -> Backend:
+        """A second queue of the same kind (and settings) as ``backend``."""
+        raise NotImplementedError
+
+    def queues_app(self, name: str = "conformance", **options: Any) -> cq.App:
+        """An app on two queues: "critical" (a new one) above "default" (``backend``)."""
+        app = cq.App(name, queues={"critical": self.other_queue(), "default": self.backend}, **options)
+        self._apps.append(app)
+        return app
+
     def advance(self, delta: timedelta) -> None:
         """Let ``delta`` of queue time pass."""
         raise NotImplementedError
 
-    def run_due(self, app: cq.App) -> cq.DrainReport:
-        """Run every job that is due now (and any that becomes due while running)."""
+    def run_due(self, app: cq.App, queues: list[str] | None = None) -> cq.DrainReport:
+        """Run every job that is due now (and any that becomes due while running), from
+        ``queues`` (default: all of the app's), higher queues first where consumers pull."""
         raise NotImplementedError
 
     def receive_unsettled(self, app: cq.App) -> list[Delivery]:
@@ -62,6 +73,9 @@ class Harness:
     def close(self) -> None:
         for app in self._apps:
             app.dispatcher.close()
+            for name in app.queue_names:
+                if app.queue(name) is not self.backend:
+                    app.queue(name).close()
         self.backend.close()
 
 
@@ -70,14 +84,18 @@ class MemoryHarness(Harness):
 
     def __init__(self, **options: Any) -> None:
         self.clock = FakeClock()
+        self.options = options
         self.backend = MemoryBackend(clock=self.clock, visibility_timeout=self.visibility_timeout,
                                      **options)
+
+    def other_queue(self) -> Backend:
+        return MemoryBackend(clock=self.clock, visibility_timeout=self.visibility_timeout, **self.options)
 
     def advance(self, delta: timedelta) -> None:
         self.clock.advance(delta)
 
-    def run_due(self, app: cq.App) -> cq.DrainReport:
-        return app.drain()
+    def run_due(self, app: cq.App, queues: list[str] | None = None) -> cq.DrainReport:
+        return app.drain(queues=queues)
 
 
 @contextlib.contextmanager

@@ -32,26 +32,41 @@ class SQSHarness(Harness):
 
     def __init__(self, endpoint: str, *, fifo: bool) -> None:
         import boto3
-        from cloudqueue_aws import SQSBackend, ensure_queue
+        from cloudqueue_aws import SQSBackend
 
         self.name = "sqs-fifo" if fifo else "sqs"
         self.client: Any = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
-        name = f"cq-{uuid.uuid4().hex[:16]}" + (".fifo" if fifo else "")
-        self.pair = ensure_queue(name, client=self.client, max_receive_count=10,
-                                 visibility_timeout=self.visibility_timeout)
+        self.fifo = fifo
+        self.pairs: list[Any] = []
+        self.pair = self._new_pair()
         self.backend = SQSBackend(self.pair.url, client=self.client)
+
+    def _new_pair(self) -> Any:
+        from cloudqueue_aws import ensure_queue
+
+        name = f"cq-{uuid.uuid4().hex[:16]}" + (".fifo" if self.fifo else "")
+        pair = ensure_queue(name, client=self.client, max_receive_count=10,
+                            visibility_timeout=self.visibility_timeout)
+        self.pairs.append(pair)
+        return pair
+
+    def other_queue(self) -> cq.Backend:
+        from cloudqueue_aws import SQSBackend
+
+        return SQSBackend(self._new_pair().url, client=self.client)
 
     def advance(self, delta: timedelta) -> None:
         time.sleep(delta.total_seconds())
 
-    def run_due(self, app: cq.App) -> cq.DrainReport:
-        return app.drain()
+    def run_due(self, app: cq.App, queues: list[str] | None = None) -> cq.DrainReport:
+        return app.drain(queues=queues)
 
     def close(self) -> None:
         super().close()
-        for url in (self.pair.url, self.pair.dead_letter_url):
-            with contextlib.suppress(Exception):
-                self.client.delete_queue(QueueUrl=url)
+        for pair in self.pairs:
+            for url in (pair.url, pair.dead_letter_url):
+                with contextlib.suppress(Exception):
+                    self.client.delete_queue(QueueUrl=url)
         self.client.close()
 
 

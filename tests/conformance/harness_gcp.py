@@ -63,21 +63,24 @@ class PubSubHarness(Harness):
 
     def __init__(self, request: pytest.FixtureRequest) -> None:
         from tests.gcp import components
+
+        self.emulator = components.emulator(request.config)
+        self.backend = self.other_queue()
+
+    def other_queue(self) -> cq.Backend:
+        from cloudqueue.backends import from_url
         from tests.gcp.conftest import make_pubsub
 
-        emulator = components.emulator(request.config)
         project = f"conf-{uuid.uuid4().hex[:10]}"
-        self.setup = make_pubsub(emulator.host, project, max_delivery_attempts=10,
-                                 ack_deadline=int(self.visibility_timeout.total_seconds()))
-        from cloudqueue.backends import from_url
-
-        self.backend = from_url(self.setup.url())
+        setup = make_pubsub(self.emulator.host, project, max_delivery_attempts=10,
+                            ack_deadline=int(self.visibility_timeout.total_seconds()))
+        return from_url(setup.url())
 
     def advance(self, delta: timedelta) -> None:
         time.sleep(delta.total_seconds())
 
-    def run_due(self, app: cq.App) -> cq.DrainReport:
-        return app.drain()
+    def run_due(self, app: cq.App, queues: list[str] | None = None) -> cq.DrainReport:
+        return app.drain(queues=queues)
 
 
 class CloudTasksHarness(Harness):
@@ -94,19 +97,38 @@ class CloudTasksHarness(Harness):
         self.issuer = components.issuer(request.config)
         self.function = components.http_function(request.config)
         self.project = f"conf-{uuid.uuid4().hex[:10]}"
+        self.projects = [self.project]
         self.queues = make_queues(self.server, self.project,
                                   min_backoff=self.time_unit * _TASKS_BACKOFF, max_attempts=-1)
         from cloudqueue.backends import from_url
 
         self.backend = from_url(self.queues.url(self.function.url))
         self.service_account = SERVICE_ACCOUNT
+        self.paths = {id(self.backend): self.queues.queue_path}
+
+    def other_queue(self) -> cq.Backend:
+        from cloudqueue.backends import from_url
+        from tests.gcp.conftest import make_queues
+
+        project = f"conf-{uuid.uuid4().hex[:10]}"
+        self.projects.append(project)
+        setup = make_queues(self.server, project, min_backoff=self.time_unit * _TASKS_BACKOFF,
+                            max_attempts=-1, queue="jobs-critical")
+        backend = from_url(setup.url(self.function.url))
+        self.paths[id(backend)] = setup.queue_path
+        return backend
 
     def app(self, name: str = "conformance", **options: Any) -> cq.App:
+        return self._served(super().app(name, **options))
+
+    def queues_app(self, name: str = "conformance", **options: Any) -> cq.App:
+        return self._served(super().queues_app(name, **options))
+
+    def _served(self, app: cq.App) -> cq.App:
         import cloudqueue_gcp
 
         from tests.gcp import routing
 
-        app = super().app(name, **options)
         routing.set_http(cloudqueue_gcp.http_handler(
             app, audience=self.function.url, service_account=self.service_account,
             certs_url=self.issuer.certs_url))
@@ -115,9 +137,10 @@ class CloudTasksHarness(Harness):
     def advance(self, delta: timedelta) -> None:
         time.sleep(delta.total_seconds())
 
-    def run_due(self, app: cq.App) -> cq.DrainReport:
+    def run_due(self, app: cq.App, queues: list[str] | None = None) -> cq.DrainReport:
         report = cq.DrainReport()
-        for status in self.server.dispatch_due():
+        only = None if queues is None else [self.paths[id(app.queue(name))] for name in queues]
+        for status in self.server.dispatch_due(queues=only):
             report.succeeded += 200 <= status < 300
             report.retried += not 200 <= status < 300
         return report
@@ -133,7 +156,8 @@ class CloudTasksHarness(Harness):
 
         routing.set_http(lambda request: ("no handler installed", 503))
         super().close()
-        self.server.drop_project(self.project)
+        for project in self.projects:
+            self.server.drop_project(project)
 
 
 @contextlib.contextmanager

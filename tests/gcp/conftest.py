@@ -149,11 +149,11 @@ class TasksSetup:
 
 
 def make_queues(server: Any, project: str, *, min_backoff: timedelta = timedelta(seconds=1),
-                max_attempts: int = -1) -> TasksSetup:
+                max_attempts: int = -1, queue: str = "jobs") -> TasksSetup:
     """Create the queue (fixed backoff ``min_backoff``) and a paused dead-letter queue."""
     from google.cloud import tasks_v2
 
-    setup = TasksSetup(server=server, project=project)
+    setup = TasksSetup(server=server, project=project, queue=queue, dead_queue=f"{queue}-dead")
     parent = f"projects/{project}/locations/{setup.location}"
     server.create_queue(tasks_v2.CreateQueueRequest(parent=parent, queue={
         "name": setup.queue_path,

@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -237,12 +238,14 @@ class CloudTasksServer:
             return empty_pb2.Empty()
 
     # -- dispatching ---------------------------------------------------------------------
-    def _due(self) -> list[tuple[_Queue, tasks_v2.Task]]:
+    def _due(self, only: Collection[str] | None = None) -> list[tuple[_Queue, tasks_v2.Task]]:
         now = _now()
         with self._lock:
             due = []
             for queue in self._queues.values():
                 if queue.queue.state != tasks_v2.Queue.State.RUNNING:
+                    continue
+                if only is not None and queue.queue.name not in only:
                     continue
                 for task in queue.tasks.values():
                     if task.name not in queue.dispatching and _aware(task.schedule_time) <= now:
@@ -319,14 +322,16 @@ class CloudTasksServer:
                 task.schedule_time = _now() + self.backoff(retry, task.dispatch_count)
         return status
 
-    def dispatch_due(self, *, url: str | None = None, repeat: bool = True) -> list[int]:
+    def dispatch_due(self, *, url: str | None = None, repeat: bool = True,
+                     queues: Collection[str] | None = None) -> list[int]:
         """Dispatch every due task (to ``url`` instead of its own, if given); return the statuses.
 
-        With ``repeat``, tasks that become due while dispatching are dispatched too.
+        With ``repeat``, tasks that become due while dispatching are dispatched too; with
+        ``queues`` (queue paths), only those queues' tasks.
         """
         statuses: list[int] = []
         while True:
-            due = self._due()
+            due = self._due(queues)
             if not due:
                 return statuses
             for queue, task in due:

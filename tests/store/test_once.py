@@ -314,3 +314,53 @@ def test_named_memory_stores_are_shared_in_the_process() -> None:
 
     assert from_url("memory://orders") is from_url("memory://orders")
     assert from_url("memory://") is not from_url("memory://")
+
+
+def test_one_store_guards_every_queue_of_the_app(clock: FakeClock, store: MemoryStore) -> None:
+    critical = MemoryBackend(clock=clock, visibility_timeout=timedelta(seconds=30))
+    default = MemoryBackend(clock=clock, visibility_timeout=timedelta(seconds=30))
+    app = cq.App("shop", queues={"critical": critical, "default": default}, store=store)
+    runs: list[str] = []
+
+    @app.job(queue="critical")
+    def charge(payload: Order) -> None:
+        runs.append(f"charge {payload.order_id}")
+
+    @app.job  # unguarded, on "default": the store's run step lets it through
+    def ship(payload: Order) -> None:
+        runs.append(f"ship {payload.order_id}")
+
+    charge.enqueue(Order(order_id="o-1"), idempotency_key="charge-o-1")
+    # another producer's copies: one on the job's queue, one sent to the other queue
+    body = app._build(charge, Order(order_id="o-1"), idempotency_key="charge-o-1").body
+    critical.send([OutgoingMessage(body=body, job_id="copy-1", job_type="charge")])
+    default.send([OutgoingMessage(body=body, job_id="copy-2", job_type="charge")])
+    ship.enqueue(Order(order_id="o-2"))
+    ship.enqueue(Order(order_id="o-2"))  # no key: both run
+    report = app.drain(queues=["critical", "default"])
+    assert sorted(runs) == ["charge o-1", "ship o-2", "ship o-2"]
+    assert (report.succeeded, report.skipped) == (3, 2)
+    record = app.store_record(idempotency_key="charge-o-1")
+    assert record is not None and record.status is Status.COMPLETED and record.runs == 1
+
+
+def test_the_worker_on_several_queues_goes_through_the_store(clock: FakeClock, store: MemoryStore) -> None:
+    critical = MemoryBackend(clock=clock, visibility_timeout=timedelta(seconds=30))
+    bulk = MemoryBackend(clock=clock, visibility_timeout=timedelta(seconds=30))
+    app = cq.App("shop", queues={"critical": critical, "default": bulk}, store=store)
+    runs: list[str] = []
+
+    @app.job(once=True)
+    def export(payload: Order) -> None:
+        runs.append(payload.order_id)
+
+    message = export.message(Order(order_id="o-3"))
+    export.enqueue_many([message])
+    # the same job id redelivered through the other queue (a redrive into it, say)
+    critical.send([OutgoingMessage(body=message.body, job_id=message.job_id, job_type="export")])
+    bulk.send([OutgoingMessage(body=message.body, job_id=message.job_id, job_type="export")])
+    worker = app.worker(queues=["critical", "default"], strategy="weighted", concurrency=1,
+                        poll_wait=timedelta(seconds=0.05), handle_signals=False)
+    worker.run(until_empty=True)
+    assert runs == ["o-3"]
+    assert (worker.stats.succeeded, worker.stats.skipped) == (1, 2)

@@ -110,12 +110,15 @@ def test_applied_role_consumes_this_queue_and_sends_to_its_dlq_and_to_itself_for
     statements = {s["Sid"]: s for s in document["Statement"]}
     assert set(statements) == {"ConsumeQueue", "SendDeadLetters", "SendToQueue", "Logs"}
     consume_arn = applied["dlq_arn"].replace("-dlq", "")
-    assert statements["ConsumeQueue"]["Resource"] == consume_arn
+    # the module's own queue and the app's "critical" queue, each with its DLQ
+    queues = sorted([consume_arn, applied["queue_arns"]["critical"]])
+    assert sorted(statements["ConsumeQueue"]["Resource"]) == queues
     assert "sqs:SendMessage" not in statements["ConsumeQueue"]["Action"]
-    assert statements["SendDeadLetters"]["Resource"] == applied["dlq_arn"]
+    assert sorted(statements["SendDeadLetters"]["Resource"]) == sorted(
+        [applied["dlq_arn"], applied["queue_arns"]["critical"] + "-dlq"])
     assert "sqs:SendMessage" in statements["SendDeadLetters"]["Action"]
     # A standard queue's jobs can be delayed over 15 minutes: they hop through the queue.
-    assert statements["SendToQueue"]["Resource"] == consume_arn
+    assert sorted(statements["SendToQueue"]["Resource"]) == queues
     assert statements["SendToQueue"]["Action"] in ("sqs:SendMessage", ["sqs:SendMessage"])
 
 
@@ -187,24 +190,54 @@ def test_applied_store_table_has_ttl_and_the_role_may_use_only_it(applied: dict[
                                            "dynamodb:UpdateItem"]
 
 
-def test_a_keyed_job_runs_once_on_the_applied_queue_and_store(applied: dict[str, Any], moto_server: str) -> None:
+def test_a_keyed_job_runs_once_on_the_applied_queues_and_store(applied: dict[str, Any], moto_server: str) -> None:
     from cloudqueue.backends.base import OutgoingMessage
 
-    app = cq.App("tf-store", backend=f"{applied['cloudqueue_url']}&endpoint_url={moto_server}",
+    app = cq.App("tf-store", queues={name: f"{url}&endpoint_url={moto_server}"
+                                     for name, url in sorted(applied["cloudqueue_urls"].items())},
                  store=f"{applied['cloudqueue_store_url']}&endpoint_url={moto_server}")
     ran: list[str] = []
 
-    @app.job
+    @app.job(queue="critical")
     def refund(order: Order) -> None:
         ran.append(order.order_id)
 
     message = refund.message(Order(order_id="C-3"), idempotency_key="refund-C-3")
     refund.enqueue(Order(order_id="C-3"), idempotency_key="refund-C-3")
-    # a second producer's copy: SQS standard delivers it too
-    app.backend.send([OutgoingMessage(body=message.body, job_id="copy", job_type="refund")])
+    # a second producer's copies: SQS standard delivers them too, on either queue
+    copy = OutgoingMessage(body=message.body, job_id="copy", job_type="refund")
+    app.queue("critical").send([copy])
+    app.queue("default").send([copy])
     for _ in range(3):
-        app.drain(max_jobs=10)
+        app.drain(queues=["critical", "default"], max_jobs=10)
     assert ran == ["C-3"]
     record = app.store_record(idempotency_key="refund-C-3")
     assert record is not None and record.runs == 1
+
+
+def test_each_applied_queue_of_the_app_runs_its_jobs_and_keeps_its_own_dead_letters(
+        applied: dict[str, Any], sqs: Any, moto_server: str) -> None:
+    urls = applied["cloudqueue_urls"]
+    assert urls["critical"] == f"sqs://{applied['name']}-critical?region=us-east-1"
+    app = cq.App("tf-queues", queues={name: f"{url}&endpoint_url={moto_server}"
+                                      for name, url in sorted(urls.items())})
+    ran: list[str] = []
+
+    @app.job(queue="critical", retry=cq.Retry(attempts=1))
+    def page(order: Order) -> None:
+        ran.append(f"page {order.order_id}")
+        raise cq.Permanent("nobody on call")
+
+    @app.job
+    def ship(order: Order) -> None:
+        ran.append(f"ship {order.order_id}")
+
+    paged = page.enqueue(Order(order_id="C-1"))
+    ship.enqueue(Order(order_id="C-2"))
+    app.drain(queues=["critical", "default"], max_jobs=10)
+    assert sorted(ran) == ["page C-1", "ship C-2"]
+    assert paged in dead_letter_ids(sqs, applied["dlq_urls"]["critical"])
+    critical = sqs.get_queue_url(QueueName=f"{applied['name']}-critical")["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=critical, AttributeNames=["All"])["Attributes"]
+    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 2
     app.close()

@@ -182,9 +182,14 @@ def test_function_role_is_least_privilege_on_these_queues() -> None:
     assert set(statements["ConsumeQueue"]["actions"]) == {
         "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
         "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
-    assert statements["ConsumeQueue"]["resources"] == ["${aws_sqs_queue.this.arn}"]
+    # this queue, and the queues of var.queues (none unless given)
+    assert statements["ConsumeQueue"]["resources"] == (
+        "${concat([aws_sqs_queue.this.arn], [for key in sort(keys(aws_sqs_queue.queues)) : "
+        "aws_sqs_queue.queues[key].arn])}")
     assert set(statements["SendDeadLetters"]["actions"]) == {"sqs:SendMessage", "sqs:GetQueueUrl"}
-    assert statements["SendDeadLetters"]["resources"] == ["${aws_sqs_queue.dlq.arn}"]
+    assert statements["SendDeadLetters"]["resources"] == (
+        "${concat([aws_sqs_queue.dlq.arn], [for key in sort(keys(aws_sqs_queue.queues_dlq)) : "
+        "aws_sqs_queue.queues_dlq[key].arn])}")
     dynamic = {d["statement"]["content"][0]["sid"]: d["statement"] for d in doc["dynamic"]}
     assert set(dynamic) == {"SendToQueue", "QueueKey"}
     assert dynamic["QueueKey"]["for_each"] == "${length(local.kms_key_arns) == 0 ? [] : [local.kms_key_arns]}"
@@ -401,3 +406,36 @@ def test_the_source_bucket_keeps_access_logs_in_a_bucket_cloud_storage_may_write
                                                  "group:cloud-storage-analytics@google.com")
     text = (TERRAFORM / "examples" / example / "main.tf").read_text()
     assert "Cloud Audit Logs" not in text
+
+
+# -- several queues -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("module", "made"), [
+    ("aws-sqs-lambda", ["aws_sqs_queue.queues", "aws_sqs_queue.queues_dlq",
+                        "aws_lambda_event_source_mapping.queues", "aws_sqs_queue_policy.queues",
+                        "aws_sqs_queue_policy.queues_dlq", "aws_sqs_queue_redrive_allow_policy.queues_dlq"]),
+    ("gcp-cloud-tasks", ["google_cloud_tasks_queue.queues", "google_pubsub_topic.queues_dead_letters",
+                         "google_pubsub_subscription.queues_dead_letters",
+                         "google_cloud_tasks_queue_iam_member.queues_enqueuer"]),
+    ("gcp-pubsub", ["google_pubsub_topic.queues", "google_pubsub_subscription.queues",
+                    "google_pubsub_topic.queues_dead_letters", "google_pubsub_subscription.queues_dead_letters",
+                    "google_pubsub_topic_iam_member.pubsub_agent_publishes_queues_dead_letters",
+                    "google_pubsub_subscription_iam_member.pubsub_agent_acks_queues_originals"]),
+])
+def test_every_module_makes_a_queue_its_dead_letters_and_its_consumer_per_app_queue(
+        module: str, made: list[str]) -> None:
+    cfg = config(module)
+    variable = cfg.variables["queues"]
+    assert variable["default"] == {} and variable["nullable"] is False
+    for address in made:
+        kind, name = address.split(".")
+        body = cfg.resources[kind][name]
+        assert "for_each" in body, f"{module}: {address} is not made per queue"
+    assert {"cloudqueue_urls"} <= set(cfg.outputs)
+
+
+def test_each_extra_sqs_queue_redrives_to_its_own_dlq_after_its_receive_count() -> None:
+    queue = config("aws-sqs-lambda").resource("aws_sqs_queue", "queues")
+    assert queue["redrive_policy"] == ("${jsonencode({deadLetterTargetArn = "
+                                       "aws_sqs_queue.queues_dlq[each.key].arn, maxReceiveCount = "
+                                       "each.value.max_receive_count})}")

@@ -20,6 +20,11 @@ and its one settle path, against a backend bound to the event's queue:
 - when the invocation's remaining time falls below ``safety_margin`` no further record is
   started: those are made visible again at once and reported as failures.
 
+An app with several queues (``cq.App(queues={...})``) takes each event from whichever of
+its queues the event source ARN names (matched by queue name, read from the queue URLs
+without an SQS call); an event from a queue that is none of them raises
+``SQSEventError`` naming it and the app's queues, before any job runs.
+
 A queue with no RedrivePolicy (for example a dead-letter queue the function reads) has
 nowhere to put dead letters: such records stay in it, hidden for 6 hours at a time, and
 one error line per batch says so.
@@ -81,6 +86,7 @@ class _Shim:
         self._client = client
         self._margin = safety_margin.total_seconds()
         self._queues: dict[str, SQSBackend] = {}  # by ARN, kept across warm invocations
+        self._sources: dict[str, str] = {}  # event source ARN -> app queue name (several queues)
 
     # -- the hot path --------------------------------------------------------------------
     def handle(self, event: Any, context: Any) -> dict[str, list[dict[str, str]]]:
@@ -100,10 +106,38 @@ class _Shim:
         if not deliveries:
             return {"batchItemFailures": []}
         arn = event["Records"][0]["eventSourceARN"]
+        if len(self.app.queue_names) > 1 and arn not in self._sources:
+            self._sources[arn] = self.source(arn)
         queue = _EventQueue(self, arn, _region(event))
         stays = Batch(self.app.dispatcher, queue, stop_at=stop_at, kept=queue.kept).run(deliveries)
         queue.finish()
         return {"batchItemFailures": [{"itemIdentifier": d.message_id} for d in stays]}
+
+    def source(self, arn: str) -> str:
+        """The app queue an event source ARN names.
+
+        Raises:
+            SQSEventError: none of the app's queues is that SQS queue.
+        """
+        from ._address import parse_url
+
+        name = arn.rsplit(":", 1)[-1]
+        known: list[str] = []
+        for queue in self.app.queue_names:
+            url = self.app.queue_url(queue)
+            if url is not None:
+                queue_name = parse_url(url).name if url.startswith("sqs://") else None
+            else:
+                backend = self.app.queue(queue)
+                found = getattr(backend, "name", None) if backend.scheme == "sqs" else None
+                queue_name = found if isinstance(found, str) else None
+            if queue_name == name:
+                return queue
+            known.append(f"{queue} ({queue_name or 'not SQS'})")
+        raise SQSEventError(
+            f"event from SQS queue {name!r} ({arn}), which is none of the queues of app "
+            f"{self.app.name!r}: {', '.join(known)}; point the event source mapping at one of them, or "
+            "add the queue to cq.App(queues=...)")
 
     # -- SQS, looked up once per handler --------------------------------------------------------
     def client(self, region: str | None) -> SQSClient:

@@ -11,6 +11,12 @@
 
 Consuming imports no Google Cloud client library: only google-auth, to check the token.
 The publishing SDK comes in when a dead letter or a hop must be written.
+
+An app with several queues (``cq.App(queues={...})``) settles each request against the
+queue it came from: the Cloud Tasks queue (``X-CloudTasks-QueueName``) or the Pub/Sub
+subscription (the push body's ``subscription``, or ``x-goog-pubsub-subscription-name``)
+is matched to the app's queues; a request from none of them is refused (500, so nothing
+is lost) with an error naming the source and the app's queues.
 """
 
 from __future__ import annotations
@@ -253,18 +259,103 @@ def _warn_no_attempt(subscription: str) -> None:
                     subscription)
 
 
-def handle_delivery(app: App, delivery: Delivery) -> Response:
+class UnknownSource(ConfigurationError):
+    """A push came from a queue or subscription that is none of the app's queues."""
+
+
+class QueueRoutes:
+    """Which of an app's queues a push came from, remembered per source."""
+
+    __slots__ = ("_app", "_found")
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self._found: dict[tuple[str, str], Backend] = {}
+
+    def backend(self, kind: str, source: str | None) -> Backend:
+        """The backend of the app queue that ``source`` names (``kind``: "cloudtasks" or "pubsub").
+
+        Raises:
+            UnknownSource: the app has several queues and none of them is ``source``.
+        """
+        app = self._app
+        if len(app.queue_names) == 1:
+            return app.backend
+        key = (kind, source or "")
+        found = self._found.get(key)
+        if found is None:
+            found = self._found[key] = self._match(kind, source)
+        return found
+
+    def _match(self, kind: str, source: str | None) -> Backend:
+        app = self._app
+        what = "Cloud Tasks queue" if kind == "cloudtasks" else "Pub/Sub subscription"
+        if not source:
+            fix = ("" if kind == "cloudtasks" else "; an unwrapped push must write its metadata "
+                   "(push_config no_wrapper write_metadata = true) so the subscription is known")
+            raise UnknownSource(f"app {app.name!r} has several queues ({', '.join(app.queue_names)}) "
+                                f"and this push names no {what}{fix}")
+        for name in app.queue_names:
+            own = _source_of(app, name, kind)
+            # a full path must match in full; a bare id (a Cloud Tasks queue name, or an
+            # unwrapped push's subscription id) matches the last segment
+            if own is not None and (source == own or ("/" not in source and own.rsplit("/", 1)[-1] == source)):
+                return app.queue(name)
+        known = ", ".join(f"{name} ({_source_of(app, name, kind) or 'not ' + kind})"
+                          for name in app.queue_names)
+        pointed = "queue" if kind == "cloudtasks" else "subscription"
+        raise UnknownSource(f"push from {what} {source!r}, which is none of the queues of app "
+                            f"{app.name!r}: {known}; point the {pointed} at the function of the "
+                            "app that declares it, or add it to cq.App(queues=...)")
+
+
+def _source_of(app: App, name: str, kind: str) -> str | None:
+    """The Cloud Tasks queue id or the Pub/Sub subscription path of app queue ``name``,
+    read from its URL (no client is made) or its backend."""
+    url = app.queue_url(name)
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme != kind:
+            return None
+        path = (parts.netloc + parts.path).strip("/")
+        if kind == "cloudtasks":
+            return path.rsplit("/", 1)[-1] or None
+        subscription = dict(parse_qsl(parts.query)).get("subscription")
+        project = path.split("/", 1)[0]
+        return f"projects/{project}/subscriptions/{subscription}" if subscription and project else None
+    backend = app.queue(name)
+    if backend.scheme != kind:
+        return None
+    found = getattr(backend, "queue" if kind == "cloudtasks" else "subscription_path", None)
+    return found if isinstance(found, str) else None
+
+
+def push_source(headers: Mapping[str, str], body: bytes) -> str | None:
+    """The subscription a Pub/Sub push came from (the header, else the wrapped body's field)."""
+    named = headers.get(H_SUBSCRIPTION)
+    if named:
+        return named
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    subscription = payload.get("subscription") if isinstance(payload, dict) else None
+    return subscription if isinstance(subscription, str) else None
+
+
+def handle_delivery(app: App, delivery: Delivery, backend: Backend | None = None) -> Response:
     """Run one pushed delivery through the core's lifecycle; answer what the platform needs.
 
-    The outcome is applied by the core's one settle path against the app's backend
-    (whose ack and retry are answered by this status: 2xx removes, non-2xx keeps).
+    The outcome is applied by the core's one settle path against ``backend``, the queue
+    the delivery came from (default: the app's), whose ack and retry are answered by this
+    status: 2xx removes, non-2xx keeps.
     """
     dispatcher = app.dispatcher
     prepared = dispatcher.prepare(delivery)
     result: Result = prepared if isinstance(prepared, Result) else dispatcher.run(prepared)
     if result.job_type and ATTR_TYPE not in delivery.attributes:
         delivery.attributes = {**delivery.attributes, ATTR_TYPE: result.job_type}  # for the dead letter
-    applied = dispatcher.settle(PushBinding(app.backend), result)
+    applied = dispatcher.settle(PushBinding(backend or app.backend), result)
     outcome = result.outcome
     if not applied:
         return "could not settle; retry", 500, {}
@@ -368,6 +459,8 @@ def http_handler(app: App, *, audience: str | list[str] | None = None,
     settings = _settings(app, audience=audience, service_account=service_account, verify=verify,
                          certs_url=certs_url, timeout=timeout, dispatch_deadline=dispatch_deadline,
                          push_ack_deadline=push_ack_deadline)
+    routes = QueueRoutes(app)
+    multi = len(app.queue_names) > 1
 
     def handle(request: HttpRequest) -> Response:
         started = datetime.fromtimestamp(time.time(), timezone.utc)
@@ -379,14 +472,23 @@ def http_handler(app: App, *, audience: str | list[str] | None = None,
         try:
             if headers.get("X-CloudTasks-TaskName") or headers.get("X-CloudTasks-QueueName"):
                 delivery = cloud_tasks_delivery(headers, body, settings, started)
+                kind, source = "cloudtasks", delivery.attributes.get("queue")
             else:
                 delivery = push_delivery(headers, body, settings, started)
+                kind, source = "pubsub", None
         except BadRequest as exc:
             log.error("bad push request: %s", exc)
             return f"bad request: {exc}", 400, {}
         delivery.platform_trace = _platform_trace(
             headers, delivery.attributes.get(A_GOOGCLIENT_TRACEPARENT) or headers.get(A_GOOGCLIENT_TRACEPARENT))
-        return handle_delivery(app, delivery)
+        backend = None
+        if multi:
+            try:
+                backend = routes.backend(kind, source if kind == "cloudtasks" else push_source(headers, body))
+            except UnknownSource as exc:
+                log.error("%s", exc)
+                return f"unknown queue: {exc}", 500, {}
+        return handle_delivery(app, delivery, backend)
 
     handle.__name__ = f"cloudqueue_{app.name}"
     return handle
@@ -446,6 +548,8 @@ def cloudevent_handler(app: App, *, audience: str | list[str] | None = None,
                          certs_url=certs_url, timeout=timeout, dispatch_deadline=None,
                          push_ack_deadline=push_ack_deadline)
 
+    routes = QueueRoutes(app)
+
     def handle(event: Any) -> None:
         started = datetime.fromtimestamp(time.time(), timezone.utc)
         if settings.auth is not None:
@@ -467,7 +571,11 @@ def cloudevent_handler(app: App, *, audience: str | list[str] | None = None,
             raise HttpBadRequest(str(exc)) from None
         delivery.platform_trace = _platform_trace(
             _request_headers(), _event_traceparent(event), delivery.attributes.get(A_GOOGCLIENT_TRACEPARENT))
-        text, status, _ = handle_delivery(app, delivery)
+        backend = None
+        if len(app.queue_names) > 1:
+            subscription = data.get("subscription") if isinstance(data, dict) else None
+            backend = routes.backend("pubsub", subscription if isinstance(subscription, str) else None)
+        text, status, _ = handle_delivery(app, delivery, backend)
         if status >= 300:
             raise PushRefused(f"{delivery.message_id}: {text}")
 

@@ -446,3 +446,70 @@ run "visibility_timeout_must_cover_the_batching_window_too" {
 
   expect_failures = [var.visibility_timeout_seconds]
 }
+
+run "queues_each_get_their_own_queue_dlq_and_mapping" {
+  command = apply
+
+  variables {
+    maximum_concurrency = 10
+    queues = {
+      critical = { max_receive_count = 3, maximum_concurrency = 50 }
+      bulk     = { fifo = true, batch_size = 5 }
+    }
+  }
+
+  assert {
+    condition     = aws_sqs_queue.queues["critical"].name == "orders-critical" && aws_sqs_queue.queues_dlq["critical"].name == "orders-critical-dlq"
+    error_message = "a queue is named <name>-<key>, its DLQ <name>-<key>-dlq"
+  }
+
+  assert {
+    condition     = aws_sqs_queue.queues["bulk"].name == "orders-bulk.fifo" && aws_sqs_queue.queues_dlq["bulk"].fifo_queue
+    error_message = "a FIFO queue and its DLQ get .fifo"
+  }
+
+  assert {
+    condition     = jsondecode(aws_sqs_queue.queues["critical"].redrive_policy).maxReceiveCount == 3 && jsondecode(aws_sqs_queue.queues["bulk"].redrive_policy).maxReceiveCount == 5
+    error_message = "each queue redrives after its own max_receive_count, else the module's"
+  }
+
+  assert {
+    condition     = aws_lambda_event_source_mapping.queues["critical"].scaling_config[0].maximum_concurrency == 50 && aws_lambda_event_source_mapping.queues["bulk"].scaling_config[0].maximum_concurrency == 10
+    error_message = "each mapping has its queue's maximum_concurrency, else the module's"
+  }
+
+  assert {
+    condition     = aws_lambda_event_source_mapping.queues["bulk"].batch_size == 5 && aws_lambda_event_source_mapping.queues["critical"].function_response_types == toset(["ReportBatchItemFailures"])
+    error_message = "each mapping reports batch item failures, with its queue's batch size"
+  }
+
+  assert {
+    condition     = toset(keys(output.queue_urls)) == toset(["default", "critical", "bulk"]) && output.cloudqueue_urls["critical"] == "sqs://orders-critical?region=eu-west-1"
+    error_message = "the outputs name every queue, the module's own as default"
+  }
+
+  assert {
+    condition     = length(aws_sqs_queue_redrive_allow_policy.queues_dlq) == 2 && length(aws_sqs_queue_policy.queues) == 2 && length(aws_sqs_queue_policy.queues_dlq) == 2
+    error_message = "every queue and DLQ gets its policy and the DLQ its redrive allow policy"
+  }
+}
+
+run "a_queue_named_default_fails_at_plan" {
+  command = plan
+
+  variables {
+    queues = { default = {} }
+  }
+
+  expect_failures = [var.queues]
+}
+
+run "a_queue_visibility_below_six_function_timeouts_fails_at_plan" {
+  command = plan
+
+  variables {
+    queues = { critical = { visibility_timeout_seconds = 60 } }
+  }
+
+  expect_failures = [var.queues]
+}

@@ -66,6 +66,11 @@ module "queue" {
   # moto state can be thrown away.
   store_table               = true
   store_deletion_protection = false
+
+  # A second, higher-priority queue of the app, with its own receive limit.
+  queues = {
+    critical = { max_receive_count = 2, visibility_timeout_seconds = 6 }
+  }
 }
 
 output "cloudqueue_url" {
@@ -102,4 +107,16 @@ output "store_table_name" {
 
 output "lambda_environment" {
   value = module.queue.lambda_environment
+}
+
+output "cloudqueue_urls" {
+  value = module.queue.cloudqueue_urls
+}
+
+output "queue_arns" {
+  value = module.queue.queue_arns
+}
+
+output "dlq_urls" {
+  value = module.queue.dlq_urls
 }
