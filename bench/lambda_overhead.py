@@ -17,6 +17,9 @@ histograms into an in-memory reader), both on the same records each carrying a
 ``Tracer`` (an X-Ray subsegment per record, sent over UDP to a daemon address nobody
 listens on, as in a function without the daemon) and ``Metrics`` (one EMF metric per
 record, flushed once per invocation), run with the Lambda environment variables they read.
+And the shim with ``cloudqueue_aws.emf.EMF`` (outcomes, durations and queue latencies
+added up per record, EMF lines written once per invocation) beside its peer, Powertools'
+``BatchProcessor`` with ``Metrics`` alone.
 
     python -m bench.lambda_overhead [--records 1000] [--runs 41]
 """
@@ -160,8 +163,9 @@ def traced(event: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def powertools_observed(event: dict[str, Any], context: Context) -> Callable[[], float]:
-    """Powertools' BatchProcessor with a Tracer subsegment and a Metrics count per record."""
+def powertools_observed(event: dict[str, Any], context: Context, *, traced: bool = True) -> Callable[[], float]:
+    """Powertools' BatchProcessor with a Metrics count per record, and (``traced``) a
+    Tracer subsegment per record."""
     from aws_lambda_powertools import Metrics, Tracer
     from aws_lambda_powertools.metrics import MetricUnit
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -172,15 +176,16 @@ def powertools_observed(event: dict[str, Any], context: Context) -> Callable[[],
     processor = BatchProcessor(event_type=EventType.SQS)
     validate, loads = Receipt.model_validate, json.loads
 
-    @tracer.capture_method
-    def record_handler(record: Any) -> None:
+    def count_record(record: Any) -> None:
         validate(loads(record.body)["data"])
         metrics.add_metric(name="completed", unit=MetricUnit.Count, value=1)
 
-    @tracer.capture_lambda_handler
-    def handler(event: dict[str, Any], context: Any) -> Any:
+    def process(event: dict[str, Any], context: Any) -> Any:
         return process_partial_response(event=event, record_handler=record_handler,
                                         processor=processor, context=context)
+
+    record_handler = tracer.capture_method(count_record) if traced else count_record
+    handler = tracer.capture_lambda_handler(process) if traced else process
 
     def run() -> float:
         with lambda_environment(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
@@ -241,13 +246,40 @@ def opentelemetry_rows(event: dict[str, Any], context: Context, job: Callable[..
             SHIM_OTEL_SDK: timed(OpenTelemetry(tracer_provider, meter_provider), spans_recorded)}
 
 
+def emf_row(event: dict[str, Any], context: Context, job: Callable[..., Any]) -> dict[str, Callable[[], float]]:
+    """The shim with ``cloudqueue_aws.emf.EMF``: counts and durations added up per record,
+    the EMF lines written once per invocation (to a list here, to stdout in Lambda)."""
+    import cloudqueue_aws
+    from cloudqueue_aws.emf import EMF
+
+    import cloudqueue as cq
+
+    lines: list[str] = []
+    app = cq.App("shop", backend="memory://", middleware=[EMF(namespace="shop", output=lines.append)])
+    app.job(name="send_receipt")(job)
+    handler = cloudqueue_aws.lambda_handler(app)
+
+    def run() -> float:
+        start = time.perf_counter()
+        response = handler(event, context)
+        elapsed = time.perf_counter() - start
+        assert response == {"batchItemFailures": []}, response
+        # one document per 100 durations and latencies: the counts of every record are in them
+        assert json.loads(lines[0])["Completed"] == len(event["Records"]), lines[0]
+        lines.clear()
+        return elapsed
+    return {SHIM_EMF: run}
+
+
 FLOOR = "json.loads + model_validate"
 CORE = "core dispatcher prepare + run"
 SHIM = "cloudqueue_aws.lambda_handler"
 SHIM_MIDDLEWARE = "lambda_handler + 1 no-op middleware"
 SHIM_OTEL_NOOP = "lambda_handler + OpenTelemetry, API no-op"
 SHIM_OTEL_SDK = "lambda_handler + OpenTelemetry, SDK recording"
+SHIM_EMF = "lambda_handler + CloudWatch EMF"
 POWERTOOLS_OBSERVED = "Powertools BatchProcessor + Tracer + Metrics"
+POWERTOOLS_METRICS = "Powertools BatchProcessor + Metrics"
 POWERTOOLS_PLAIN = "Powertools BatchProcessor + json/validate"
 POWERTOOLS_MODEL = "Powertools BatchProcessor + SqsRecordModel"
 
@@ -316,7 +348,9 @@ def main(argv: list[str] | None = None) -> None:
     ours_imported = sorted(m for m in sys.modules
                            if m.split(".")[0] in ("boto3", "botocore") and m not in already)
     contenders.update(opentelemetry_rows(traced(event), context, send_receipt.func))
+    contenders.update(emf_row(event, context, send_receipt.func))
     contenders.update(powertools_peers(event, context))
+    contenders[POWERTOOLS_METRICS] = powertools_observed(event, context, traced=False)
     contenders[POWERTOOLS_OBSERVED] = powertools_observed(event, context)
     for _ in range(3):  # warm up every row
         for measure in contenders.values():
@@ -332,11 +366,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  {SHIM} over the bare loop: {found[SHIM] / found[FLOOR]:.2f}x (budget: 1.15x)")
     print(f"  with one no-op middleware (run and settled hooks): "
           f"{found[SHIM_MIDDLEWARE] / found[FLOOR]:.2f}x")
-    for row in (SHIM_OTEL_NOOP, SHIM_OTEL_SDK, POWERTOOLS_OBSERVED):
+    for row in (SHIM_OTEL_NOOP, SHIM_OTEL_SDK, SHIM_EMF, POWERTOOLS_METRICS, POWERTOOLS_OBSERVED):
         print(f"  {row} over the bare loop: {found[row] / found[FLOOR]:.2f}x, "
               f"over the plain shim: {found[row] / found[SHIM]:.2f}x")
     print(f"  {SHIM_OTEL_SDK} is {found[POWERTOOLS_OBSERVED] / found[SHIM_OTEL_SDK]:.2f}x as fast as "
           f"{POWERTOOLS_OBSERVED}")
+    print(f"  {SHIM_EMF} is {found[POWERTOOLS_METRICS] / found[SHIM_EMF]:.2f}x as fast as {POWERTOOLS_METRICS}")
     loaded = "none" if not ours_imported else ", ".join(ours_imported)
     note = " (boto3 was loaded before: this process cannot tell)" if already else ""
     print(f"  boto3/botocore imported by cloudqueue: {loaded}{note}")

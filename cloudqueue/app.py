@@ -586,6 +586,7 @@ class App:
         backend = backends[0]
         report = DrainReport()
         dispatcher = self.dispatcher
+        dispatcher.refresh()
         while max_jobs is None or report.processed < max_jobs:
             want = 100 if max_jobs is None else min(100, max_jobs - report.processed)
             for backend in backends:
@@ -607,6 +608,8 @@ class App:
                 if fail_fast and result.outcome in (Outcome.RETRY, Outcome.DEAD_LETTER):
                     dispatcher.give_back(backend, batch[index + 1:])
                     raise result.error or CloudQueueError(str(result.reason or "job failed"))
+        if dispatcher.buffered:
+            dispatcher.flush()
         return report
 
     def _sleep_until_next(self, backends: Sequence[Backend]) -> bool:

@@ -320,6 +320,8 @@ def stats(target: str, as_json: bool, watch: float | None, count: int | None, qu
         (_stats.queue_name(target, backend, target), backend)]
     if watch is None and count is None:
         samples = _stats.sample(queues)
+        if app is None and samples[0].error and not as_json:
+            raise _OneLine(samples[0].error)  # the one URL asked cannot answer: its error, one line
         if as_json:
             click.echo(json.dumps(_stats.render_json(samples)))
         else:

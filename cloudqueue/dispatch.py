@@ -34,6 +34,7 @@ from .clock import Clock, parse_time
 from .context import JobContext, current_traceparent
 from .envelope import EnvelopeError, decode, envelope_validator
 from .lifecycle import STAYS, Outcome, Reason, ReasonKind, overrides
+from .logs import log_outcome, queue_name, successes_logged
 
 if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
@@ -68,6 +69,9 @@ class Result:
         applied: False when the backend could not apply the outcome (the queue delivers
             the message again).
         interrupted: the job was stopped by KeyboardInterrupt: the consumer stops too.
+        queue: the name of the queue it was settled on (set before the ``settled`` hooks).
+        trace: (trace id, span id) in hex of the span of the run, set by a tracing
+            middleware's ``settled`` hook (``cloudqueue.otel``) for the outcome's log record.
     """
 
     outcome: Outcome
@@ -81,6 +85,8 @@ class Result:
     duration: float | None = None
     applied: bool = True
     interrupted: bool = False
+    trace: tuple[str, str] | None = None
+    queue: str | None = None
 
     @property
     def poison(self) -> bool:
@@ -137,14 +143,24 @@ class Dispatcher:
         self._fast: SchemaValidator | None = None
         self._run_hooks: tuple[Callable[..., Any], ...] = ()
         self._settled_hooks: tuple[Callable[[Result], None], ...] = ()
+        self._flush_hooks: tuple[Callable[[], None], ...] = ()
+        self._app_queue: str | None = None  # the app's queue by name, for the log records
+        self._log_successes = False  # an outcome record at INFO is written (read per batch)
         # message id -> receives given back without running the job, on queues that count
         # every receive: taken off the attempt, so attempts count runs (in this process)
         self._unrun: dict[str, int] = {}
         self._unrun_lock = threading.Lock()
         self._listening = False
-        #: something watches settles (middleware or ``app.on``): successes are settled and
-        #: timed one by one, not skipped by the shims' fast path
+        #: something watches settles (middleware, ``app.on``, or the outcome log at INFO):
+        #: successes are settled and timed one by one, not skipped by the shims' fast path
         self.observed = False
+
+    def refresh(self) -> bool:
+        """Re-read whether anything watches settles (the log level may have changed since);
+        consumers call it once per batch or run. Returns ``observed``."""
+        self._log_successes = successes_logged()
+        self.observed = bool(self._settled_hooks) or self._listening or self._log_successes
+        return self.observed
 
     def jobs_changed(self) -> None:
         """Forget the parser built for the old set of jobs."""
@@ -155,8 +171,11 @@ class Dispatcher:
         middleware = self.app.middleware
         self._run_hooks = tuple(overrides(middleware, "run")) + self._store_hooks()
         self._settled_hooks = tuple(overrides(middleware, "settled"))
+        self._flush_hooks = tuple(overrides(middleware, "flush"))
+        #: some middleware buffers what it saw: the shims call ``flush`` after each batch
+        self.buffered = bool(self._flush_hooks)
         self._listening = self.app.has_listeners
-        self.observed = bool(self._settled_hooks) or self._listening
+        self.refresh()
         # no middleware around runs: ``run`` is the plain call, one frame less per job
         self.run = self._run_wrapped if self._run_hooks else self._call  # type: ignore[method-assign]
 
@@ -353,7 +372,7 @@ class Dispatcher:
         try:
             backend.ack(delivery)
         except Exception as exc:
-            return self._unsettled(Result(_ACK, delivery), exc)
+            return self._unsettled(Result(_ACK, delivery), exc, backend)
         if self._unrun:
             with self._unrun_lock:
                 self._unrun.pop(delivery.message_id, None)
@@ -431,15 +450,9 @@ class Dispatcher:
                 backend.ack(delivery)
             elif outcome is Outcome.RETRY:
                 assert result.delay is not None
-                log.warning("job %s %s attempt %d failed (%s); retrying in %.3gs", result.job_type,
-                            result.job_id, delivery.attempt, result.reason and result.reason.text,
-                            result.delay.total_seconds())
                 backend.retry(delivery, result.delay)
             elif outcome is Outcome.DEAD_LETTER:
-                reason = result.reason or Reason(ReasonKind.OTHER, "dead-lettered")
-                log.error("job %s %s dead-lettered: %s", result.job_type or "?",
-                          result.job_id or delivery.message_id, reason)
-                backend.dead_letter(delivery, reason)
+                backend.dead_letter(delivery, result.reason or Reason(ReasonKind.OTHER, "dead-lettered"))
             elif outcome is Outcome.HOP:
                 assert result.delay is not None
                 max_delay = backend.capabilities.max_delay
@@ -452,31 +465,49 @@ class Dispatcher:
                 self.note_unrun(backend, (delivery,))
                 backend.release(delivery)
         except Exception as exc:
-            return self._unsettled(result, exc)
+            return self._unsettled(result, exc, backend)
         if self._unrun and outcome not in STAYS:  # settled for good: nothing more to take off
             with self._unrun_lock:
                 self._unrun.pop(delivery.message_id, None)
         if self.observed:
-            self._observe(result)
+            result.queue = self._queue_name(backend)
+            self._observe(result)  # first: a tracing middleware puts its span's ids on the result
+        if outcome is not _ACK or self._log_successes:
+            log_outcome(result, result.queue or self._queue_name(backend))
         return result.applied
 
-    def _unsettled(self, result: Result, exc: Exception) -> bool:
+    def _unsettled(self, result: Result, exc: Exception, backend: Backend | None = None) -> bool:
         """The backend did not apply ``result``: the message stays in the queue."""
         result.applied = False
-        delivery = result.delivery
+        result.queue = queue = self._queue_name(backend)
         if isinstance(exc, StaleDelivery):
-            log.warning("job %s %s: not settled (%s): %s; the queue delivers it again",
-                        result.job_type or "?", result.job_id or delivery.message_id,
-                        result.outcome.value, exc)
             self._observe(result, stalled=True)
+            log_outcome(result, queue, str(exc))
             return False
         # the message returns after its visibility timeout
-        log.error("could not settle job %s %s (%s); the queue delivers it again",
-                  result.job_type or "?", result.job_id or delivery.message_id, result.outcome.value,
-                  exc_info=exc)
         if self.observed:
             self._observe(result)
+        log_outcome(result, queue, _describe(exc), exc)
         return False
+
+    def _queue_name(self, backend: Backend | None) -> str:
+        """The name of the queue ``backend`` is (its ``name`` where it has one, as the memory
+        and SQS backends and the Lambda shim's event queue do), else the app's queue."""
+        named = getattr(backend, "name", None)  # optional on Backend: read, not required
+        if isinstance(named, str) and named:
+            return named
+        if self._app_queue is None:
+            self._app_queue = queue_name(self.app)
+        return self._app_queue
+
+    def flush(self) -> None:
+        """Tell middleware that buffers (``Middleware.flush``) to write out what it holds:
+        the function shims call it once per invocation, the worker when it stops."""
+        for hook in self._flush_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("a middleware's flush raised; ignored")
 
     def note_unrun(self, backend: Backend, deliveries: Sequence[Delivery]) -> None:
         """Remember receives that did not run the job, where the queue counts them (so the
@@ -502,10 +533,14 @@ class Dispatcher:
             applied = False
             log.warning("could not give back %d unstarted message(s); they come back after their "
                         "visibility timeout", len(deliveries), exc_info=True)
-        if self.observed:
+        if self.observed or successes_logged():
+            queue = self._queue_name(backend)
             for delivery in deliveries:
-                self._observe(Result(Outcome.RELEASE, delivery, applied=applied,
-                                     reason=Reason(ReasonKind.DEFERRED, "not started")))
+                result = Result(Outcome.RELEASE, delivery, applied=applied,
+                                reason=Reason(ReasonKind.DEFERRED, "not started"), queue=queue)
+                if self.observed:
+                    self._observe(result)
+                log_outcome(result, queue, None if applied else "the give-back failed")
 
     def _observe(self, result: Result, *, stalled: bool = False) -> None:
         for hook in self._settled_hooks:

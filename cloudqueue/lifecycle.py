@@ -145,6 +145,11 @@ class Middleware:
         ``result.delivery.attempt``, ``result.duration`` (seconds the job ran, or None),
         ``result.applied`` (False: the queue delivers the message again)."""
 
+    def flush(self) -> None:
+        """Write out whatever this middleware buffered (metrics added up per invocation):
+        called once at the end of each function shim batch (one invocation or request)
+        and when a worker stops."""
+
 
 #: the names ``app.on`` takes, and what each is called for
 EVENTS = {
@@ -188,6 +193,7 @@ class Batch:
 
     def run(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         dispatcher, backend = self.dispatcher, self.backend
+        dispatcher.refresh()  # successes logged at INFO are settled (and timed) one by one
         handle, settle = dispatcher.handle, dispatcher.settle
         now = dispatcher.app.clock.time
         stop_at = self.stop_at
@@ -222,6 +228,8 @@ class Batch:
         if unstarted:
             dispatcher.give_back(backend, unstarted)
             stays.extend(unstarted)
+        if dispatcher.buffered:  # one invocation, one write of what middleware buffered
+            dispatcher.flush()
         return stays
 
 

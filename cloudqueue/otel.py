@@ -60,12 +60,13 @@ from ._errors import Defer, EnqueueError, Skip
 from .clock import parse_time
 from .envelope import decode, with_traceparent
 from .lifecycle import Middleware, Outcome, ReasonKind
+from .logs import queue_name
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from .app import App
-    from .backends.base import Backend, OutgoingMessage, QueueStats
+    from .backends.base import Backend, Delivery, OutgoingMessage, QueueStats
     from .dispatch import Result, Task
 
 __all__ = ["OpenTelemetry"]
@@ -82,6 +83,16 @@ _OPEN_LIMIT = 10_000
 #: one backend.stats() call serves every gauge of one collection
 _STATS_TTL = 1.0
 _FAILED_KINDS = frozenset({ReasonKind.PERMANENT, ReasonKind.EXHAUSTED})
+#: seconds between looks at the global providers while they are the API's placeholders
+_RECHECK = 1.0
+
+
+def _records(provider: object, noop: type) -> bool | None:
+    """Whether a provider records: None while it is the API's placeholder for a global
+    provider not set up yet (it hands over to an SDK set later)."""
+    if type(provider).__name__ in ("ProxyTracerProvider", "_ProxyMeterProvider"):
+        return None  # the metrics API does not export its placeholder's class: by name
+    return not isinstance(provider, noop)
 
 
 def _platform(header: str) -> SpanContext | None:
@@ -144,26 +155,9 @@ class _Queue:
         url = app.backend_url
         scheme = url.split("://", 1)[0] if url else app.backend.scheme
         self.system = _SYSTEMS.get(scheme, "cloudqueue")
-        self.destination = _destination_name(app)
+        self.destination = queue_name(app)
         self.stats: QueueStats | None = None
         self.stats_at = float("-inf")
-
-
-def _destination_name(app: App) -> str:
-    """The queue's name: the URL's last path part (``sqs://orders?...`` -> ``orders``,
-    ``pubsub://project/topic`` -> ``topic``), else the backend's ``name`` where it has
-    one (the memory and SQS backends do), else the app's name."""
-    url = app.backend_url
-    if url:
-        rest = url.split("://", 1)[-1].split("?", 1)[0].rstrip("/")
-        name = rest.rsplit("/", 1)[-1]
-        if name:
-            return name
-    else:
-        named = getattr(app.backend, "name", None)  # optional on Backend: read, not required
-        if isinstance(named, str) and named:
-            return named
-    return app.name
 
 
 class OpenTelemetry(Middleware):
@@ -184,6 +178,13 @@ class OpenTelemetry(Middleware):
     def __init__(self, tracer_provider: trace.TracerProvider | None = None,
                  meter_provider: metrics.MeterProvider | None = None) -> None:
         self._tracer = trace.get_tracer("cloudqueue", __version__, tracer_provider=tracer_provider)
+        # the API alone hands out no-op tracers and meters: then a run builds no span, no
+        # context and no attributes, and a settle counts nothing
+        self._given = (tracer_provider, meter_provider)
+        self._spans_on = self._metrics_on = False
+        self._final = False  # both providers are what they are for good
+        self._recheck_at = 0.0
+        self._check_providers()
         meter = metrics.get_meter("cloudqueue", __version__, meter_provider=meter_provider)
         self._enqueued = meter.create_counter(
             "cloudqueue.jobs.enqueued", "{job}", "Jobs the queue accepted")
@@ -201,8 +202,6 @@ class OpenTelemetry(Middleware):
         self._latency = meter.create_histogram(
             "cloudqueue.job.queue_latency", "s",
             "From enqueue to the start of a job's first run (a delay asked for included)")
-        #: a no-op meter's histogram: the latency is not worth parsing a time for
-        self._latency_off = isinstance(self._latency, metrics.NoOpHistogram)
         for name, figure, description in (
                 ("waiting", "waiting", "Messages due and not received"),
                 ("in_flight", "in_flight", "Messages received and not settled"),
@@ -217,8 +216,24 @@ class OpenTelemetry(Middleware):
         self._lock = threading.Lock()
         #: id(delivery) -> a run not yet settled: its recording span, when it ended, its queue
         self._open: dict[int, tuple[Span | None, int, _Queue]] = {}
-        self._attrs: dict[tuple[str | None, str | None, str | None], dict[str, str]] = {}
+        self._attrs: dict[tuple[str | None, int, int], dict[str, str]] = {}
         self._process: dict[tuple[_Queue, str], tuple[str, dict[str, str]]] = {}  # span name, attributes
+
+    def _check_providers(self) -> None:
+        """Work out whether spans and metrics record. A provider passed in, or a global one
+        set up with the SDK, is what it is for good: then this is never called again. The
+        global placeholder (no SDK yet) records nothing but hands over to an SDK set later,
+        so while there is one it is looked at again at most once a second: a run costs a
+        clock read, and an SDK set up while jobs run takes over within a second."""
+        now = time.monotonic()
+        if now < self._recheck_at:
+            return
+        self._recheck_at = now + _RECHECK
+        tracer_provider, meter_provider = self._given
+        spans = _records(tracer_provider or trace.get_tracer_provider(), trace.NoOpTracerProvider)
+        measures = _records(meter_provider or metrics.get_meter_provider(), metrics.NoOpMeterProvider)
+        self._spans_on, self._metrics_on = bool(spans), bool(measures)
+        self._final = spans is not None and measures is not None
 
     # -- apps ------------------------------------------------------------------------------
     def watch(self, app: App) -> App:
@@ -249,7 +264,9 @@ class OpenTelemetry(Middleware):
 
     def _attributes(self, job_type: str | None, queue: _Queue | None,
                     kind: ReasonKind | None = None) -> dict[str, str]:
-        key = (job_type, queue.destination if queue else None, kind.value if kind else None)
+        # by identity: the queues are kept for good and the kinds are singletons (an enum's
+        # own hash and value are Python-level calls, too slow for once per settle)
+        key = (job_type, id(queue), id(kind))
         attrs = self._attrs.get(key)
         if attrs is None:
             attrs = {"messaging.system": queue.system if queue else "cloudqueue"}
@@ -267,7 +284,21 @@ class OpenTelemetry(Middleware):
                 call_next: Callable[[Sequence[OutgoingMessage]], list[str]]) -> list[str]:
         if not messages:
             return call_next(messages)
+        if not self._final:
+            self._check_providers()
         first = messages[0]
+        if not self._spans_on and not trace.get_current_span().get_span_context().is_valid:
+            # nothing records spans and no context to carry on: the messages go as they are
+            if not self._metrics_on:
+                return call_next(messages)
+            queue = self._sender(first.body)
+            try:
+                ids = call_next(messages)
+            except EnqueueError as exc:
+                self._count_sent(messages, set(exc.sent), queue)
+                raise
+            self._count_sent(messages, None, queue)
+            return ids
         types = {m.job_type for m in messages}
         job_type = first.job_type if len(types) == 1 else None
         queue = self._sender(first.body)
@@ -322,6 +353,19 @@ class OpenTelemetry(Middleware):
         job = task.job
         queue = self._queues.get(id(job.app)) or self._queue(job.app)
         delivery = task.delivery
+        if not self._final:
+            self._check_providers()
+        if delivery.attempt == 1 and self._metrics_on:
+            try:
+                waited = (job.app.clock.now() - parse_time(task.enqueued_at)).total_seconds()
+            except ValueError:
+                pass
+            else:
+                self._latency.record(max(waited, 0.0), self._attributes(job.name, queue))
+        if not self._spans_on:  # no span: the envelope's traceparent still reaches enqueues
+            if len(self._queues) > 1:  # the settle needs to know whose queue
+                self._remember(delivery, None, queue)
+            return call_next()
         parent: otel_context.Context | None = None
         links: tuple[Link, ...] | None = None
         if task.traceparent:
@@ -340,13 +384,6 @@ class OpenTelemetry(Middleware):
                                        attributes={**named[1], "messaging.message.id": task.job_id,
                                                    "cloudqueue.job.type": job.name,
                                                    "cloudqueue.job.attempt": delivery.attempt})
-        if delivery.attempt == 1 and not self._latency_off:
-            try:
-                waited = (job.app.clock.now() - parse_time(task.enqueued_at)).total_seconds()
-            except ValueError:
-                pass
-            else:
-                self._latency.record(max(waited, 0.0), self._attributes(job.name, queue))
         token = otel_context.attach(trace.set_span_in_context(span))
         try:
             return call_next()
@@ -359,14 +396,17 @@ class OpenTelemetry(Middleware):
             otel_context.detach(token)
             recording = span.is_recording()  # if so, ended when settled, with the outcome on it
             if not recording:
-                span.end()  # the API's no-op span: nothing will be written on it
+                span.end()  # sampled out: nothing will be written on it
             if recording or len(self._queues) > 1:  # the settle needs the span, or whose queue
-                opened = self._open
-                opened[id(delivery)] = (span if recording else None, time.time_ns(), queue)
-                if len(opened) > _OPEN_LIMIT:
-                    stale, end, _ = opened.pop(next(iter(opened)))
-                    if stale is not None:
-                        stale.end(end)
+                self._remember(delivery, span if recording else None, queue)
+
+    def _remember(self, delivery: Delivery, span: Span | None, queue: _Queue) -> None:
+        opened = self._open
+        opened[id(delivery)] = (span, time.time_ns(), queue)
+        if len(opened) > _OPEN_LIMIT:
+            stale, end, _ = opened.pop(next(iter(opened)))
+            if stale is not None:
+                stale.end(end)
 
     @staticmethod
     def _join_platform(headers: tuple[str, ...], parent: otel_context.Context | None,
@@ -392,11 +432,15 @@ class OpenTelemetry(Middleware):
         return parent, tuple(joined) or None
 
     def settled(self, result: Result) -> None:
+        if not self._open and not self._metrics_on:
+            return  # no span waits for its outcome, and nothing counts
         opened = self._open.pop(id(result.delivery), None) if self._open else None
         span, ended, queue = opened if opened is not None else (None, 0, self._only_queue())
         outcome, reason = result.outcome, result.reason
         kind = reason.kind if reason is not None else None
         if span is not None:  # the run's span: what became of it, then ended when the run did
+            context = span.get_span_context()
+            result.trace = (f"{context.trace_id:032x}", f"{context.span_id:016x}")  # for the log record
             span.set_attribute("cloudqueue.outcome", outcome.value)
             if kind is not None:
                 span.set_attribute("cloudqueue.reason.kind", kind.value)
@@ -405,6 +449,8 @@ class OpenTelemetry(Middleware):
             if outcome is Outcome.RETRY or outcome is Outcome.DEAD_LETTER:
                 span.set_status(Status(StatusCode.ERROR, str(reason) if reason else outcome.value))
             span.end(ended)
+        if not self._metrics_on:
+            return
         if result.duration is not None:
             self._duration.record(result.duration, self._attributes(result.job_type, queue))
         if not result.applied:  # the queue delivers it again: counted when it settles

@@ -272,6 +272,7 @@ class Worker:
             beat = threading.Thread(target=self._heartbeat, args=(beating,),
                                     name="cloudqueue-heartbeat", daemon=True)
             beat.start()
+        self.app.dispatcher.refresh()  # successes logged at INFO are timed and settled one by one
         if len(backends) == 1:
             log.info("worker for app %r on %r: concurrency %d", self.app.name, backend, self.concurrency)
         else:
@@ -299,6 +300,7 @@ class Worker:
                 restore()
             for stats in per_thread:
                 self.stats.add(stats)
+            self.app.dispatcher.flush()  # middleware that buffers (EMF) writes what it holds
             log.info("worker stopped: %s", self.stats)
         return self.stats
 
@@ -371,8 +373,8 @@ class Worker:
                         else:
                             self._count(stats, result, result.applied)
                         if result.interrupted:
-                            log.warning("a job was interrupted (KeyboardInterrupt): its message "
-                                        "went back; stopping")
+                            # the outcome record said the message went back; this is the worker's part
+                            log.warning("worker stopping: a job was interrupted (KeyboardInterrupt)")
                             stop.set()
                     except BaseException:  # a fault of ours, never the job's: the thread lives on
                         log.exception("could not process message %s; it comes back after its "

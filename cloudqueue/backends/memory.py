@@ -42,6 +42,10 @@ _ACK_MARGIN = 1.0
 _NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
 
 
+#: what a receive took under the lock: body, receives, message id, token, group
+_Taken = tuple[bytes, int, str, int, "str | None"]
+
+
 class _Msg:
     __slots__ = (
         "body",
@@ -202,7 +206,7 @@ class MemoryBackend(Backend):
                 got = self._take_fifo(max_messages, now, hide) if self.fifo else \
                     self._take(max_messages, now, hide)
                 if got:
-                    return got
+                    break
                 left = give_up - _time.monotonic()
                 if left <= 0:
                     return []
@@ -211,6 +215,10 @@ class MemoryBackend(Backend):
                     self._cond.wait(min(left, 0.05))
                 finally:
                     self._waiting -= 1
+        # built after the lock is released: every consumer thread takes that lock, and the
+        # shorter it is held, the rarer a thread switch finds it taken
+        return [Delivery(body, receives, mid, token, group, None, _NO_ATTRIBUTES, hide)
+                for body, receives, mid, token, group in got]
 
     def _promote(self, now: float) -> None:
         timed, msgs, ready = self._timed, self._msgs, self._ready
@@ -225,31 +233,30 @@ class MemoryBackend(Backend):
                 else:
                     ready.append(mid)
 
-    def _take(self, max_messages: int, now: float, hide: timedelta) -> list[Delivery]:
+    def _take(self, max_messages: int, now: float, hide: timedelta) -> list[_Taken]:
         timed = self._timed
         if timed and timed[0][0] <= now:
             self._promote(now)
         if self._urgent:
             return self._take_by_priority(max_messages, now, hide)
-        out: list[Delivery] = []
+        out: list[_Taken] = []
         ready, msgs = self._ready, self._msgs
         visible_at = now + hide.total_seconds()
         while ready and len(out) < max_messages:
             msg = msgs.get(ready.popleft())
             if msg is None or msg.token or msg.visible_at > now:
                 continue
-            delivery = self._deliver(msg, now, hide, visible_at)
-            if delivery is not None:
-                out.append(delivery)
+            taken = self._deliver(msg, now, visible_at)
+            if taken is not None:
+                out.append(taken)
         if out:
-            heapq.heappush(timed, (visible_at, next(self._seq),
-                                   tuple([(d.message_id, d.handle) for d in out])))
+            heapq.heappush(timed, (visible_at, next(self._seq), tuple([(t[2], t[3]) for t in out])))
         return out
 
-    def _take_by_priority(self, max_messages: int, now: float, hide: timedelta) -> list[Delivery]:
+    def _take_by_priority(self, max_messages: int, now: float, hide: timedelta) -> list[_Taken]:
         # a positive priority goes before the priority-0 messages, a negative one after them;
         # within one priority, send order
-        out: list[Delivery] = []
+        out: list[_Taken] = []
         ready, urgent, msgs = self._ready, self._urgent, self._msgs
         visible_at = now + hide.total_seconds()
         while len(out) < max_messages:
@@ -262,19 +269,18 @@ class MemoryBackend(Backend):
             msg = msgs.get(mid)
             if msg is None or msg.token or msg.visible_at > now:
                 continue
-            delivery = self._deliver(msg, now, hide, visible_at)
-            if delivery is not None:
-                out.append(delivery)
+            taken = self._deliver(msg, now, visible_at)
+            if taken is not None:
+                out.append(taken)
         if out:
-            heapq.heappush(self._timed, (visible_at, next(self._seq),
-                                         tuple([(d.message_id, d.handle) for d in out])))
+            heapq.heappush(self._timed, (visible_at, next(self._seq), tuple([(t[2], t[3]) for t in out])))
         return out
 
-    def _take_fifo(self, max_messages: int, now: float, hide: timedelta) -> list[Delivery]:
+    def _take_fifo(self, max_messages: int, now: float, hide: timedelta) -> list[_Taken]:
         # Only the oldest message of each group may be delivered, and only when nothing of
         # that group is in flight or waiting for its retry: order per group holds.
         blocked: set[str] = set()
-        out: list[Delivery] = []
+        out: list[_Taken] = []
         for msg in sorted(self._msgs.values(), key=lambda m: m.seq):
             if len(out) >= max_messages:
                 break
@@ -286,12 +292,12 @@ class MemoryBackend(Backend):
                 msg.token = 0
             if msg.token or msg.visible_at > now:
                 continue
-            delivery = self._deliver(msg, now, hide, now + hide.total_seconds())
-            if delivery is not None:
-                out.append(delivery)
+            taken = self._deliver(msg, now, now + hide.total_seconds())
+            if taken is not None:
+                out.append(taken)
         return out
 
-    def _deliver(self, msg: _Msg, now: float, hide: timedelta, visible_at: float) -> Delivery | None:
+    def _deliver(self, msg: _Msg, now: float, visible_at: float) -> _Taken | None:
         limit = self.max_receives or msg.max_attempts
         if limit is not None and msg.receives >= limit:
             self._bury(msg, f"unsettled: received {msg.receives} times without being settled "
@@ -300,8 +306,7 @@ class MemoryBackend(Backend):
         msg.receives += 1
         msg.token = token = next(self._seq)
         msg.visible_at = visible_at  # the caller files it in the timed heap (not FIFO: no heap)
-        # positional: this runs under the lock every consumer thread takes
-        return Delivery(msg.body, msg.receives, msg.mid, token, msg.group, None, _NO_ATTRIBUTES, hide)
+        return msg.body, msg.receives, msg.mid, token, msg.group
 
     def _owned(self, delivery: Delivery) -> _Msg:
         msg = self._msgs.get(delivery.message_id)

@@ -71,10 +71,13 @@ def test_lambda_overhead_compares_the_shim_with_the_bare_loop_and_powertools(
                          "cloudqueue_aws.lambda_handler", "lambda_handler + 1 no-op middleware",
                          "lambda_handler + OpenTelemetry, API no-op",
                          "lambda_handler + OpenTelemetry, SDK recording",
+                         "lambda_handler + CloudWatch EMF",
                          "Powertools BatchProcessor + json/validate",
                          "Powertools BatchProcessor + SqsRecordModel",
+                         "Powertools BatchProcessor + Metrics",
                          "Powertools BatchProcessor + Tracer + Metrics"}, out
     assert "lambda_handler + OpenTelemetry, SDK recording is " in out
+    assert "lambda_handler + CloudWatch EMF is " in out
     # in a process that loaded boto3 earlier only new imports count (tests/aws checks a fresh one)
     assert "boto3/botocore imported by cloudqueue: none" in out
 

@@ -186,6 +186,11 @@ class _EventQueue(Backend):
         return self._caps
 
     @property
+    def name(self) -> str:
+        """The queue's name (the ARN's last part), as the log records show it."""
+        return self._arn.rsplit(":", 1)[-1]
+
+    @property
     def sqs(self) -> SQSBackend:
         return self._shim.queue(self._arn, self._region)
 

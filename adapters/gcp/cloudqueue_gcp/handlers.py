@@ -351,11 +351,14 @@ def handle_delivery(app: App, delivery: Delivery, backend: Backend | None = None
     status: 2xx removes, non-2xx keeps.
     """
     dispatcher = app.dispatcher
+    dispatcher.refresh()  # a success logged at INFO is timed
     prepared = dispatcher.prepare(delivery)
     result: Result = prepared if isinstance(prepared, Result) else dispatcher.run(prepared)
     if result.job_type and ATTR_TYPE not in delivery.attributes:
         delivery.attributes = {**delivery.attributes, ATTR_TYPE: result.job_type}  # for the dead letter
     applied = dispatcher.settle(PushBinding(backend or app.backend), result)
+    if dispatcher.buffered:  # one request, one write of what middleware buffered
+        dispatcher.flush()
     outcome = result.outcome
     if not applied:
         return "could not settle; retry", 500, {}
