@@ -132,9 +132,9 @@ def encode(*, job_id: str, app: str, job_type: str, time: datetime | str, data: 
     """
     if data_json is None:
         data_json = to_json(data)
-    quoted_id = b'"%s"' % job_id.encode() if plain_id or (job_id.isascii() and job_id.isalnum()) \
-        else _dumps(job_id).encode()
-    body = b'{"specversion":"1.0","id":%s%s%s","datacontenttype":"application/json","data":%s,"cqv":1' % (
+    quoted_id = job_id.encode() if plain_id or (job_id.isascii() and job_id.isalnum()) \
+        else _dumps(job_id).encode()[1:-1]
+    body = b'{"specversion":"1.0","id":"%s"%s%s","datacontenttype":"application/json","data":%s,"cqv":1' % (
         quoted_id, _head(app, job_type), (time if type(time) is str else format_time(time)).encode(),  # type: ignore[arg-type]
         data_json)
     if key is None and not_before is None and traceparent is None:

@@ -69,7 +69,8 @@ class _Msg:
         self.job_id = out.job_id
         self.job_type = out.job_type
         self.seq = seq
-        self.visible_at = now + out.delay.total_seconds()
+        delay = out.delay
+        self.visible_at = now + delay.total_seconds() if delay else now
         self.receives = 0
         self.group = out.ordering_key
         self.key = out.idempotency_key
