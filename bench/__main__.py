@@ -2,7 +2,7 @@
 
     python -m bench                      # the default sizes (a few minutes)
     python -m bench --quick              # tiny sizes: checks that each one runs
-    python -m bench --only lambda,sqs    # some of them: cold, lambda, sqs, memory, pubsub, store
+    python -m bench --only lambda,sqs    # some of them: cold, lambda, sqs, memory, pubsub, store, claim
 
 Sizes and run counts can be set per benchmark (``--cold-runs``, ``--records``, ...);
 each benchmark is also a module of its own (``python -m bench.cold_start --help``).
@@ -17,9 +17,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import cold_start, lambda_overhead, memory_throughput, pubsub_throughput, sqs_enqueue, store_lambda
+from . import claim_check, cold_start, lambda_overhead, memory_throughput, pubsub_throughput, sqs_enqueue, store_lambda
 
-NAMES = ("cold", "lambda", "sqs", "memory", "pubsub", "store")
+NAMES = ("cold", "lambda", "sqs", "memory", "pubsub", "store", "claim")
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -73,6 +73,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[list[str]], None
         ("pubsub", pubsub_throughput.main, ["--jobs", "20", "--runs", "1"] if quick else []),
         ("store", store_lambda.main,
          _options(records=pick(args.store_records, 5), runs=pick(args.store_runs, 1))),
+        ("claim", claim_check.main, ["--size", "0.5", "--runs", "1"] if quick else []),
     ]
     chosen = args.only.split(",")
     return [step for step in steps if step[0] in chosen]

@@ -21,6 +21,7 @@ from .retry import DEFAULT_RETRY, Retry
 
 if TYPE_CHECKING:
     from ._store_guard import Idempotency
+    from .payloads import PayloadStore
     from .store import Once, Record, Store
     from .worker import Worker
 
@@ -88,12 +89,22 @@ class App:
             with an idempotency key (or ``once=True``) then runs at most once per key.
             None reads ``$CLOUDQUEUE_STORE_URL`` (unset: no store). A URL is opened on
             first use.
+        payload_store: where payloads too large for the queue go (the claim check): a URL
+            (``"s3://bucket/prefix"``, ``"gs://bucket/prefix"``, ``"memory://"``) or a
+            ``cloudqueue.payloads.PayloadStore``; opened on first use. None reads
+            ``$CLOUDQUEUE_PAYLOAD_STORE`` (unset: no claim check). Consumers need the
+            producer's store to read those messages (see ``cloudqueue.payloads``).
+        offload_above: the largest message, in bytes, sent with its payload inline; a
+            larger one goes through ``payload_store``. Default: the backend's own limit,
+            so only messages that would not fit are offloaded.
     """
 
     def __init__(self, name: str, backend: str | Backend | None = None, *,
                  retry: Retry | None = None, clock: Clock | None = None,
                  middleware: Sequence[Middleware] = (),
                  queues: Mapping[str, str | Backend] | None = None,
+                 payload_store: str | PayloadStore | None = None,
+                 offload_above: int | None = None,
                  store: str | Store | None = None) -> None:
         if not name or not isinstance(name, str):
             raise ConfigurationError("cq.App needs a non-empty name, e.g. cq.App('shop')")
@@ -133,6 +144,8 @@ class App:
         self._listeners: dict[str, list[Callable[[Result], Any]]] = {}
         self._idempotency = _idempotency(self, store if store is not None
                                          else os.environ.get("CLOUDQUEUE_STORE_URL") or None)
+        self._payload_spec, self._payloads, self.offload_above = _payload_settings(
+            name, payload_store or os.environ.get("CLOUDQUEUE_PAYLOAD_STORE") or None, offload_above)
         self.dispatcher = Dispatcher(self)
         self.dispatcher.hooks_changed()
 
@@ -268,6 +281,41 @@ class App:
         if self._idempotency is None:
             raise ConfigurationError(f"app {self.name!r} has no store; pass cq.App(..., store='memory://')")
         return self._idempotency.record(idempotency_key=idempotency_key, job_id=job_id)
+
+    # -- the claim check -----------------------------------------------------------------
+    @property
+    def has_payload_store(self) -> bool:
+        return self._payload_spec is not None
+
+    @property
+    def payload_store(self) -> PayloadStore | None:
+        """The claim-check store (opened on first use), or None when the app has none."""
+        if self._payloads is None and self._payload_spec is not None:
+            from .payloads import from_url as open_store
+
+            assert isinstance(self._payload_spec, str)
+            self._payloads = open_store(self._payload_spec)
+        return self._payloads
+
+    def _offload(self, job: Job[Any, Any], job_id: str, now: datetime | str, data_json: bytes,
+                 key: str | None, not_before: datetime | None, traceparent: str | None) -> bytes:
+        """Write the payload to the payload store; the version 2 envelope pointing at it."""
+        from .payloads import offload
+
+        store = self.payload_store
+        assert store is not None
+        try:
+            ref = offload(store, job_id, data_json)
+        except CloudQueueError:
+            raise
+        except Exception as exc:  # a store's own bug or an SDK error it did not translate
+            from ._errors import BackendError
+
+            raise BackendError(f"job {job.name!r}: could not write the payload to {store.url}: "
+                               f"{type(exc).__name__}: {exc}") from exc
+        return envelope.encode_reference(job_id=job_id, app=self.name, job_type=job.name, time=now,
+                                         data_ref=ref, key=key, not_before=not_before,
+                                         traceparent=traceparent)
 
     # -- middleware and events -----------------------------------------------------------
     @property
@@ -448,15 +496,24 @@ class App:
             traceparent = current_traceparent.get()
         else:
             _check_traceparent(job, traceparent)
-        body = envelope.encode(job_id=job_id, app=self.name, job_type=job.name, time=now,
-                               data_json=job.dump_json(value), key=idempotency_key,
-                               not_before=not_before, traceparent=traceparent,
-                               plain_id=True)  # _job_id gives hex
+        data_json = job.dump_json(value)
+        offload_at = None if self._payload_spec is None else \
+            caps.max_message_size if self.offload_above is None else self.offload_above
+        if offload_at is not None and len(data_json) > offload_at:  # the envelope is larger still
+            body = self._offload(job, job_id, now, data_json, idempotency_key, not_before, traceparent)
+        else:
+            body = envelope.encode(job_id=job_id, app=self.name, job_type=job.name, time=now,
+                                   data_json=data_json, key=idempotency_key,
+                                   not_before=not_before, traceparent=traceparent,
+                                   plain_id=True)  # _job_id gives hex
+            if offload_at is not None and len(body) > offload_at:
+                body = self._offload(job, job_id, now, data_json, idempotency_key, not_before, traceparent)
         if len(body) > caps.max_message_size:
             raise PayloadError(
                 f"job {job.name!r}: the message is {len(body)} bytes, over the "
                 f"{backend.scheme} limit of {caps.max_message_size} bytes; store the large "
-                "part elsewhere (e.g. object storage) and enqueue a reference", job=job.name)
+                "part elsewhere: give the app a payload store (cq.App(..., payload_store="
+                "'s3://bucket/prefix')) and it goes there by itself", job=job.name)
         if self._multi or priority is not None:
             return OutgoingMessage(body, job_id, job.name, wait, idempotency_key, ordering_key,
                                    job.retry.attempts, queue if self._multi else None, priority)
@@ -649,12 +706,15 @@ class App:
         return {name: self.queue(name).stats() for name in self.queues_in(queues)}
 
     def close(self) -> None:
-        """Close the queues opened so far, the store and the dispatcher's event loop."""
+        """Close the queues opened so far, the idempotency store, the payload store and the
+        dispatcher's event loop."""
         self.dispatcher.close()
         if self._idempotency is not None:
             self._idempotency.close()
         for backend in self._backends.values():
             backend.close()
+        if self._payloads is not None and isinstance(self._payload_spec, str):
+            self._payloads.close()  # a store passed in belongs to the caller
 
     def __repr__(self) -> str:
         if self._multi:
@@ -696,6 +756,30 @@ def _bind_enqueue(hook: Callable[..., list[str]], call_next: Callable[[Sequence[
     def call(messages: Sequence[OutgoingMessage]) -> list[str]:
         return hook(messages, call_next)
     return call
+
+
+def _payload_settings(name: str, payload_store: Any, offload_above: Any,
+                      ) -> tuple[str | PayloadStore | None, PayloadStore | None, int | None]:
+    """Check ``payload_store`` and ``offload_above``: (the spec, the store if given one, the size)."""
+    if payload_store is None and offload_above is None:
+        return None, None, None  # no claim check: nothing more is imported
+    from .payloads import PayloadStore
+
+    if payload_store is not None and not isinstance(payload_store, (str, PayloadStore)):
+        raise ConfigurationError(
+            f"app {name!r}: payload_store must be a URL (e.g. 's3://bucket/prefix') or a "
+            f"cloudqueue.payloads.PayloadStore, got {type(payload_store).__name__}")
+    if offload_above is not None:
+        if type(offload_above) is not int or offload_above < 0:
+            raise ConfigurationError(
+                f"app {name!r}: offload_above must be a number of bytes (an int >= 0), got "
+                f"{offload_above!r}; e.g. offload_above=64 * 1024")
+        if payload_store is None:
+            raise ConfigurationError(
+                f"app {name!r}: offload_above needs a payload_store to offload to; add "
+                "payload_store='s3://bucket/prefix' (or gs://, memory://)")
+    store = payload_store if isinstance(payload_store, PayloadStore) else None
+    return payload_store or None, store, offload_above
 
 
 def _queue_specs(app: str, queues: Mapping[str, str | Backend]) -> dict[str, str | Backend]:

@@ -26,13 +26,13 @@ from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from pydantic_core import SchemaValidator, ValidationError
+from pydantic_core import SchemaValidator, ValidationError, from_json
 
 from ._errors import Defer, PayloadError, Permanent, RetryLater, Skip, StaleDelivery
 from .backends.base import Backend, Delivery
 from .clock import Clock, parse_time
 from .context import JobContext, current_traceparent
-from .envelope import EnvelopeError, decode, envelope_validator
+from .envelope import DataRef, EnvelopeError, decode, envelope_validator
 from .lifecycle import STAYS, Outcome, Reason, ReasonKind, overrides
 from .logs import log_outcome, queue_name, successes_logged
 
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
 
     from .app import App
+    from .envelope import Envelope
     from .job import Job
 
 __all__ = ["Dispatcher", "Outcome", "Result", "Task"]
@@ -72,6 +73,8 @@ class Result:
         queue: the name of the queue it was settled on (set before the ``settled`` hooks).
         trace: (trace id, span id) in hex of the span of the run, set by a tracing
             middleware's ``settled`` hook (``cloudqueue.otel``) for the outcome's log record.
+        claim: the payload-store object a claim-check message pointed at (deleted once
+            the message is acknowledged).
     """
 
     outcome: Outcome
@@ -87,6 +90,7 @@ class Result:
     interrupted: bool = False
     trace: tuple[str, str] | None = None
     queue: str | None = None
+    claim: DataRef | None = None
 
     @property
     def poison(self) -> bool:
@@ -96,10 +100,12 @@ class Result:
 class Task:
     """A delivery that parsed and validated: ready to run."""
 
-    __slots__ = ("delivery", "enqueued_at", "job", "job_id", "key", "payload", "traceparent")
+    __slots__ = ("claim", "delivery", "enqueued_at", "job", "job_id", "key", "payload", "traceparent")
 
     def __init__(self, job: Job[Any, Any], payload: Any, delivery: Delivery, job_id: str,
-                 enqueued_at: str, key: str | None, traceparent: str | None = None) -> None:
+                 enqueued_at: str, key: str | None, traceparent: str | None = None,
+                 claim: DataRef | None = None) -> None:
+        self.claim = claim
         self.job = job
         self.payload = payload
         self.delivery = delivery
@@ -151,6 +157,7 @@ class Dispatcher:
         self._unrun: dict[str, int] = {}
         self._unrun_lock = threading.Lock()
         self._listening = False
+        self._claims = False  # the app has a payload store (the claim check)
         #: something watches settles (middleware, ``app.on``, or the outcome log at INFO):
         #: successes are settled and timed one by one, not skipped by the shims' fast path
         self.observed = False
@@ -159,7 +166,8 @@ class Dispatcher:
         """Re-read whether anything watches settles (the log level may have changed since);
         consumers call it once per batch or run. Returns ``observed``."""
         self._log_successes = successes_logged()
-        self.observed = bool(self._settled_hooks) or self._listening or self._log_successes
+        # a claim check deletes its object after the ack: every success is settled then
+        self.observed = bool(self._settled_hooks) or self._listening or self._log_successes or self._claims
         return self.observed
 
     def jobs_changed(self) -> None:
@@ -175,9 +183,12 @@ class Dispatcher:
         #: some middleware buffers what it saw: the shims call ``flush`` after each batch
         self.buffered = bool(self._flush_hooks)
         self._listening = self.app.has_listeners
+        claims = self._claims = self.app.has_payload_store
         self.refresh()
         # no middleware around runs: ``run`` is the plain call, one frame less per job
         self.run = self._run_wrapped if self._run_hooks else self._call  # type: ignore[method-assign]
+        if claims:
+            self.run = self._run_claimed  # type: ignore[method-assign]
 
     def _store_hooks(self) -> tuple[Callable[..., Any], ...]:
         """The idempotency store's step, innermost of the run hooks (none without a store)."""
@@ -228,6 +239,8 @@ class Dispatcher:
             return _poison(delivery, f"unknown job type {env.type!r} "
                                      f"(app {self.app.name!r} has {sorted(self.app.jobs)})",
                            job_type=env.type, job_id=env.id)
+        if env.data_ref is not None:
+            return self._prepare_claimed(delivery, job, env)
         try:  # poison goes at once, also when it is not due yet
             payload = job.codec.validate(env.data)
         except ValidationError as exc:
@@ -246,6 +259,40 @@ class Dispatcher:
             if left > timedelta(0):
                 return Result(Outcome.HOP, delivery, job_type=env.type, job_id=env.id, delay=left)
         return Task(job, payload, delivery, env.id, env.time, env.key, env.traceparent)
+
+    def _prepare_claimed(self, delivery: Delivery, job: Job[Any, Any], env: Envelope) -> Task | Result:
+        """A version 2 envelope: fetch the payload (not before it is due), check it, validate it.
+
+        A missing or changed object is poison; a store that cannot be reached fails the
+        attempt, retried by the job's policy like a failed run.
+        """
+        from .payloads import fetch
+
+        try:
+            not_before = env.not_before_at
+        except ValueError as exc:
+            return _poison(delivery, f"not a cloudqueue envelope: cqnotbefore: {exc}",
+                           job_type=env.type, job_id=env.id)
+        if not_before is not None:  # hop first: a payload is fetched once, when it is due
+            left = not_before - self.app.clock.now()
+            if left > timedelta(0):
+                return Result(Outcome.HOP, delivery, job_type=env.type, job_id=env.id, delay=left)
+        task = Task(job, None, delivery, env.id, env.time, env.key, env.traceparent, env.data_ref)
+        try:
+            data = fetch(self.app.payload_store, env)
+        except PayloadError as exc:
+            return _poison(delivery, str(exc), job_type=env.type, job_id=env.id, error=exc)
+        except Exception as exc:
+            return self.failed(task, exc, before_run=True, what="the payload could not be fetched")
+        try:
+            task.payload = job.codec.validate(from_json(data))  # as the slow path reads data
+        except ValidationError as exc:
+            err = PayloadError.from_validation(job.name, exc, fix="fix the producer, then redrive")
+            return _poison(delivery, str(err), job_type=env.type, job_id=env.id, error=err)
+        except Exception as exc:
+            return _poison(delivery, f"payload for job {job.name!r} cannot be validated: {_describe(exc)}",
+                           job_type=env.type, job_id=env.id, error=exc)
+        return task
 
     # -- run ---------------------------------------------------------------------------
     def run(self, task: Task, runner: CoroutineRunner | None = None) -> Result:
@@ -313,6 +360,13 @@ class Dispatcher:
         return self.failed(task, ConfigurationError(
             "a middleware returned without running the job (raise cq.Skip to skip it)"), before_run=True)
 
+    def _run_claimed(self, task: Task, runner: CoroutineRunner | None = None) -> Result:
+        """``run``, and the result remembers the task's payload object (for settle)."""
+        result = self._run_wrapped(task, runner) if self._run_hooks else self._call(task, runner)
+        if task.claim is not None:
+            result.claim = task.claim
+        return result
+
     async def run_async(self, task: Task) -> Result:
         """Run a task from a running event loop, on a thread (the same path as ``run``)."""
         import asyncio
@@ -378,8 +432,9 @@ class Dispatcher:
                 self._unrun.pop(delivery.message_id, None)
         return True
 
-    def failed(self, task: Task, exc: BaseException, *, before_run: bool = False) -> Result:
-        """Classify an exception from a job (or from a middleware before it ran)."""
+    def failed(self, task: Task, exc: BaseException, *, before_run: bool = False,
+               what: str = "a middleware failed before the job ran") -> Result:
+        """Classify an exception from a job (or from something before it ran: ``what``)."""
         job, delivery = task.job, task.delivery
         if isinstance(exc, Skip):
             return Result(Outcome.SKIP, delivery, job.name, task.job_id,
@@ -391,7 +446,7 @@ class Dispatcher:
             return Result(Outcome.RELEASE, delivery, job.name, task.job_id,
                           reason=Reason(ReasonKind.DEFERRED, "interrupted (KeyboardInterrupt)"),
                           error=exc, interrupted=True)
-        what = f"a middleware failed before the job ran: {_describe(exc)}" if before_run else _describe(exc)
+        what = f"{what}: {_describe(exc)}" if before_run else _describe(exc)
         attempt, attempts = delivery.attempt, job.retry.attempts
         if isinstance(exc, Permanent):
             return Result(Outcome.DEAD_LETTER, delivery, job.name, task.job_id,
@@ -469,12 +524,29 @@ class Dispatcher:
         if self._unrun and outcome not in STAYS:  # settled for good: nothing more to take off
             with self._unrun_lock:
                 self._unrun.pop(delivery.message_id, None)
+        if result.claim is not None and result.applied and (outcome is _ACK or outcome is Outcome.SKIP):
+            self._release_claim(result)
         if self.observed:
             result.queue = self._queue_name(backend)
             self._observe(result)  # first: a tracing middleware puts its span's ids on the result
         if outcome is not _ACK or self._log_successes:
             log_outcome(result, result.queue or self._queue_name(backend))
         return result.applied
+
+    def _release_claim(self, result: Result) -> None:
+        """Delete an acknowledged message's payload object (a failure leaves it to the
+        store's lifecycle rule). Retried and dead-lettered messages keep theirs."""
+        claim = result.claim
+        assert claim is not None
+        store = self.app.payload_store
+        key = store.key_of(claim.ref) if store is not None else None
+        if store is None or key is None:
+            return
+        try:
+            store.delete(key)
+        except Exception:
+            log.warning("job %s %s: could not delete its payload object %s; the store's lifecycle "
+                        "rule removes it", result.job_type, result.job_id, claim.ref, exc_info=True)
 
     def _unsettled(self, result: Result, exc: Exception, backend: Backend | None = None) -> bool:
         """The backend did not apply ``result``: the message stays in the queue."""

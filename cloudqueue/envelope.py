@@ -8,6 +8,19 @@
 ``cqkey``, ``cqnotbefore`` and ``traceparent`` appear only when set. The attempt number
 is never written here: it comes from the backend.
 
+Version 2 is the claim check: a payload too large for the queue lives in an object store
+and the envelope carries a reference instead of ``data`` (CloudEvents' ``dataref``
+extension), with the stored bytes' digest and size::
+
+    {..., "datacontenttype": "application/json", "cqv": 2,
+     "dataref": "s3://bucket/prefix/<job id>/<sha256>", "cqdigest": "sha256:<64 hex>",
+     "cqsize": 5242880, ...}
+
+A message without a reference stays version 1, so consumers that read only version 1
+still take every message that does not need more. A consumer that reads only version 1
+refuses a version 2 envelope as poison, naming the version it would need: never does a
+job run with a payload it could not fetch.
+
 Two parsers read it and accept exactly the same bodies: ``envelope_validator`` (one
 pydantic-core pass over envelope and payload, the hot path) and ``decode`` (which
 explains a refusal). The rules both follow:
@@ -17,6 +30,10 @@ explains a refusal). The rules both follow:
   last value; ``NaN``/``Infinity`` are numbers (only a payload field can take them).
 - ``specversion`` is the string ``"1.0"``; ``cqv`` the JSON integer ``1`` (not ``true``,
   not ``1.0``); ``id``, ``source``, ``type`` are non-empty strings; ``data`` is present.
+  (Or ``cqv`` is ``2``: no ``data``, and ``dataref`` a non-empty string, ``cqdigest``
+  ``"sha256:"`` and 64 lowercase hex digits, ``cqsize`` a non-negative JSON integer. Only
+  ``decode`` reads version 2: the fast path refuses it, and the dispatcher's slow path
+  fetches the payload.)
 - ``time`` and ``cqnotbefore`` are RFC 3339 date-times that exist: a real calendar date
   in years 0001-9999, hours 00-23, seconds 00-59 (no leap second), any number of
   fractional digits, ``T``, ``t`` or a space between date and time (RFC 3339 allows
@@ -46,6 +63,10 @@ from pydantic_core import core_schema as cs
 from .clock import format_time, parse_time
 
 ENVELOPE_VERSION = 1
+#: the version of an envelope whose payload is in a payload store (``dataref``)
+REFERENCE_VERSION = 2
+#: every envelope version this library reads
+READ_VERSIONS = (ENVELOPE_VERSION, REFERENCE_VERSION)
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
 
@@ -85,6 +106,24 @@ class EnvelopeError(ValueError):
     """Bytes that are not a cloudqueue envelope (the dispatcher treats them as poison)."""
 
 
+_DIGEST = re.compile("sha256:[0-9a-f]{64}").fullmatch
+
+
+@dataclass(frozen=True, slots=True)
+class DataRef:
+    """Where a version 2 envelope's payload is: the stored object and what it must be.
+
+    Attributes:
+        ref: the object's URI in its payload store (``s3://bucket/prefix/<key>``).
+        digest: ``"sha256:<hex>"`` of the stored bytes.
+        size: the stored bytes' length.
+    """
+
+    ref: str
+    digest: str
+    size: int
+
+
 @dataclass(slots=True)
 class Envelope:
     """A decoded envelope. ``time`` and ``not_before`` stay RFC 3339 text until asked for."""
@@ -97,6 +136,8 @@ class Envelope:
     key: str | None = None
     not_before: str | None = None
     traceparent: str | None = None
+    #: version 2: where the payload is (``data`` is None then)
+    data_ref: DataRef | None = None
 
     @property
     def enqueued_at(self) -> datetime:
@@ -140,6 +181,30 @@ def encode(*, job_id: str, app: str, job_type: str, time: datetime | str, data: 
     if key is None and not_before is None and traceparent is None:
         return body + b"}"
     parts = [body]
+    if key is not None:
+        parts += (b',"cqkey":', _dumps(key).encode())
+    if not_before is not None:
+        parts += (b',"cqnotbefore":"', format_time(not_before).encode(), b'"')
+    if traceparent is not None:
+        parts += (b',"traceparent":', _dumps(traceparent).encode())
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+def encode_reference(*, job_id: str, app: str, job_type: str, time: datetime | str, data_ref: DataRef,
+                     key: str | None = None, not_before: datetime | None = None,
+                     traceparent: str | None = None) -> bytes:
+    """Serialize a version 2 envelope: ``data_ref`` in place of ``data`` (the claim check).
+
+    ``traceparent`` stays the last attribute, as ``encode`` writes it, so
+    ``with_traceparent`` works on both.
+    """
+    parts = [b'{"specversion":"1.0","id":', _dumps(job_id).encode(),
+             b',"source":', _quoted(f"cloudqueue://{app}"), b',"type":', _quoted(job_type),
+             b',"time":"', (time if type(time) is str else format_time(time)).encode(),  # type: ignore[arg-type]
+             b'","datacontenttype":"application/json","cqv":%d' % REFERENCE_VERSION,
+             b',"dataref":', _dumps(data_ref.ref).encode(), b',"cqdigest":', _dumps(data_ref.digest).encode(),
+             b',"cqsize":%d' % data_ref.size]
     if key is not None:
         parts += (b',"cqkey":', _dumps(key).encode())
     if not_before is not None:
@@ -211,16 +276,23 @@ def from_dict(raw: Any) -> Envelope:
     if type(specversion) is not str or specversion != SPECVERSION:
         raise EnvelopeError(f"{where}specversion is {specversion!r}, expected {SPECVERSION!r}")
     version = raw.get("cqv")
-    if type(version) is not int or version != ENVELOPE_VERSION:
-        if type(version) is int and version > ENVELOPE_VERSION:
+    if type(version) is not int or version not in READ_VERSIONS:
+        newest = max(READ_VERSIONS)
+        if type(version) is int and version > newest:
             raise EnvelopeError(f"{where}envelope version {version} is newer than this cloudqueue "
-                                f"understands ({ENVELOPE_VERSION}); upgrade cloudqueue")
-        raise EnvelopeError(f"{where}cqv is {version!r}, expected the JSON integer {ENVELOPE_VERSION}")
+                                f"reads (versions {', '.join(map(str, READ_VERSIONS))}); upgrade "
+                                f"cloudqueue to a release that reads envelope version {version}, "
+                                f"then redrive")
+        raise EnvelopeError(f"{where}cqv is {version!r}, expected the JSON integer {ENVELOPE_VERSION}"
+                            f" (or {REFERENCE_VERSION} with a dataref)")
     for name in _REQUIRED_STR:
         value = raw.get(name)
         if type(value) is not str or not value:
             raise EnvelopeError(f"{where}attribute {name!r} must be a non-empty string, got {value!r}")
-    if "data" not in raw:
+    data_ref = None
+    if version == REFERENCE_VERSION:
+        data_ref = _data_ref(raw, where)
+    elif "data" not in raw:
         raise EnvelopeError(f"{where}attribute 'data' is missing")
     content_type = raw.get("datacontenttype")
     if content_type is not None and (type(content_type) is not str
@@ -239,7 +311,26 @@ def from_dict(raw: Any) -> Envelope:
                                 f"{value!r}; expected e.g. '2030-01-02T03:04:05.000000Z' (a real "
                                 f"date in years 0001-9999, hours 00-23, an offset within 23:59)")
     return Envelope(id=raw["id"], source=raw["source"], type=raw["type"], time=raw["time"],
-                    data=raw["data"], key=key, not_before=not_before, traceparent=traceparent)
+                    data=raw.get("data"), key=key, not_before=not_before, traceparent=traceparent,
+                    data_ref=data_ref)
+
+
+def _data_ref(raw: dict[str, Any], where: str) -> DataRef:
+    """The reference of a version 2 envelope, checked: it carries no ``data``."""
+    if "data" in raw:
+        raise EnvelopeError(f"{where}envelope version {REFERENCE_VERSION} carries its payload by reference "
+                            f"(dataref) and must not carry 'data' as well")
+    ref, digest, size = raw.get("dataref"), raw.get("cqdigest"), raw.get("cqsize")
+    if type(ref) is not str or not ref:
+        raise EnvelopeError(f"{where}envelope version {REFERENCE_VERSION} needs 'dataref', the payload "
+                            f"object's URI, as a non-empty string; got {ref!r}")
+    if type(digest) is not str or _DIGEST(digest) is None:
+        raise EnvelopeError(f"{where}envelope version {REFERENCE_VERSION} needs 'cqdigest' as "
+                            f"'sha256:<64 lowercase hex digits>'; got {digest!r}")
+    if type(size) is not int or size < 0:
+        raise EnvelopeError(f"{where}envelope version {REFERENCE_VERSION} needs 'cqsize', the payload's "
+                            f"size in bytes, as a non-negative JSON integer; got {size!r}")
+    return DataRef(ref, digest, size)
 
 
 def _real_time(text: str) -> bool:

@@ -193,6 +193,12 @@ def view_letter(letter: DeadLetter) -> LetterView:
     attributes = {"id": decoded.id, "type": decoded.type, "source": decoded.source, "time": decoded.time,
                   "idempotency key": decoded.key, "not before": decoded.not_before,
                   "traceparent": decoded.traceparent}
-    return LetterView(letter, reason, letter.job_type or decoded.type,
-                      json.dumps(decoded.data, indent=2, ensure_ascii=False, sort_keys=False),
+    ref = decoded.data_ref
+    if ref is not None:  # the claim check: the payload is in the payload store, not here
+        attributes.update({"payload object": ref.ref, "payload digest": ref.digest,
+                           "payload size": f"{ref.size} bytes"})
+        payload = f"(in the payload store: {ref.ref}, {ref.size} bytes)"
+    else:
+        payload = json.dumps(decoded.data, indent=2, ensure_ascii=False, sort_keys=False)
+    return LetterView(letter, reason, letter.job_type or decoded.type, payload,
                       {k: v for k, v in attributes.items() if v is not None})

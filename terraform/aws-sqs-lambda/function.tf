@@ -73,6 +73,28 @@ data "aws_iam_policy_document" "consumer" {
     }
   }
 
+  dynamic "statement" {
+    for_each = local.payloads ? [1] : []
+
+    content {
+      sid = "ReadPayloads"
+      # The claim check: read a job's payload, delete it once the job succeeded. On the
+      # prefix only: no listing, no other keys.
+      actions   = ["s3:GetObject", "s3:DeleteObject"]
+      resources = ["${local.payload_bucket_arn}/${local.payload_prefix}/*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.payload_kms_key_arn == null ? [] : [local.payload_kms_key_arn]
+
+    content {
+      sid       = "PayloadKey"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+    }
+  }
+
   statement {
     sid       = "Logs"
     actions   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"]

@@ -49,11 +49,12 @@ output "cloudqueue_url" {
 }
 
 output "lambda_environment" {
-  description = "Environment variables for the consuming function (merge into its environment block)."
-  value = merge(
-    { CLOUDQUEUE_URL = "sqs://${aws_sqs_queue.this.name}?region=${data.aws_region.current.name}" },
-    var.store_table ? { CLOUDQUEUE_STORE_URL = local.store_url } : {},
-  )
+  description = "Environment variables for the consuming function (merge into its environment block): the backend URL, the payload store's with payload_bucket and the idempotency store's with store_table."
+  value = merge({
+    CLOUDQUEUE_URL = "sqs://${aws_sqs_queue.this.name}?region=${data.aws_region.current.name}"
+    }, local.payloads ? {
+    CLOUDQUEUE_PAYLOAD_STORE = "s3://${local.payload_bucket_name}/${local.payload_prefix}?region=${data.aws_region.current.name}"
+  } : {}, var.store_table ? { CLOUDQUEUE_STORE_URL = local.store_url } : {})
 }
 
 output "max_receive_count" {
@@ -84,6 +85,26 @@ output "store_table_arn" {
 output "cloudqueue_store_url" {
   description = "The store URL for cq.App(..., store=...) / $CLOUDQUEUE_STORE_URL (null without store_table)."
   value       = local.store_url
+}
+
+output "payload_store_url" {
+  description = "The claim check's payload_store URL for cq.App (null without payload_bucket)."
+  value       = local.payloads ? "s3://${local.payload_bucket_name}/${local.payload_prefix}?region=${data.aws_region.current.name}" : null
+}
+
+output "payload_bucket_arn" {
+  description = "ARN of the claim check's bucket (null without payload_bucket)."
+  value       = local.payload_bucket_arn
+}
+
+output "payload_expiration_days" {
+  description = "Age at which the lifecycle rule removes payload objects: it outlives the queue's and the DLQ's retention."
+  value       = local.payload_expiration_days
+}
+
+output "payload_producer_policy_json" {
+  description = "IAM policy JSON a producer's role needs to offload payloads (s3:PutObject on the prefix); null without payload_bucket."
+  value       = local.payloads ? data.aws_iam_policy_document.payload_producer[0].json : null
 }
 
 output "queue_urls" {

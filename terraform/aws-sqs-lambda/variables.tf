@@ -326,6 +326,44 @@ variable "allow_send_to_queue" {
   default     = null
 }
 
+variable "payload_bucket" {
+  description = <<-EOT
+    The claim check's S3 bucket (null: none). Payloads above the queue's size limit go
+    there (cq.App(..., payload_store = output payload_store_url)); the function's role may
+    read and delete objects under the prefix, producers attach payload_producer_policy_json.
+      create            - make the bucket (private, TLS only, encrypted, with the lifecycle
+                          rule); false: use an existing bucket and add the rule yourself
+      name              - bucket name (default "<name>-payloads")
+      prefix            - key prefix (default: name)
+      expiration_days   - the lifecycle rule's age (default: the queue's retention + the
+                          DLQ's retention + max_delay_days, in days, + 1); it must outlive
+                          every message that can still point at an object
+      max_delay_days    - the longest delay= / at= the producers use, in days (default 0)
+      kms_key_arn       - a customer-managed key for the objects (default: SSE-S3)
+      access_log_bucket - where S3 writes the bucket's access logs (default: none)
+  EOT
+  type = object({
+    create            = optional(bool, true)
+    name              = optional(string)
+    prefix            = optional(string)
+    expiration_days   = optional(number)
+    max_delay_days    = optional(number, 0)
+    kms_key_arn       = optional(string)
+    access_log_bucket = optional(string)
+  })
+  default = null
+
+  validation {
+    condition     = var.payload_bucket == null || try(var.payload_bucket.prefix, null) == null || length(trim(coalesce(try(var.payload_bucket.prefix, null), "x"), "/")) > 0
+    error_message = "payload_bucket.prefix must not be empty: the lifecycle rule and the grants are scoped to it."
+  }
+
+  validation {
+    condition     = var.payload_bucket == null || coalesce(try(var.payload_bucket.max_delay_days, 0), 0) >= 0
+    error_message = "payload_bucket.max_delay_days must not be negative."
+  }
+}
+
 variable "tags" {
   description = "Tags for every resource that takes them."
   type        = map(string)

@@ -143,6 +143,39 @@ variable "function_service_account" {
   default     = null
 }
 
+variable "payload_bucket" {
+  description = <<-EOT
+    The claim check's Cloud Storage bucket (null: none). Payloads above offload_above go
+    there (cq.App(..., payload_store = output payload_store_url)); function_service_account
+    gets roles/storage.objectUser and the publishers roles/storage.objectCreator, both
+    on the prefix only (IAM conditions).
+      location        - the bucket's location, e.g. "EUROPE-WEST1" (required)
+      create          - make the bucket (private, uniform access, with the lifecycle rule);
+                        false: use an existing bucket (grants only) and add the rule yourself
+      name            - bucket name (default "<project>-<name>-payloads")
+      prefix          - object name prefix (default: name)
+      expiration_days - the lifecycle rule's age (default: the subscription's retention + the dead-letter subscription's + max_delay_days, + 1); it must outlive every
+                        message that can still point at an object
+      max_delay_days  - the longest delay= / at= the producers use, in days (default 0)
+      log_bucket      - where Cloud Storage writes usage logs (default: none)
+  EOT
+  type = object({
+    location        = string
+    create          = optional(bool, true)
+    name            = optional(string)
+    prefix          = optional(string)
+    expiration_days = optional(number)
+    max_delay_days  = optional(number, 0)
+    log_bucket      = optional(string)
+  })
+  default = null
+
+  validation {
+    condition     = var.payload_bucket == null || try(var.payload_bucket.prefix, null) == null || length(trim(coalesce(try(var.payload_bucket.prefix, null), "x"), "/")) > 0
+    error_message = "payload_bucket.prefix must not be empty: the lifecycle rule and the grants are scoped to it."
+  }
+}
+
 variable "labels" {
   description = "Labels for the resources that take them."
   type        = map(string)

@@ -94,6 +94,16 @@ def test_sqs_enqueue_sends_every_message_through_moto_server(capsys: pytest.Capt
     assert "cloudqueue enqueue_many is " in out
 
 
+def test_claim_check_round_trip_runs_every_row_through_moto_server() -> None:
+    needs("cloudqueue_aws", "boto3", "moto", "sqs_extended_client")
+    # a process of its own: importing the SQS extended client swaps boto3's Session class
+    done = subprocess.run([sys.executable, "-m", "bench.claim_check", "--size", "0.2", "--runs", "1"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr  # each row asserts it moved the payload and cleaned up
+    rows = table_rows(done.stdout, "Claim check round trip on moto server (SQS + S3), a 0.2 MB payload, median of 1")
+    assert set(rows) == {"cloudqueue claim check", "SQS extended client", "boto3 by hand"}, done.stdout
+
+
 def test_memory_throughput_runs_all_four_peers_at_a_tiny_size(capsys: pytest.CaptureFixture[str]) -> None:
     needs("taskiq", "dramatiq")
     from bench import memory_throughput

@@ -108,7 +108,10 @@ def test_applied_role_consumes_this_queue_and_sends_to_its_dlq_and_to_itself_for
     if isinstance(document, str):
         document = json.loads(document)
     statements = {s["Sid"]: s for s in document["Statement"]}
-    assert set(statements) == {"ConsumeQueue", "SendDeadLetters", "SendToQueue", "Logs"}
+    assert set(statements) == {"ConsumeQueue", "SendDeadLetters", "SendToQueue", "ReadPayloads", "Logs"}
+    # the claim check: get and delete payload objects under the queue's prefix, nothing else
+    assert set(statements["ReadPayloads"]["Action"]) == {"s3:GetObject", "s3:DeleteObject"}
+    assert statements["ReadPayloads"]["Resource"] == f"{applied['payload_bucket_arn']}/{applied['name']}/*"
     consume_arn = applied["dlq_arn"].replace("-dlq", "")
     # the module's own queue and the app's "critical" queue, each with its DLQ
     queues = sorted([consume_arn, applied["queue_arns"]["critical"]])
@@ -120,6 +123,64 @@ def test_applied_role_consumes_this_queue_and_sends_to_its_dlq_and_to_itself_for
     # A standard queue's jobs can be delayed over 15 minutes: they hop through the queue.
     assert sorted(statements["SendToQueue"]["Resource"]) == queues
     assert statements["SendToQueue"]["Action"] in ("sqs:SendMessage", ["sqs:SendMessage"])
+
+
+def test_applied_payload_bucket_is_private_and_expires_payloads_after_both_retentions(
+        applied: dict[str, Any], moto_server: str) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    bucket = f"{applied['name']}-payloads"
+    rules = {rule["ID"]: rule for rule in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
+    expire = rules["cloudqueue-payloads-expire"]
+    # 4 days in the queue (the module's default retention) + 14 in the DLQ + 1
+    assert expire["Expiration"]["Days"] == applied["payload_expiration_days"] == 19
+    assert expire["Filter"] == {"Prefix": f"{applied['name']}/"}
+    assert rules["abort-incomplete-uploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values()) and len(block) == 4
+    [statement] = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
+    assert (statement["Effect"], statement["Condition"]) == ("Deny", {"Bool": {"aws:SecureTransport": "false"}})
+
+
+class Upload(BaseModel):
+    name: str
+    blob: str
+
+
+def _ingest_nothing(payload: Upload) -> None:
+    pass
+
+
+def test_a_large_payload_goes_through_the_provisioned_bucket(applied: dict[str, Any], moto_server: str) -> None:
+    import boto3
+
+    payload = Upload(name="big", blob="x" * 1_000_000)
+    over_http = cq.App("tf-apply", backend=f"{applied['cloudqueue_url']}&endpoint_url={moto_server}",
+                       payload_store=f"{applied['payload_store_url']}&endpoint_url={moto_server}")
+    over_http.job(name="ingest")(_ingest_nothing)
+    # moto serves plain HTTP, and it enforces the bucket policy: TLS only
+    with pytest.raises(cq.PermissionDenied, match="over HTTPS"):
+        over_http.get_job("ingest").enqueue(payload)
+    over_http.close()
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.delete_bucket_policy(Bucket=f"{applied['name']}-payloads")  # so the loopback round trip can run
+    app = cq.App("tf-apply", backend=f"{applied['cloudqueue_url']}&endpoint_url={moto_server}",
+                 payload_store=f"{applied['payload_store_url']}&endpoint_url={moto_server}")
+    seen: list[int] = []
+
+    @app.job
+    def ingest(payload: Upload) -> None:
+        seen.append(len(payload.blob))
+
+    try:
+        ingest.enqueue(payload)
+        stats = app.worker(concurrency=1, poll_wait=timedelta(seconds=1), handle_signals=False).run(until_empty=True)
+    finally:
+        app.close()
+    assert stats.succeeded == 1 and seen == [1_000_000]
 
 
 def test_a_job_that_always_fails_lands_in_the_provisioned_dlq_after_max_receive_count(

@@ -191,12 +191,57 @@ def test_function_role_is_least_privilege_on_these_queues() -> None:
         "${concat([aws_sqs_queue.dlq.arn], [for key in sort(keys(aws_sqs_queue.queues_dlq)) : "
         "aws_sqs_queue.queues_dlq[key].arn])}")
     dynamic = {d["statement"]["content"][0]["sid"]: d["statement"] for d in doc["dynamic"]}
-    assert set(dynamic) == {"SendToQueue", "QueueKey"}
+    assert set(dynamic) == {"SendToQueue", "QueueKey", "ReadPayloads", "PayloadKey"}
+    # the claim check: get and delete, on the payload prefix only
+    assert set(dynamic["ReadPayloads"]["content"][0]["actions"]) == {"s3:GetObject", "s3:DeleteObject"}
+    assert dynamic["ReadPayloads"]["content"][0]["resources"] == [
+        "${local.payload_bucket_arn}/${local.payload_prefix}/*"]
+    assert dynamic["PayloadKey"]["content"][0]["actions"] == ["kms:Decrypt"]
     assert dynamic["QueueKey"]["for_each"] == "${length(local.kms_key_arns) == 0 ? [] : [local.kms_key_arns]}"
     assert cfg_locals()["kms_key_arns"] == "${distinct(compact([var.kms_key_arn, local.dlq_kms_key_arn]))}"
     assert set(dynamic["QueueKey"]["content"][0]["actions"]) == {"kms:Decrypt", "kms:GenerateDataKey"}
     every_action = [a for s in doc["statement"] for a in s["actions"]]
     assert not [a for a in every_action if a.endswith("*")], every_action
+
+
+def test_payload_bucket_is_private_tls_only_and_expires_objects_on_the_prefix() -> None:
+    cfg = config("aws-sqs-lambda")
+    block = cfg.resource("aws_s3_bucket_public_access_block", "payloads")
+    assert all(block[k] is True for k in ("block_public_acls", "block_public_policy", "ignore_public_acls",
+                                          "restrict_public_buckets"))
+    rule, aborts = cfg.resource("aws_s3_bucket_lifecycle_configuration", "payloads")["rule"]
+    assert rule["status"] == aborts["status"] == "Enabled"
+    assert aborts["abort_incomplete_multipart_upload"][0]["days_after_initiation"] == 1
+    assert rule["filter"][0]["prefix"] == "${local.payload_prefix}/"
+    assert rule["expiration"][0]["days"] == "${local.payload_expiration_days}"
+    # the rule outlives both retentions and the longest delay, or the plan fails
+    assert "local.payload_queue_retention + var.dlq_message_retention_seconds" in cfg.locals["payload_min_days"]
+    assert "q.message_retention_seconds" in cfg.locals["payload_queue_retention"]  # every queue of the app
+    producer = cfg.data["aws_iam_policy_document"]["payload_producer"]
+    [offload] = producer["statement"]
+    assert offload["actions"] == ["s3:PutObject"]
+    assert offload["resources"] == ["${local.payload_bucket_arn}/${local.payload_prefix}/*"]
+    [tls] = cfg.data["aws_iam_policy_document"]["payloads_bucket"]["statement"]
+    assert (tls["effect"], tls["condition"][0]["variable"]) == ("Deny", "aws:SecureTransport")
+
+
+@pytest.mark.parametrize(("module", "publishers"), [("gcp-pubsub", "publishers"), ("gcp-cloud-tasks", "enqueuers")])
+def test_gcp_payload_bucket_expires_objects_and_grants_on_the_prefix_only(module: str, publishers: str) -> None:
+    cfg = config(module)
+    bucket = cfg.resource("google_storage_bucket", "payloads")
+    assert bucket["uniform_bucket_level_access"] is True and bucket["public_access_prevention"] == "enforced"
+    [rule] = bucket["lifecycle_rule"]
+    assert rule["action"][0]["type"] == "Delete"
+    assert rule["condition"][0]["age"] == "${local.payload_expiration_days}"
+    assert rule["condition"][0]["matches_prefix"] == ["${local.payload_prefix}/"]
+    assert "retention_seconds" in cfg.locals["payload_min_days"]
+    grants = {name: cfg.resource("google_storage_bucket_iam_member", name)
+              for name in ("function_uses_payloads", f"{publishers}_offload_payloads")}
+    assert grants["function_uses_payloads"]["role"] == "roles/storage.objectUser"
+    assert grants[f"{publishers}_offload_payloads"]["role"] == "roles/storage.objectCreator"
+    for grant in grants.values():
+        assert grant["condition"][0]["expression"] == "${local.payload_condition}"
+    assert "objects/${local.payload_prefix}/" in cfg.locals["payload_condition"]
 
 
 def test_event_source_mapping_reports_partial_batch_failures() -> None:

@@ -447,6 +447,130 @@ run "visibility_timeout_must_cover_the_batching_window_too" {
   expect_failures = [var.visibility_timeout_seconds]
 }
 
+run "no_payload_bucket_unless_asked" {
+  command = plan
+
+  assert {
+    condition     = length(aws_s3_bucket.payloads) == 0 && output.payload_store_url == null
+    error_message = "the claim check's bucket is optional"
+  }
+
+  assert {
+    condition     = !contains(keys(output.lambda_environment), "CLOUDQUEUE_PAYLOAD_STORE")
+    error_message = "no payload store in the environment without a bucket"
+  }
+}
+
+run "payload_bucket_expires_objects_after_both_retentions" {
+  command = apply
+
+  variables {
+    payload_bucket = {}
+  }
+
+  assert {
+    condition     = aws_s3_bucket.payloads[0].bucket == "orders-payloads"
+    error_message = "bucket named after the queue"
+  }
+
+  # 4 days in the queue + 14 in the DLQ (a dead letter is a new message there) + 1
+  assert {
+    condition     = aws_s3_bucket_lifecycle_configuration.payloads[0].rule[0].expiration[0].days == 19
+    error_message = "the rule must outlive the queue's and the DLQ's retention"
+  }
+
+  assert {
+    condition     = aws_s3_bucket_lifecycle_configuration.payloads[0].rule[0].filter[0].prefix == "orders/"
+    error_message = "the rule applies to the prefix only"
+  }
+
+  assert {
+    condition     = output.payload_store_url == "s3://orders-payloads/orders?region=eu-west-1"
+    error_message = "payload_store_url for cq.App"
+  }
+
+  assert {
+    condition     = output.lambda_environment.CLOUDQUEUE_PAYLOAD_STORE == output.payload_store_url
+    error_message = "the function's environment names the payload store"
+  }
+
+  assert {
+    condition     = alltrue([for block in aws_s3_bucket_public_access_block.payloads : block.block_public_acls && block.block_public_policy && block.ignore_public_acls && block.restrict_public_buckets])
+    error_message = "the bucket is private"
+  }
+
+  assert {
+    condition     = alltrue([for rule in aws_s3_bucket_server_side_encryption_configuration.payloads[0].rule : alltrue([for sse in rule.apply_server_side_encryption_by_default : sse.sse_algorithm == "AES256"])])
+    error_message = "SSE-S3 by default"
+  }
+}
+
+run "payload_grants_are_get_and_delete_on_the_prefix_only" {
+  command = plan
+
+  variables {
+    payload_bucket = { prefix = "jobs/large" }
+  }
+
+  assert {
+    condition     = [for s in data.aws_iam_policy_document.consumer.statement : s.resources if s.sid == "ReadPayloads"][0] == toset(["arn:aws:s3:::orders-payloads/jobs/large/*"])
+    error_message = "the function's role reads payloads under the prefix only"
+  }
+
+  assert {
+    condition     = [for s in data.aws_iam_policy_document.consumer.statement : s.actions if s.sid == "ReadPayloads"][0] == toset(["s3:GetObject", "s3:DeleteObject"])
+    error_message = "the function's role may get and delete, nothing else"
+  }
+
+  assert {
+    condition     = [for s in data.aws_iam_policy_document.payload_producer[0].statement : s.actions if s.sid == "OffloadPayloads"][0] == toset(["s3:PutObject"])
+    error_message = "producers may put, nothing else"
+  }
+}
+
+run "the_longest_delay_lengthens_the_rule" {
+  command = plan
+
+  variables {
+    message_retention_seconds     = 86400
+    dlq_message_retention_seconds = 172800
+    payload_bucket                = { max_delay_days = 30 }
+  }
+
+  assert {
+    condition     = aws_s3_bucket_lifecycle_configuration.payloads[0].rule[0].expiration[0].days == 34
+    error_message = "1 + 2 + 30 days, + 1"
+  }
+}
+
+run "an_expiration_shorter_than_the_retentions_is_rejected" {
+  command = plan
+
+  variables {
+    payload_bucket = { expiration_days = 7 }
+  }
+
+  expect_failures = [data.aws_iam_policy_document.payload_producer]
+}
+
+run "an_existing_bucket_gets_grants_but_is_not_managed" {
+  command = plan
+
+  variables {
+    payload_bucket = { create = false, name = "shared-payloads" }
+  }
+
+  assert {
+    condition     = length(aws_s3_bucket.payloads) == 0 && length(aws_s3_bucket_lifecycle_configuration.payloads) == 0
+    error_message = "an existing bucket's lifecycle is its owner's"
+  }
+
+  assert {
+    condition     = [for s in data.aws_iam_policy_document.consumer.statement : s.resources if s.sid == "ReadPayloads"][0] == toset(["arn:aws:s3:::shared-payloads/orders/*"])
+    error_message = "grants on the existing bucket's prefix"
+  }
+}
+
 run "queues_each_get_their_own_queue_dlq_and_mapping" {
   command = apply
 

@@ -49,6 +49,10 @@ module "orders_queue" {
   maximum_batching_window_in_seconds = local.batching_window
   maximum_concurrency                = 10
 
+  # The claim check: payloads over SQS's 256 KiB go to S3 under the prefix "orders";
+  # the app takes payload_store = module.orders_queue.payload_store_url.
+  payload_bucket = {}
+
   tags = { app = "orders" }
 }
 

@@ -66,6 +66,13 @@ module "orders_topic" {
   function_service_account = google_service_account.function.email
 
   labels = { app = "orders" }
+
+  # The claim check: payloads over the queue's limit go to a bucket of their own, whose
+  # usage logs join the source bucket's.
+  payload_bucket = {
+    location   = var.region
+    log_bucket = google_storage_bucket.source_logs.name
+  }
 }
 
 # Cloud Storage's data-access audit logs are off by default, so the source bucket keeps

@@ -36,11 +36,13 @@ provider "aws" {
   skip_metadata_api_check     = true
   skip_region_validation      = true
   skip_requesting_account_id  = true
+  s3_use_path_style           = true
 
   endpoints {
     dynamodb = var.endpoint
     iam      = var.endpoint
     lambda   = var.endpoint
+    s3       = var.endpoint
     sqs      = var.endpoint
     sts      = var.endpoint
   }
@@ -66,6 +68,9 @@ module "queue" {
   # moto state can be thrown away.
   store_table               = true
   store_deletion_protection = false
+
+  # The claim check's bucket, with its lifecycle rule; the library offloads to it.
+  payload_bucket = {}
 
   # A second, higher-priority queue of the app, with its own receive limit.
   queues = {
@@ -107,6 +112,18 @@ output "store_table_name" {
 
 output "lambda_environment" {
   value = module.queue.lambda_environment
+}
+
+output "payload_store_url" {
+  value = module.queue.payload_store_url
+}
+
+output "payload_bucket_arn" {
+  value = module.queue.payload_bucket_arn
+}
+
+output "payload_expiration_days" {
+  value = module.queue.payload_expiration_days
 }
 
 output "cloudqueue_urls" {
