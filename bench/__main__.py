@@ -2,7 +2,7 @@
 
     python -m bench                      # the default sizes (a few minutes)
     python -m bench --quick              # tiny sizes: checks that each one runs
-    python -m bench --only lambda,sqs    # some of them: cold, lambda, sqs, memory, pubsub, claim
+    python -m bench --only lambda,sqs    # some of them: cold, lambda, sqs, memory, pubsub, store, claim
 
 Sizes and run counts can be set per benchmark (``--cold-runs``, ``--records``, ...);
 each benchmark is also a module of its own (``python -m bench.cold_start --help``).
@@ -17,9 +17,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import claim_check, cold_start, lambda_overhead, memory_throughput, pubsub_throughput, sqs_enqueue
+from . import claim_check, cold_start, lambda_overhead, memory_throughput, pubsub_throughput, sqs_enqueue, store_lambda
 
-NAMES = ("cold", "lambda", "sqs", "memory", "pubsub", "claim")
+NAMES = ("cold", "lambda", "sqs", "memory", "pubsub", "store", "claim")
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -36,6 +36,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sqs-runs", type=int, help="SQS rounds (default 5)")
     parser.add_argument("--jobs", type=int, help="memory backend jobs per run (default 10000)")
     parser.add_argument("--memory-runs", type=int, help="memory backend runs (default 5)")
+    parser.add_argument("--store-records", type=int, help="records per event in the store benchmark (default 100)")
+    parser.add_argument("--store-runs", type=int, help="store benchmark runs (default 9)")
     args = parser.parse_args(argv)
     unknown = set(args.only.split(",")) - set(NAMES)
     if unknown:
@@ -69,6 +71,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[list[str]], None
         ("memory", memory_throughput.main,
          _options(jobs=pick(args.jobs, 20), runs=pick(args.memory_runs, 1))),
         ("pubsub", pubsub_throughput.main, ["--jobs", "20", "--runs", "1"] if quick else []),
+        ("store", store_lambda.main,
+         _options(records=pick(args.store_records, 5), runs=pick(args.store_runs, 1))),
         ("claim", claim_check.main, ["--size", "0.5", "--runs", "1"] if quick else []),
     ]
     chosen = args.only.split(",")

@@ -10,8 +10,7 @@
     send_receipt.enqueue(Receipt(to="a@b.c", order_id="1"))
 """
 
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
+import typing as _typing
 
 from ._errors import (
     BackendError,
@@ -39,24 +38,14 @@ from .job import Job
 from .lifecycle import Middleware, Outcome, Reason, ReasonKind
 from .retry import Backoff, Retry
 
-if _TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from .limits import Concurrency, RateLimit
     from .schedules import Cron
+    from .store import Once
 
-#: names loaded on first use: an app without schedules or limits never imports them
+#: names loaded on first use: an app without schedules, limits or a store never imports them
 _LAZY = {"Concurrency": "cloudqueue.limits", "RateLimit": "cloudqueue.limits",
-         "Cron": "cloudqueue.schedules"}
-
-
-def __getattr__(name: str) -> _Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cloudqueue' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+         "Cron": "cloudqueue.schedules", "Once": "cloudqueue.store"}
 
 __version__ = "0.1.0"
 
@@ -79,6 +68,7 @@ __all__ = [
     "Job",
     "JobContext",
     "Middleware",
+    "Once",
     "Outcome",
     "OutgoingMessage",
     "PayloadError",
@@ -100,3 +90,14 @@ __all__ = [
     "UnsupportedFeature",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cloudqueue' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

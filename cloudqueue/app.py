@@ -20,9 +20,11 @@ from .lifecycle import EVENTS, Middleware, overrides
 from .retry import DEFAULT_RETRY, Retry
 
 if TYPE_CHECKING:
+    from ._store_guard import Idempotency
     from .limits import Concurrency, RateLimit
     from .payloads import PayloadStore
     from .schedules import Cron
+    from .store import Once, Record, Store
     from .worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -84,6 +86,11 @@ class App:
         retry: the default retry policy of this app's jobs.
         clock: the clock for enqueue times and delays (default: the backend's).
         middleware: ``cq.Middleware`` instances, outermost first (see ``cloudqueue.lifecycle``).
+        store: an idempotency store, as a URL (``"memory://"``, ``"dynamodb://TABLE?region=..."``,
+            ``"firestore://PROJECT/COLLECTION"``) or a ``cloudqueue.store.Store``: a job
+            with an idempotency key (or ``once=True``) then runs at most once per key.
+            None reads ``$CLOUDQUEUE_STORE_URL`` (unset: no store). A URL is opened on
+            first use.
         payload_store: where payloads too large for the queue go (the claim check): a URL
             (``"s3://bucket/prefix"``, ``"gs://bucket/prefix"``, ``"memory://"``) or a
             ``cloudqueue.payloads.PayloadStore``; opened on first use. None reads
@@ -99,7 +106,8 @@ class App:
                  middleware: Sequence[Middleware] = (),
                  queues: Mapping[str, str | Backend] | None = None,
                  payload_store: str | PayloadStore | None = None,
-                 offload_above: int | None = None) -> None:
+                 offload_above: int | None = None,
+                 store: str | Store | None = None) -> None:
         if not name or not isinstance(name, str):
             raise ConfigurationError("cq.App needs a non-empty name, e.g. cq.App('shop')")
         if retry is not None and not isinstance(retry, Retry):
@@ -136,6 +144,8 @@ class App:
                     "subclass cq.Middleware and pass an instance, e.g. middleware=[Timing()]")
         self._middleware: tuple[Middleware, ...] = tuple(middleware)
         self._listeners: dict[str, list[Callable[[Result], Any]]] = {}
+        self._idempotency = _idempotency(self, store if store is not None
+                                         else os.environ.get("CLOUDQUEUE_STORE_URL") or None)
         self._payload_spec, self._payloads, self.offload_above = _payload_settings(
             name, payload_store or os.environ.get("CLOUDQUEUE_PAYLOAD_STORE") or None, offload_above)
         self.dispatcher = Dispatcher(self)
@@ -253,6 +263,27 @@ class App:
     def jobs(self) -> Mapping[str, Job[Any, Any]]:
         return self._jobs
 
+    # -- the idempotency store ---------------------------------------------------------
+    @property
+    def idempotency(self) -> Idempotency | None:
+        """The store step of this app's runs (None without ``store=``)."""
+        return self._idempotency
+
+    @property
+    def store(self) -> Store | None:
+        """The idempotency store (opened on first use), or None."""
+        return self._idempotency.store if self._idempotency is not None else None
+
+    def store_record(self, *, idempotency_key: str | None = None, job_id: str | None = None) -> Record | None:
+        """Where a key (or a job id) stands in the store: ``status``, ``runs``, ``result``.
+
+        Raises:
+            ConfigurationError: the app has no store.
+        """
+        if self._idempotency is None:
+            raise ConfigurationError(f"app {self.name!r} has no store; pass cq.App(..., store='memory://')")
+        return self._idempotency.record(idempotency_key=idempotency_key, job_id=job_id)
+
     # -- the claim check -----------------------------------------------------------------
     @property
     def has_payload_store(self) -> bool:
@@ -340,12 +371,14 @@ class App:
     @overload
     def job(self, func: None = None, /, *, name: str | None = None, retry: Retry | None = None,
             ordering_key: OrderingKey = None, queue: str | None = None,
-            schedule: Cron | Sequence[Cron] | None = None, rate_limit: str | RateLimit | None = None,
+            once: bool | Once | None = None, schedule: Cron | Sequence[Cron] | None = None,
+            rate_limit: str | RateLimit | None = None,
             concurrency: int | Concurrency | None = None) -> Callable[[F], Job[Any, Any]]: ...
 
     def job(self, func: F | None = None, /, *, name: str | None = None, retry: Retry | None = None,
             ordering_key: OrderingKey = None, queue: str | None = None,
-            schedule: Cron | Sequence[Cron] | None = None, rate_limit: str | RateLimit | None = None,
+            once: bool | Once | None = None, schedule: Cron | Sequence[Cron] | None = None,
+            rate_limit: str | RateLimit | None = None,
             concurrency: int | Concurrency | None = None) -> Job[Any, Any] | Callable[[F], Job[Any, Any]]:
         """Register a job: ``@app.job`` or ``@app.job(name=..., retry=..., ordering_key=...)``.
 
@@ -356,6 +389,10 @@ class App:
                 payload returning one (needs a FIFO backend).
             queue: the app queue its messages go to (default: "default"); an enqueue's
                 ``queue=`` overrides it per message.
+            once: with the app's store, run at most once per idempotency key, else per job
+                id (``True``, or ``cq.Once(ttl=..., keep_result=...)``). The default guards
+                enqueues that carry a key (a schedule's slots carry one); ``False`` never
+                guards the job.
             schedule: a ``cq.Cron`` (or a list): slots the scheduler or the cloud enqueues
                 (see ``cloudqueue.schedules``); each schedule's payload is validated here.
             rate_limit: ``"N/s"``, ``"N/m"``, ``"N/h"`` or a ``cq.RateLimit`` (per key).
@@ -383,6 +420,7 @@ class App:
                 raise ConfigurationError(
                     f"job {job_name!r}: ordering_key must be a string or a function of the payload")
             job_queue = self._job_queue(job_name, queue)
+            policy = _once(self, job_name, once)
             payload_type, codec, takes_ctx = inspect_job_function(fn, job_name)
             schedules: tuple[Cron, ...] = ()
             if schedule is not None:
@@ -398,6 +436,7 @@ class App:
                                             payload_type=payload_type, codec=codec,
                                             takes_context=takes_ctx, ordering_key=ordering_key,
                                             queue=job_queue, schedules=schedules, limits=limits)
+            registered.once = policy
             for item in schedules:  # a schedule's payload fails here, not at 3 a.m.
                 try:
                     registered.validate(item.payload)
@@ -695,8 +734,11 @@ class App:
         return {name: self.queue(name).stats() for name in self.queues_in(queues)}
 
     def close(self) -> None:
-        """Close the queues opened so far, the payload store and the dispatcher's event loop."""
+        """Close the queues opened so far, the idempotency store, the payload store and the
+        dispatcher's event loop."""
         self.dispatcher.close()
+        if self._idempotency is not None:
+            self._idempotency.close()
         for backend in self._backends.values():
             backend.close()
         if self._payloads is not None and isinstance(self._payload_spec, str):
@@ -706,6 +748,35 @@ class App:
         if self._multi:
             return f"<App {self.name} jobs={len(self._jobs)} queues={list(self._specs)!r}>"
         return f"<App {self.name} jobs={len(self._jobs)} backend={self._backend_spec!r}>"
+
+
+def _idempotency(app: App, store: Any) -> Idempotency | None:
+    if store is None:
+        return None
+    from ._store_guard import Idempotency
+    from .store import Store
+
+    if not isinstance(store, (str, Store)):
+        raise ConfigurationError(f"App store must be a URL string or a cloudqueue.store.Store, got "
+                                 f"{type(store).__name__}; e.g. store='memory://'")
+    return Idempotency(app, store)
+
+
+def _once(app: App, job: str, once: Any) -> Once | bool | None:
+    """A job's ``once=``, checked: None, False, or a ``cq.Once`` (``True`` is ``cq.Once()``)."""
+    if once is None or once is False:
+        return once
+    from .store import Once
+
+    if once is True:
+        once = Once()
+    if not isinstance(once, Once):
+        raise ConfigurationError(f"job {job!r}: once must be True, False or a cq.Once(...), got {once!r}")
+    if app.idempotency is None:
+        raise ConfigurationError(
+            f"job {job!r}: once= needs a store to remember what ran; pass "
+            f"cq.App({app.name!r}, store='memory://') (or dynamodb://TABLE, firestore://PROJECT/COLLECTION)")
+    return once
 
 
 def _bind_enqueue(hook: Callable[..., list[str]], call_next: Callable[[Sequence[OutgoingMessage]], list[str]],

@@ -177,7 +177,7 @@ class Dispatcher:
     def hooks_changed(self) -> None:
         """Re-read the app's middleware and event callbacks."""
         middleware = self.app.middleware
-        self._run_hooks = tuple(overrides(middleware, "run"))
+        self._run_hooks = tuple(overrides(middleware, "run")) + self._store_hooks()
         self._settled_hooks = tuple(overrides(middleware, "settled"))
         self._flush_hooks = tuple(overrides(middleware, "flush"))
         #: some middleware buffers what it saw: the shims call ``flush`` after each batch
@@ -189,6 +189,11 @@ class Dispatcher:
         self.run = self._run_wrapped if self._run_hooks else self._call  # type: ignore[method-assign]
         if claims:
             self.run = self._run_claimed  # type: ignore[method-assign]
+
+    def _store_hooks(self) -> tuple[Callable[..., Any], ...]:
+        """The idempotency store's step, innermost of the run hooks (none without a store)."""
+        guard = self.app.idempotency
+        return (guard.run,) if guard is not None else ()
 
     # -- parse -------------------------------------------------------------------------
     def prepare(self, delivery: Delivery) -> Task | Result:

@@ -16,6 +16,14 @@ by the scheme of the queue's URL, when the doctor runs:
 
 A third-party backend adds its own the same way its backend is found, through the
 entry-point group ``cloudqueue.doctor`` (name: the scheme, value: ``module:function``).
+
+The app's idempotency store (``App(store=...)``) is checked too, by its scheme:
+
+    dynamodb   -> cloudqueue_aws.doctor:check_store
+    firestore  -> cloudqueue_gcp.doctor:check_store
+
+(third-party stores: the entry-point group ``cloudqueue.doctor.stores``; the function
+takes a ``StoreUnderCheck``).
 The function takes a ``QueueUnderCheck`` and returns a list of ``Finding``; it may raise
 a ``CloudQueueError`` (the queue is missing, access is denied), which becomes an error
 finding for that queue.
@@ -39,11 +47,13 @@ if TYPE_CHECKING:
     from .app import App
     from .backends.base import Backend
     from .job import Job
+    from .store import Store
 
-__all__ = ["ENTRY_POINT_GROUP", "Check", "DoctorSettings", "Finding", "QueueUnderCheck", "Report",
-           "Severity", "checks_for", "diagnose"]
+__all__ = ["ENTRY_POINT_GROUP", "STORE_ENTRY_POINT_GROUP", "Check", "DoctorSettings", "Finding",
+           "QueueUnderCheck", "Report", "Severity", "StoreCheck", "StoreUnderCheck", "checks_for", "diagnose"]
 
 ENTRY_POINT_GROUP = "cloudqueue.doctor"
+STORE_ENTRY_POINT_GROUP = "cloudqueue.doctor.stores"
 
 #: first-party checks, by scheme, imported only when a queue of that scheme is checked
 _BUILTIN = {
@@ -52,7 +62,13 @@ _BUILTIN = {
     "pubsub": "cloudqueue_gcp.doctor:check_pubsub",
 }
 _INSTALL_HINTS = {"sqs": 'pip install "cloudqueue[aws]"', "cloudtasks": 'pip install "cloudqueue[gcp]"',
-                  "pubsub": 'pip install "cloudqueue[gcp]"'}
+                  "pubsub": 'pip install "cloudqueue[gcp]"', "dynamodb": 'pip install "cloudqueue[aws]"',
+                  "firestore": 'pip install "cloudqueue-gcp[firestore]"'}
+#: first-party checks of idempotency stores, by scheme
+_STORE_BUILTIN = {
+    "dynamodb": "cloudqueue_aws.doctor:check_store",
+    "firestore": "cloudqueue_gcp.doctor:check_store",
+}
 
 
 class Severity(str, Enum):
@@ -154,6 +170,32 @@ class QueueUnderCheck:
 Check = Callable[[QueueUnderCheck], list[Finding]]
 
 
+@dataclass(frozen=True)
+class StoreUnderCheck:
+    """The app's idempotency store and the jobs it guards: what a store's checks get."""
+
+    url: str | None
+    store: Store
+    jobs: tuple[Job[Any, Any], ...]
+
+    @property
+    def label(self) -> str:
+        """The store as the table names it: ``store <URL without options>``."""
+        return "store " + (self.url.split("?", 1)[0] if self.url else repr(self.store))
+
+    def error(self, check: str, found: str, fix: str, why: str = "") -> Finding:
+        return Finding(self.label, check, Severity.ERROR, found, fix, why)
+
+    def warning(self, check: str, found: str, fix: str, why: str = "") -> Finding:
+        return Finding(self.label, check, Severity.WARNING, found, fix, why)
+
+    def note(self, check: str, found: str, fix: str, why: str = "") -> Finding:
+        return Finding(self.label, check, Severity.NOTE, found, fix, why)
+
+
+StoreCheck = Callable[[StoreUnderCheck], list[Finding]]
+
+
 @dataclass
 class Report:
     """Every finding for an app's queues."""
@@ -194,12 +236,13 @@ class Report:
         return "\n\n".join(blocks) + "\n\n" + summary
 
 
-def checks_for(scheme: str) -> Check | None:
-    """The checks registered for a backend scheme (entry points first), or None."""
+def checks_for(scheme: str, *, group: str = ENTRY_POINT_GROUP) -> Any:
+    """The checks registered for a backend scheme (or, with ``group=STORE_ENTRY_POINT_GROUP``,
+    a store scheme), entry points first; None when there are none."""
     from importlib.metadata import entry_points
 
-    target = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}.get(scheme)
-    target = target or _BUILTIN.get(scheme)
+    target = {ep.name: ep.value for ep in entry_points(group=group)}.get(scheme)
+    target = target or (_STORE_BUILTIN if group == STORE_ENTRY_POINT_GROUP else _BUILTIN).get(scheme)
     if target is None:
         return None
     module_name, _, attr = target.partition(":")
@@ -208,8 +251,7 @@ def checks_for(scheme: str) -> Check | None:
     except ImportError as exc:
         hint = _INSTALL_HINTS.get(scheme, f"install the adapter that provides {module_name}")
         raise ConfigurationError(f"the doctor's {scheme} checks need {module_name}: {hint}") from exc
-    check: Check = getattr(module, attr)
-    return check
+    return getattr(module, attr)
 
 
 def queues_of(app: App, settings: DoctorSettings) -> list[QueueUnderCheck]:
@@ -251,7 +293,33 @@ def diagnose(app: App, settings: DoctorSettings | None = None) -> Report:
                 "reachable", f"{type(exc).__name__}: {exc}",
                 "check the URL, the credentials and that the queue was deployed "
                 "(terraform apply of the module)"))
+    _diagnose_store(app, report)
     return report
+
+
+def _diagnose_store(app: App, report: Report) -> None:
+    """Check the app's idempotency store, when it has one (the table or collection exists,
+    and lapsed records are deleted)."""
+    guard = app.idempotency
+    if guard is None:
+        return
+    target = StoreUnderCheck(url=guard.url, store=guard.store, jobs=tuple(app.jobs.values()))
+    scheme = urlsplit(guard.url).scheme if guard.url else guard.store.scheme
+    report.checked.append(target.label)
+    check = checks_for(scheme, group=STORE_ENTRY_POINT_GROUP)
+    if check is None:
+        report.findings.append(target.note(
+            "checks", f"no doctor checks for the {scheme} store",
+            "nothing is deployed to compare" if scheme == "memory" else
+            f"register checks under the entry-point group {STORE_ENTRY_POINT_GROUP!r}"))
+        return
+    try:
+        report.findings += check(target)
+    except CloudQueueError as exc:
+        report.findings.append(target.error(
+            "reachable", f"{type(exc).__name__}: {exc}",
+            "check the store URL, the credentials and that the store was deployed (terraform apply "
+            "of the module with its store variables)"))
 
 
 def _table(headers: Sequence[str], rows: Sequence[tuple[Sequence[str], str]], width: int) -> str:

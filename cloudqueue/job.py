@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .app import App
     from .limits import JobLimits
     from .schedules import Cron
+    from .store import Once
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -52,6 +53,8 @@ class Job(Generic[P, R]):
         self.schedules = schedules
         #: rate and concurrency limits (``@app.job(rate_limit=..., concurrency=...)``), or None
         self.limits = limits
+        #: with the app's store: None guards keyed enqueues, False none, a cq.Once all
+        self.once: Once | bool | None = None
         self._fields = _accepted_fields(payload_type)
         self._warned_extra: set[frozenset[str]] = set()
         self.__doc__ = func.__doc__

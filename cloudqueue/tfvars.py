@@ -15,6 +15,8 @@ registered jobs, so they are written once, in Python:
     rate_limit="N/s"          -> max_dispatches_per_second (gcp-cloud-tasks)
     cq.App(queues={...})      -> queues = { <name> = {...} }, one entry per queue besides
                                  the default one (the module's own queue)
+    App(store="dynamodb://T") -> store_table, store_table_name  (aws-sqs-lambda)
+    App(store="firestore://P/C") -> store_collection[, store_database]  (gcp-*)
 
 No cloud SDK is imported here.
 """
@@ -81,6 +83,9 @@ def render_tfvars(app: App, module: str) -> str:
         comments = [*comments, *more]
         more, values = _queue_limits(app, jobs, module, values)
         comments = [*comments, *more]
+    # after the queues map: the store is one per module, shared by every queue's consumer
+    more, store = _store(app, module)
+    comments, values = [*comments, *more], {**values, **store}
     lines = [wrapped for line in [*header, *comments] for wrapped in _wrap(line)]
     return "\n".join([*lines, *_assignments(values)]) + "\n"
 
@@ -435,6 +440,34 @@ _RENDERERS: dict[str, Callable[[list[Job[Any, Any]]], tuple[list[str], dict[str,
 }
 
 
+def _store(app: App, module: str) -> tuple[list[str], dict[str, object]]:
+    """The module's store variables for the app's idempotency store (none without one)."""
+    guard = app.idempotency
+    if guard is None:
+        return [], {}
+    from urllib.parse import parse_qs, urlsplit
+
+    url = guard.url
+    if url is None:
+        return [f"# The app's store is a {type(guard.store).__name__} object: set the module's store "
+                "variables by hand."], {}
+    parts = urlsplit(url)
+    wanted = "dynamodb" if module == "aws-sqs-lambda" else "firestore"
+    if parts.scheme != wanted:
+        return [f"# The app's store is {parts.scheme}://, not {wanted}://: the module makes no store "
+                "for it."], {}
+    if wanted == "dynamodb":
+        table = parts.netloc + parts.path.rstrip("/")
+        return [f"# store_table: the app's idempotency store is the DynamoDB table {table!r}."], \
+            {"store_table": True, "store_table_name": table}
+    values: dict[str, object] = {"store_collection": parts.path.strip("/")}
+    database = parse_qs(parts.query).get("database")
+    if database:
+        values["store_database"] = database[0]
+    return [f"# store_collection: the app's idempotency store is Firestore collection "
+            f"{values['store_collection']!r} in project {parts.netloc!r} (the module's project)."], values
+
+
 _QUEUE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
@@ -468,10 +501,19 @@ def _assignments(values: dict[str, object], indent: str = "") -> list[str]:
     return lines
 
 
+_HCL_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _hcl_escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _HCL_ESCAPES.get(char) or f"\\u{ord(char):04x}"
+
+
 def _hcl(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        text = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        # HCL's escapes (\\ \" \n \r \t \uNNNN), and a literal ${ or %{ is not a template
+        text = re.sub(r'[\\"\x00-\x1f\x7f]', _hcl_escape, value)
         return '"' + text.replace("${", "$${").replace("%{", "%%{") + '"'
     return str(value)

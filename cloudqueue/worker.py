@@ -10,6 +10,8 @@ The heartbeat keeps every held message hidden: it follows the visibility the rec
 actually used (the worker's ``visibility_timeout``, else the queue's own setting) and
 extends each message when a quarter of its window has passed, so it beats at least three
 times per window. It keeps beating after a stop until the last running job has settled.
+With an idempotency store, each beat also extends the store claim of the running job by
+the same window, so a long job's claim never lapses while it runs.
 
 On SIGTERM or SIGINT the worker stops receiving, finishes what it started, then gives
 back at once anything it received but had not started. A job that raises anything,
@@ -42,6 +44,7 @@ from .dispatch import Outcome, Result, Task
 if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
 
+    from ._store_guard import Idempotency
     from .app import App
     from .limits import Limiter, LimitStore
 
@@ -465,6 +468,7 @@ class Worker:
     def _heartbeat(self, beating: set[int]) -> None:
         """Extend every held message whose queue has visibility (``beating``: their ids)."""
         warned: set[str] = set()
+        guard = self.app.idempotency
         while not self._beat_stop.is_set():
             self._beat_wake.clear()  # before the scan: a consumer's later set wakes the wait
             self._beat_at = float("inf")  # while scanning, every new message wakes it again
@@ -478,8 +482,11 @@ class Worker:
                 due = entry.extended + step
                 if now >= due:
                     try:
-                        backend.extend_visibility(entry.delivery, self._window(entry.delivery))
+                        window = self._window(entry.delivery)
+                        backend.extend_visibility(entry.delivery, window)
                         entry.extended = now
+                        if guard is not None:
+                            self._extend_claim(guard, entry.delivery, window)
                     except StaleDelivery as exc:
                         mid = entry.delivery.message_id
                         if mid not in warned:
@@ -492,6 +499,14 @@ class Worker:
                 wake = min(wake, due)
             self._beat_at = wake
             self._beat_wake.wait(max(wake - time.monotonic(), 0.01))
+
+    @staticmethod
+    def _extend_claim(guard: Idempotency, delivery: Delivery, window: timedelta) -> None:
+        """The store claim of a running job lasts as long as its message stays hidden."""
+        try:
+            guard.extend(delivery, window)
+        except Exception:  # best effort, as the extension of the message itself
+            log.warning("could not extend the store claim of %s", delivery.message_id, exc_info=True)
 
     def _event_loop(self) -> AbstractEventLoop:
         with self._lock:

@@ -49,12 +49,12 @@ output "cloudqueue_url" {
 }
 
 output "lambda_environment" {
-  description = "Environment variables for the consuming function (merge into its environment block): the backend URL, and the payload store's with payload_bucket."
+  description = "Environment variables for the consuming function (merge into its environment block): the backend URL, the payload store's with payload_bucket and the idempotency store's with store_table."
   value = merge({
     CLOUDQUEUE_URL = "sqs://${aws_sqs_queue.this.name}?region=${data.aws_region.current.name}"
     }, local.payloads ? {
     CLOUDQUEUE_PAYLOAD_STORE = "s3://${local.payload_bucket_name}/${local.payload_prefix}?region=${data.aws_region.current.name}"
-  } : {})
+  } : {}, var.store_table ? { CLOUDQUEUE_STORE_URL = local.store_url } : {})
 }
 
 output "max_receive_count" {
@@ -75,6 +75,21 @@ output "allow_send_to_queue" {
 output "scheduler_role_arn" {
   description = "The role EventBridge Scheduler sends jobs with (null without schedules or long_delay_scheduler): give it to SQSBackend(long_delay=\"scheduler\", scheduler_role_arn=...) or the URL's scheduler_role_arn option."
   value       = local.scheduler_role ? aws_iam_role.scheduler[0].arn : null
+}
+
+output "store_table_name" {
+  description = "Name of the idempotency store's table (null without store_table)."
+  value       = var.store_table ? aws_dynamodb_table.store[0].name : null
+}
+
+output "store_table_arn" {
+  description = "ARN of the idempotency store's table (null without store_table)."
+  value       = var.store_table ? aws_dynamodb_table.store[0].arn : null
+}
+
+output "cloudqueue_store_url" {
+  description = "The store URL for cq.App(..., store=...) / $CLOUDQUEUE_STORE_URL (null without store_table)."
+  value       = local.store_url
 }
 
 output "payload_store_url" {

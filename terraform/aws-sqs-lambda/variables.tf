@@ -433,6 +433,44 @@ variable "long_delay_scheduler" {
   default     = false
 }
 
+variable "store_table" {
+  description = "Create the idempotency store's DynamoDB table (cq.App(..., store=...)) and let the function's role use it. Jobs with an idempotency key (or once=True) then run at most once per key."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "store_table_name" {
+  description = "Name of the store's table (default \"<name>-store\")."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.store_table_name == null || can(regex("^[A-Za-z0-9_.-]{3,255}$", var.store_table_name))
+    error_message = "store_table_name: 3-255 letters, digits, '_', '-' or '.' (DynamoDB's rule)."
+  }
+}
+
+variable "store_point_in_time_recovery" {
+  description = "Point-in-time recovery for the store's table (records are small; recovery keeps completed keys after an accident)."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "store_kms_key_arn" {
+  description = "A customer-managed KMS key for the store's table (default: the AWS-managed key for DynamoDB). The function's role gets the calls DynamoDB makes with it."
+  type        = string
+  default     = null
+}
+
+variable "store_deletion_protection" {
+  description = "Deletion protection on the store's table."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
 variable "queues" {
   description = "More queues for an app with several (cq.App(queues={...})), besides this module's own queue, which is the app's \"default\" one. Each entry makes a queue \"<name>-<key>\" (\".fifo\" added for FIFO) with its own dead-letter queue \"<name>-<key>-dlq\", its own event source mapping to the same function and the role's grants. Unset settings take the module's. Give a higher-priority queue more maximum_concurrency, a bulk queue less. `cloudqueue terraform-vars` prints the map."
   type = map(object({

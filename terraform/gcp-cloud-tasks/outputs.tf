@@ -39,12 +39,17 @@ output "cloudqueue_url" {
 }
 
 output "function_environment" {
-  description = "Environment variables for the function (merge into its environment)."
+  description = "Environment variables for the function (merge into its environment): the backend URL, and the payload and idempotency stores' URLs when the module makes them."
   value = merge({
     CLOUDQUEUE_URL = local.cloudqueue_url
     }, local.payloads ? {
     CLOUDQUEUE_PAYLOAD_STORE = "gs://${local.payload_bucket_name}/${local.payload_prefix}"
-  } : {})
+  } : {}, local.store_url == null ? {} : { CLOUDQUEUE_STORE_URL = local.store_url })
+}
+
+output "cloudqueue_store_url" {
+  description = "The store URL for cq.App(..., store=...) / $CLOUDQUEUE_STORE_URL (null without store_collection)."
+  value       = local.store_url
 }
 
 output "payload_store_url" {

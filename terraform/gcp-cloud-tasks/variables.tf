@@ -227,6 +227,24 @@ variable "scheduler_region" {
   default     = null
 }
 
+variable "store_collection" {
+  description = "The idempotency store's Firestore collection (cq.App(..., store=\"firestore://PROJECT/COLLECTION\")): gets a TTL policy on expires_at, and function_service_account may use its database. Null: no store."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.store_collection == null || can(regex("^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+)*$", var.store_collection))
+    error_message = "store_collection: a collection id, or a path to a subcollection (coll/doc/coll)."
+  }
+}
+
+variable "store_database" {
+  description = "The Firestore database of the store's collection."
+  type        = string
+  default     = "(default)"
+  nullable    = false
+}
+
 variable "queues" {
   description = "More queues for an app with several (cq.App(queues={...})), besides this module's own queue, which is the app's \"default\" one. Each entry makes a Cloud Tasks queue \"<name>-<key>\" with the same target, token and invoker, its own retry config and rate limits (unset settings take the module's), and its own dead-letter topic \"<name>-<key>-dead-letters\" with the subscription that keeps them. Priority between push queues is their dispatch rates: give a critical queue more max_dispatches_per_second and max_concurrent_dispatches, a bulk queue fewer. `cloudqueue terraform-vars` prints the map."
   type = map(object({

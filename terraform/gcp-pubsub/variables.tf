@@ -211,6 +211,24 @@ variable "scheduler_region" {
   default     = null
 }
 
+variable "store_collection" {
+  description = "The idempotency store's Firestore collection (cq.App(..., store=\"firestore://PROJECT/COLLECTION\")): gets a TTL policy on expires_at, and function_service_account may use its database. Null: no store."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.store_collection == null || can(regex("^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+)*$", var.store_collection))
+    error_message = "store_collection: a collection id, or a path to a subcollection (coll/doc/coll)."
+  }
+}
+
+variable "store_database" {
+  description = "The Firestore database of the store's collection."
+  type        = string
+  default     = "(default)"
+  nullable    = false
+}
+
 variable "queues" {
   description = "More queues for an app with several (cq.App(queues={...})), besides this module's own topic, which is the app's \"default\" queue. Each entry makes a topic \"<name>-<key>\" with its push subscription \"<name>-<key>-push\" to the same endpoint and token, its own retry and dead-letter policy (unset settings take the module's) and its own dead-letter topic and subscription \"<name>-<key>-dead-letters\". The push shim tells the queues apart by the subscription. `cloudqueue terraform-vars` prints the map."
   type = map(object({

@@ -141,3 +141,16 @@ def test_the_profiler_prints_the_hot_path_of_each_target(target: str, capsys: py
     out = capsys.readouterr().out
     assert f"\n{target}: " in out
     assert "Ordered by: internal time" in out
+
+
+def test_store_lambda_compares_the_dynamodb_store_with_powertools_idempotency(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    needs("cloudqueue_aws", "aws_lambda_powertools", "boto3", "moto")
+    from bench import store_lambda
+
+    store_lambda.main(["--records", "4", "--runs", "1"])
+    out = capsys.readouterr().out
+    rows = table_rows(out, "Idempotency store on the Lambda shim, 4-record SQS event")
+    assert set(rows) == {store_lambda.NO_STORE, store_lambda.OURS_FIRST, store_lambda.OURS_AGAIN,
+                         store_lambda.PEER_FIRST, store_lambda.PEER_AGAIN}, out
+    assert "first delivery: cloudqueue is " in out

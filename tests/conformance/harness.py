@@ -28,6 +28,8 @@ class Harness:
 
     name = "?"
     backend: Backend
+    #: the idempotency store the dedup tests pair with this backend (tests/store/stores.py)
+    store_kind = "memory"
     visibility_timeout = timedelta(seconds=2)
     time_unit = timedelta(seconds=1)
     _apps: list[cq.App]

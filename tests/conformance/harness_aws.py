@@ -28,6 +28,8 @@ _NEEDS_MESSAGE_DELAY = frozenset({"test_delay_holds_the_job_back_until_due",
 class SQSHarness(Harness):
     """A fresh SQS queue pair on moto."""
 
+    store_kind = "dynamodb"
+
     def __init__(self, endpoint: str, *, fifo: bool) -> None:
         import boto3
         from cloudqueue_aws import SQSBackend

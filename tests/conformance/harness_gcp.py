@@ -30,7 +30,8 @@ PUBSUB_CANNOT = {
     "test_stats_count_waiting_delayed_and_dead_letters":
         "Pub/Sub has no delivery delay, and its API reports no queue counts",
     "test_idempotency_key_drops_the_duplicate":
-        "Pub/Sub does not deduplicate on publish (capabilities.dedup is False)",
+        "Pub/Sub does not deduplicate on publish (capabilities.dedup is False); with a store it "
+        "runs once (test_idempotency_key_runs_once_with_a_store)",
 }
 CLOUDTASKS_CANNOT = {
     "test_retry_later_waits_the_delay_it_names":
@@ -54,6 +55,7 @@ def _skip_what_cannot_pass(request: pytest.FixtureRequest, cannot: dict[str, str
 
 class PubSubHarness(Harness):
     name = "pubsub"
+    store_kind = "firestore"
     visibility_timeout = timedelta(seconds=10)  # the subscription's ack deadline (Pub/Sub's minimum)
     # ack deadlines are whole seconds and a pull that finds nothing takes up to half a second:
     # two-second units keep every "not due yet" check clear of the due time
@@ -83,6 +85,7 @@ class PubSubHarness(Harness):
 
 class CloudTasksHarness(Harness):
     name = "cloudtasks"
+    store_kind = "firestore"
     time_unit = timedelta(seconds=2)
     visibility_timeout = time_unit * _TASKS_BACKOFF  # a failed dispatch comes back after the backoff
 

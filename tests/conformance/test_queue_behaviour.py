@@ -8,6 +8,8 @@ from pydantic import BaseModel
 import cloudqueue as cq
 from cloudqueue.backends.base import OutgoingMessage
 from cloudqueue.envelope import decode
+from cloudqueue.store import Status
+from tests.store.stores import store_url
 
 from .harness import Harness
 
@@ -189,6 +191,49 @@ def test_idempotency_key_drops_the_duplicate(harness: Harness) -> None:
     assert first == second
     harness.run_due(app)
     assert done == ["o-6"]
+
+
+def test_idempotency_key_runs_once_with_a_store(harness: Harness, request: pytest.FixtureRequest) -> None:
+    """With a store, a key runs once on every backend, whatever reaches the queue: a second
+    enqueue, and a copy sent by another producer (no enqueue-side dedup between them)."""
+    app = harness.app(store=store_url(harness.store_kind, request))
+    done: list[str] = []
+
+    @app.job
+    def receipt(payload: Order) -> None:
+        done.append(payload.order_id)
+
+    first = receipt.enqueue(Order(order_id="o-6"), idempotency_key="receipt-o-6")
+    second = receipt.enqueue(Order(order_id="o-6"), idempotency_key="receipt-o-6")
+    assert first == second
+    copy = app._build(receipt, Order(order_id="o-6"), idempotency_key="receipt-o-6")
+    app.backend.send([OutgoingMessage(body=copy.body, job_id=f"copy-{first[:8]}", job_type="receipt")])
+    harness.run_due(app)
+    harness.run_due(app)
+    assert done == ["o-6"]
+    record = app.store_record(idempotency_key="receipt-o-6")
+    assert record is not None and record.status is Status.COMPLETED and record.runs == 1
+    assert harness.dead_letters() == []
+
+
+def test_once_runs_a_job_once_per_job_id_with_a_store(harness: Harness, request: pytest.FixtureRequest) -> None:
+    app = harness.app(store=store_url(harness.store_kind, request))
+    done: list[str] = []
+
+    @app.job(once=cq.Once(keep_result=True))
+    def invoice(payload: Order) -> dict[str, str]:
+        done.append(payload.order_id)
+        return {"invoice": f"inv-{payload.order_id}"}
+
+    job_id = invoice.enqueue(Order(order_id="o-9"))
+    other = app._build(invoice, Order(order_id="o-9")).body  # the same job, as redelivered: same id
+    body = other.replace(decode(other).id.encode(), job_id.encode())
+    app.backend.send([OutgoingMessage(body=body, job_id=f"copy-{job_id[:8]}", job_type="invoice")])
+    harness.run_due(app)
+    harness.run_due(app)
+    assert done == ["o-9"]
+    record = app.store_record(job_id=job_id)
+    assert record is not None and record.result == {"invoice": "inv-o-9"}
 
 
 def test_redrive_puts_dead_letters_back_intact(harness: Harness) -> None:

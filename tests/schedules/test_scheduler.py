@@ -69,6 +69,31 @@ def test_a_second_scheduler_on_the_same_slot_names_the_same_job(app: cq.App, clo
     assert len(ran) == 1
 
 
+@pytest.mark.parametrize("store", [None, "memory://"])
+def test_a_slot_delivered_again_after_it_ran_runs_once_with_a_store(clock: FakeClock, store: str | None) -> None:
+    # The queue forgets a key once its message is consumed: a restarted scheduler that catches
+    # up on the slot sends it again. The app's store remembers the slot's key and skips it.
+    app = cq.App("shop", backend=MemoryBackend(clock=clock), store=store)
+    ran: list[Any] = []
+    nightly_app(app, ran, missed="catch_up")
+    scheduler = Scheduler(app)
+    clock.advance(timedelta(seconds=45))
+    [first] = scheduler.tick()
+    assert app.drain().succeeded == 1
+    clock.advance(timedelta(minutes=5))
+    [again] = Scheduler(app, catch_up=timedelta(hours=1)).tick()
+    assert (again.slot, again.job_id) == (first.slot, first.job_id)
+    report = app.drain()
+    if store is None:
+        assert len(ran) == 2  # what the store is for
+    else:
+        assert (report.succeeded, report.skipped) == (0, 1)
+        assert ran == [("nightly", "cron:nightly:nightly:2026-11-29T03:00:00Z")]
+        record = app.store_record(idempotency_key="cron:nightly:nightly:2026-11-29T03:00:00Z")
+        assert record is not None and record.runs == 1
+    app.close()
+
+
 def test_skip_drops_slots_missed_while_asleep_and_keeps_the_current_one(app: cq.App, clock: FakeClock,
                                                                        caplog: pytest.LogCaptureFixture) -> None:
     ran: list[Any] = []

@@ -37,8 +37,8 @@ class Report(BaseModel):
     kind: str
 
 
-def scheduled_app() -> cq.App:
-    app = cq.App("tf-apply")
+def scheduled_app(store: str | None = None) -> cq.App:
+    app = cq.App("tf-apply", store=store)
 
     @app.job(schedule=cq.Cron("30 6 * * mon-fri", tz="Europe/Berlin", payload={"kind": "daily"}, name="daily"))
     def report(payload: Report, ctx: cq.JobContext) -> None:
@@ -262,15 +262,76 @@ def test_the_applied_schedule_sends_its_slot_to_the_applied_queue(
     assert target["RoleArn"] == applied["scheduler_role_arn"]
     # moto never fires a schedule: send what EventBridge Scheduler would for Monday's slot
     body = target["Input"].replace("<aws.scheduler.scheduled-time>", "2026-11-30T05:30:00Z")
-    sqs.send_message(QueueUrl=applied["queue_url"], MessageBody=body)
-    app = scheduled_app()
+    # twice: EventBridge Scheduler retried the firing (its delivery is at least once)
+    for _ in range(2):
+        sqs.send_message(QueueUrl=applied["queue_url"], MessageBody=body)
+    # the consumer with the applied store: the slot's key runs once
+    app = scheduled_app(store=f"{applied['cloudqueue_store_url']}&endpoint_url={moto_server}")
     app.backend = SQSBackend(applied["queue_url"], client=sqs)
     SCHEDULED_RUNS.clear()
-    for _ in range(5):  # bounded: moto may take a moment to show the message
-        app.drain()
-        if SCHEDULED_RUNS:
+    settled = cq.DrainReport()
+    for _ in range(5):  # bounded: moto may take a moment to show the messages
+        for result in app.drain().results:
+            settled.add(result)
+        if settled.succeeded + settled.skipped == 2:
             break
     assert SCHEDULED_RUNS == [("daily", "cron:report:daily:2026-11-30T05:30:00Z")]
+    assert (settled.succeeded, settled.skipped) == (1, 1)
+    record = app.store_record(idempotency_key="cron:report:daily:2026-11-30T05:30:00Z")
+    assert record is not None and record.runs == 1
+    app.close()
+
+
+def test_applied_store_table_has_ttl_and_the_role_may_use_only_it(applied: dict[str, Any], moto_server: str) -> None:
+    import boto3
+
+    table = applied["store_table_name"]
+    assert table == f"{applied['name']}-store"
+    assert applied["cloudqueue_store_url"] == f"dynamodb://{table}?region=us-east-1"
+    assert applied["lambda_environment"]["CLOUDQUEUE_STORE_URL"] == applied["cloudqueue_store_url"]
+    dynamodb = boto3.client("dynamodb", endpoint_url=moto_server, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+    described = dynamodb.describe_table(TableName=table)["Table"]
+    assert described["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert described["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    ttl = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+    iam = boto3.client("iam", endpoint_url=moto_server, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    document = iam.get_role_policy(RoleName=applied["role_name"],
+                                   PolicyName=f"cloudqueue-{applied['name']}-store")["PolicyDocument"]
+    if isinstance(document, str):
+        document = json.loads(document)
+    [statement] = document["Statement"]
+    assert statement["Sid"] == "IdempotencyStore"
+    assert statement["Resource"] == described["TableArn"]
+    assert sorted(statement["Action"]) == ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem",
+                                           "dynamodb:UpdateItem"]
+
+
+def test_a_keyed_job_runs_once_on_the_applied_queues_and_store(applied: dict[str, Any], moto_server: str) -> None:
+    from cloudqueue.backends.base import OutgoingMessage
+
+    app = cq.App("tf-store", queues={name: f"{url}&endpoint_url={moto_server}"
+                                     for name, url in sorted(applied["cloudqueue_urls"].items())},
+                 store=f"{applied['cloudqueue_store_url']}&endpoint_url={moto_server}")
+    ran: list[str] = []
+
+    @app.job(queue="critical")
+    def refund(order: Order) -> None:
+        ran.append(order.order_id)
+
+    message = refund.message(Order(order_id="C-3"), idempotency_key="refund-C-3")
+    refund.enqueue(Order(order_id="C-3"), idempotency_key="refund-C-3")
+    # a second producer's copies: SQS standard delivers them too, on either queue
+    copy = OutgoingMessage(body=message.body, job_id="copy", job_type="refund")
+    app.queue("critical").send([copy])
+    app.queue("default").send([copy])
+    for _ in range(3):
+        app.drain(queues=["critical", "default"], max_jobs=10)
+    assert ran == ["C-3"]
+    record = app.store_record(idempotency_key="refund-C-3")
+    assert record is not None and record.runs == 1
 
 
 def test_each_applied_queue_of_the_app_runs_its_jobs_and_keeps_its_own_dead_letters(

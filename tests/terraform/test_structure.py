@@ -108,8 +108,17 @@ def test_the_aws_provider_constraint_accepts_the_mirrored_5_100() -> None:
 
 @pytest.mark.parametrize("module", MODULES)
 def test_modules_grant_nothing_project_wide(module: str) -> None:
-    types = set(config(module).resources)
-    assert not {t for t in types if t.startswith("google_project_iam")}, types
+    cfg = config(module)
+    types = set(cfg.resources)
+    project = {(t, name): body for t in types if t.startswith("google_project_iam")
+               for name, body in cfg.resources[t].items()}
+    # Firestore has no IAM below the project: the store's one grant is conditioned to its
+    # database, and is the only project-level binding
+    assert set(project) <= {("google_project_iam_member", "function_uses_store")}, project
+    for body in project.values():
+        [condition] = body["condition"]
+        assert condition["expression"].startswith('resource.name.startsWith("projects/${var.project}/databases/')
+        assert body["role"] == "roles/datastore.user"
     assert "aws_iam_policy_attachment" not in types  # exclusive attachments hijack other roles
 
 

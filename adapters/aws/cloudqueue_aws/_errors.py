@@ -99,10 +99,12 @@ def _status(exc: BaseException) -> int:
         return 0
 
 
-def translate(exc: Exception, action: str) -> Exception:
+def translate(exc: Exception, action: str, *, service: str = "SQS", fix: str | None = None) -> Exception:
     """The cloudqueue error for a botocore error raised while doing ``action``.
 
     Non-botocore exceptions come back unchanged (they are not the SDK's to translate).
+    ``service`` names the AWS service in the message; ``fix`` the actions to grant when
+    access is denied (default: the sqs:* action named in the error).
     """
     module = type(exc).__module__
     if not (module.startswith("botocore") or module.startswith("boto3")):
@@ -112,12 +114,13 @@ def translate(exc: Exception, action: str) -> Exception:
     response = getattr(exc, "response", None)
     if isinstance(response, Mapping):
         query_code = str((response.get("Error") or {}).get("QueryErrorCode") or "")
-    text = f"SQS {action} failed: {exc}"
+    text = f"{service} {action} failed: {exc}"
     if code in NOT_FOUND or query_code in NOT_FOUND:
         return QueueNotFound(text + "; create it (Terraform module aws-sqs-lambda, or "
                              "cloudqueue_aws.ensure_queue for local work) or fix the URL")
     if code in DENIED or query_code in DENIED:
-        return PermissionDenied(text + "; grant the sqs:* action named above to this role")
+        return PermissionDenied(text + (f"; grant {fix} to this role" if fix
+                                        else "; grant the sqs:* action named above to this role"))
     if code in THROTTLED or query_code in THROTTLED:
         return Throttled(text)
     if code in UNAVAILABLE or _status(exc) >= 500:

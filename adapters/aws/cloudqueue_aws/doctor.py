@@ -16,6 +16,10 @@ functions' execution roles (IAM, inline and attached policies). The checks:
 - the function's role may send to the DLQ (the shim's dead letters) and, on a standard
   queue, to the queue itself (delays over 15 minutes hop through it).
 
+``check_store`` checks a ``dynamodb://`` idempotency store: the table exists and is
+active, its key is the string ``id``, TTL is on ``expires_at``; a note for provisioned
+capacity.
+
 IAM is evaluated from the policy documents (Allow/Deny, actions and resources with
 wildcards); conditions are not evaluated, so a conditional Allow counts as allowed.
 """
@@ -28,14 +32,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from cloudqueue.doctor import Finding, QueueUnderCheck
+from cloudqueue import ConfigurationError
+from cloudqueue.doctor import Finding, QueueUnderCheck, StoreUnderCheck
 from cloudqueue.retry import receive_headroom
 
 from ._address import parse_arn, parse_url
 from ._errors import translated
 from .backend import SQSBackend
 
-__all__ = ["allows", "check"]
+__all__ = ["allows", "check", "check_store"]
 
 #: SQS's bound on maxReceiveCount
 _MAX_RECEIVE_COUNT = 1000
@@ -306,3 +311,47 @@ def _matches(statement: Mapping[str, Any], key: str, value: str, *, fold: bool) 
     if f"Not{key}" in statement:
         return not any_match(statement[f"Not{key}"])
     return False
+
+
+# -- the idempotency store --------------------------------------------------------------------
+
+def check_store(target: StoreUnderCheck) -> list[Finding]:
+    """The ``dynamodb://`` store's table: it exists and is active, its key is the string
+    ``id``, and TTL deletes records by ``expires_at``."""
+    from .dynamodb import KEY_ATTRIBUTE, TTL_ATTRIBUTE, DynamoDBStore, _translated
+
+    store = target.store
+    if not isinstance(store, DynamoDBStore):
+        return [target.note("checks", f"{store!r} is not a DynamoDB store", "nothing checked")]
+    client = store.client
+    findings: list[Finding] = []
+    fix = f"store_table = true in terraform/aws-sqs-lambda (table {store.table!r})"
+    try:
+        with _translated(store.table, "DescribeTable"):
+            table = client.describe_table(TableName=store.table)["Table"]
+    except ConfigurationError:
+        return [target.error("table", f"no table {store.table!r}", fix,
+                             "every guarded job fails before it runs, and ends in dead letters")]
+    if table.get("TableStatus") not in ("ACTIVE", "UPDATING"):
+        findings.append(target.error("table", f"table status {table.get('TableStatus')}", "wait for it, or "
+                                     "recreate it", "claims fail while the table is not active"))
+    key = [(k["AttributeName"], k["KeyType"]) for k in table.get("KeySchema", [])]
+    types = {a["AttributeName"]: a["AttributeType"] for a in table.get("AttributeDefinitions", [])}
+    if key != [(KEY_ATTRIBUTE, "HASH")] or types.get(KEY_ATTRIBUTE) != "S":
+        findings.append(target.error(
+            "key schema", f"key {key} ({types})", f"a table whose only key is the string {KEY_ATTRIBUTE!r}: {fix}",
+            "the store's reads and conditional writes name that key; any other schema refuses them"))
+    with _translated(store.table, "DescribeTimeToLive"):
+        ttl = client.describe_time_to_live(TableName=store.table)["TimeToLiveDescription"]
+    status, attribute = ttl.get("TimeToLiveStatus"), ttl.get("AttributeName")
+    if status not in ("ENABLED", "ENABLING") or attribute != TTL_ATTRIBUTE:
+        findings.append(target.error(
+            "ttl", f"TTL {status or 'DISABLED'}" + (f" on {attribute!r}" if attribute else ""),
+            f"TTL on {TTL_ATTRIBUTE!r} ({fix} sets it)",
+            "lapsed records are never deleted: the table grows by one item per guarded job for good"))
+    billing = (table.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED")
+    if billing != "PAY_PER_REQUEST":
+        findings.append(target.note(
+            "capacity", "provisioned capacity", "PAY_PER_REQUEST (the module's choice), or capacity for two "
+            "writes per guarded job", "a throttled claim fails the attempt; the job is retried"))
+    return findings

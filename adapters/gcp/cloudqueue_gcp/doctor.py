@@ -22,6 +22,9 @@ Pub/Sub (the subscription named in the URL, read with GetSubscription):
   function's timeout for a push one;
 - push endpoint auth: https, with an OIDC token for the account and audience the shim checks;
 - message ordering on when a job has an ordering key.
+
+Firestore idempotency store (``check_store``): a document read works, and the collection
+has an active TTL policy on ``expires_at``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from cloudqueue.doctor import Finding, QueueUnderCheck
+from cloudqueue.doctor import Finding, QueueUnderCheck, StoreUnderCheck
 from cloudqueue.retry import receive_headroom
 
 from ._common import DEFAULT_TIMEOUT, translated
@@ -41,7 +44,7 @@ from .tasks import CloudTasksBackend
 
 _TIMEOUT = DEFAULT_TIMEOUT.total_seconds()
 
-__all__ = ["check_cloud_tasks", "check_pubsub"]
+__all__ = ["check_cloud_tasks", "check_pubsub", "check_store", "ttl_findings"]
 
 #: Pub/Sub's bound on max_delivery_attempts
 _MAX_DELIVERY_ATTEMPTS = 100
@@ -286,3 +289,49 @@ def _push_auth(target: QueueUnderCheck, push: Any) -> list[Finding]:
             "push endpoint auth", f"tokens for audience {sent_audience}",
             f"audience {audience} (what the shim checks)", "the shim refuses every push"))
     return findings
+
+
+# -- the idempotency store --------------------------------------------------------------------
+
+def check_store(target: StoreUnderCheck) -> list[Finding]:
+    """The ``firestore://`` store: a document read works (project, database, grants), and
+    the collection has a TTL policy on ``expires_at`` (read with the Firestore Admin API;
+    the emulator has none, so there it is a note)."""
+    from .firestore import TTL_FIELD, FirestoreStore
+
+    store = target.store
+    if not isinstance(store, FirestoreStore):
+        return [target.note("checks", f"{store!r} is not a Firestore store", "nothing checked")]
+    store.get("cloudqueue-doctor-probe")  # CloudQueueError when unreachable or refused
+    if os.environ.get("FIRESTORE_EMULATOR_HOST"):
+        return [target.note("ttl", "the Firestore emulator has no TTL policies", "nothing to check here")]
+    from google.api_core import exceptions as gexc
+    from google.cloud import firestore_admin_v1
+
+    group = store.collection.rsplit("/", 1)[-1]
+    name = (f"projects/{store.project}/databases/{store.database or '(default)'}/collectionGroups/"
+            f"{group}/fields/{TTL_FIELD}")
+    client = firestore_admin_v1.FirestoreAdminClient()
+    try:
+        with translated(f"Firestore Admin GetField({name})"):
+            field = client.get_field(name=name, timeout=_TIMEOUT)
+    except Exception as exc:  # a field without its own configuration reads as NotFound
+        if not isinstance(exc.__cause__, gexc.NotFound):
+            raise
+        field = None
+    return ttl_findings(target, field, group)
+
+
+def ttl_findings(target: StoreUnderCheck, field: Any, group: str) -> list[Finding]:
+    """An error unless ``field`` (a Firestore Admin ``Field``, or None) has an active TTL policy."""
+    from .firestore import TTL_FIELD
+
+    state = None
+    if field is not None and field.ttl_config is not None:
+        state = type(field.ttl_config).State(field.ttl_config.state).name
+    if state in ("ACTIVE", "CREATING"):
+        return []
+    return [target.error(
+        "ttl", f"no active TTL policy on {group}.{TTL_FIELD}" + (f" (state {state})" if state else ""),
+        f"store_collection = {group!r} in terraform/gcp-pubsub or gcp-cloud-tasks (a TTL policy on {TTL_FIELD})",
+        "lapsed records are never deleted: the collection grows by one document per guarded job for good")]

@@ -50,6 +50,7 @@ provider "aws" {
   s3_use_path_style           = true
 
   endpoints {
+    dynamodb  = var.endpoint
     iam       = var.endpoint
     lambda    = var.endpoint
     s3        = var.endpoint
@@ -76,8 +77,14 @@ module "queue" {
   # moto accepts RedriveAllowPolicy but drops it, and the provider would wait for it
   # forever. The policy is covered by the mocked terraform tests.
   redrive_allow_policy = false
+  # The idempotency store's table, with TTL; deletion protection off so the test's
+  # moto state can be thrown away.
+  store_table               = true
+  store_deletion_protection = false
+
   # The claim check's bucket, with its lifecycle rule; the library offloads to it.
   payload_bucket = {}
+
   # A second, higher-priority queue of the app, with its own receive limit.
   queues = {
     critical = { max_receive_count = 2, visibility_timeout_seconds = 6 }
@@ -110,6 +117,18 @@ output "max_receive_count" {
 
 output "scheduler_role_arn" {
   value = module.queue.scheduler_role_arn
+}
+
+output "cloudqueue_store_url" {
+  value = module.queue.cloudqueue_store_url
+}
+
+output "store_table_name" {
+  value = module.queue.store_table_name
+}
+
+output "lambda_environment" {
+  value = module.queue.lambda_environment
 }
 
 output "payload_store_url" {

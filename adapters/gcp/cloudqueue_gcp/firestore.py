@@ -1,0 +1,196 @@
+"""The idempotency store on Firestore: ``firestore://PROJECT/COLLECTION[?database=...&timeout=...]``.
+
+One document per key in COLLECTION (the key, percent-quoted, is the document id); every
+change is a Firestore transaction that reads the document and writes it only when the
+claim's rules allow, so two consumers racing on a key cannot both claim it.
+``expires_at`` is a timestamp: give the collection a TTL policy on it (the Terraform
+module ``gcp-pubsub`` / ``gcp-cloud-tasks`` does, with ``store_collection``) and Firestore
+deletes lapsed records itself.
+
+    document: status, token, runs, lease_until, expires_at (TTL), job_type, job_id,
+              value (the JSON return value), completed_at
+
+``google-cloud-firestore`` is imported when the store first calls Firestore
+(``pip install "cloudqueue-gcp[firestore]"``). With ``$FIRESTORE_EMULATOR_HOST``
+set, the client talks to the emulator, as Google's SDK does.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
+
+from cloudqueue import ConfigurationError
+from cloudqueue.store import Claim, Record, Status, Store
+
+from ._common import parse_options, parse_timeout, translated
+
+__all__ = ["TTL_FIELD", "FirestoreStore", "from_url"]
+
+#: the field a Firestore TTL policy deletes records by
+TTL_FIELD = "expires_at"
+OPTIONS = ("database", "timeout")
+_INSTALL_HINT = 'pip install "cloudqueue-gcp[firestore]"'
+T = TypeVar("T")
+
+
+class FirestoreStore(Store):
+    """Idempotency records in a Firestore collection.
+
+    Args:
+        project: the Google Cloud project.
+        collection: the collection's path (``cloudqueue-store``, or ``apps/shop/store``).
+        database: the Firestore database (default ``(default)``).
+        client: a ``google.cloud.firestore.Client`` (default: one made on first use).
+        timeout: the longest one call may take.
+    """
+
+    scheme = "firestore"
+
+    def __init__(self, project: str, collection: str, *, database: str | None = None, client: Any = None,
+                 timeout: timedelta = timedelta(seconds=30)) -> None:
+        if not project or not collection:
+            raise ConfigurationError("FirestoreStore needs a project and a collection: "
+                                     "firestore://PROJECT/COLLECTION")
+        self.project = project
+        self.collection = collection
+        self.database = database
+        self.timeout = timeout
+        self._client = client
+        self._owns_client = client is None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    try:
+                        from google.cloud import firestore
+                    except ImportError as exc:
+                        raise ConfigurationError(f"the firestore store needs google-cloud-firestore: "
+                                                 f"{_INSTALL_HINT}") from exc
+                    with translated(f"Firestore client for project {self.project!r}"):
+                        self._client = firestore.Client(project=self.project, database=self.database)
+        return self._client
+
+    def _doc(self, key: str) -> Any:
+        return self.client.collection(self.collection).document(quote(key, safe=""))
+
+    def _transact(self, what: str, body: Callable[[Any, Any], T], key: str) -> T:
+        """Run ``body(transaction, document)`` in a transaction (Firestore retries it on contention)."""
+        from google.cloud import firestore
+
+        doc = self._doc(key)
+        with translated(f"Firestore store {what} of {key!r} in {self.collection!r}"):
+            run = firestore.transactional(lambda transaction: body(transaction, doc))
+            result: T = run(self.client.transaction())
+            return result
+
+    # -- the primitives ----------------------------------------------------------------
+    def claim(self, key: str, *, token: str, now: datetime, lease_until: datetime,
+              expires_at: datetime, job_type: str | None = None, job_id: str | None = None) -> Claim:
+        def body(transaction: Any, doc: Any) -> Claim:
+            old = _read(key, doc, transaction)
+            if old is not None and not old.claimable(now):
+                return Claim(False, old)
+            runs = old.runs + 1 if old is not None and old.live(now) else 1
+            record = Record(key, Status.IN_PROGRESS, token, runs, lease_until, expires_at, job_type, job_id)
+            transaction.set(doc, _fields(record))
+            return Claim(True, record)
+
+        return self._transact("claim", body, key)
+
+    def _change(self, what: str, key: str, token: str, change: Callable[[Record], Record | None]) -> bool:
+        def body(transaction: Any, doc: Any) -> bool:
+            record = _read(key, doc, transaction)
+            if record is None or record.token != token or record.status is not Status.IN_PROGRESS:
+                return False
+            changed = change(record)
+            if changed is None:
+                transaction.delete(doc)
+            else:
+                transaction.set(doc, _fields(changed))
+            return True
+
+        return self._transact(what, body, key)
+
+    def extend(self, key: str, *, token: str, lease_until: datetime) -> bool:
+        from dataclasses import replace
+
+        return self._change("extend", key, token, lambda r: replace(r, lease_until=lease_until))
+
+    def complete(self, key: str, *, token: str, now: datetime, expires_at: datetime,
+                 value: str | None = None) -> bool:
+        from dataclasses import replace
+
+        return self._change("complete", key, token, lambda r: replace(
+            r, status=Status.COMPLETED, lease_until=None, expires_at=expires_at, value=value, completed_at=now))
+
+    def release(self, key: str, *, token: str, forget: bool = False) -> bool:
+        from dataclasses import replace
+
+        return self._change("release", key, token,
+                            lambda r: None if forget else replace(r, status=Status.RELEASED, lease_until=None))
+
+    def get(self, key: str, *, now: datetime | None = None) -> Record | None:
+        with translated(f"Firestore store read of {key!r} in {self.collection!r}"):
+            snapshot = self._doc(key).get(timeout=self.timeout.total_seconds())
+        if not snapshot.exists:
+            return None
+        record = _record(key, snapshot.to_dict() or {})
+        return record if record.live(now or datetime.now(timezone.utc)) else None
+
+    def delete(self, key: str) -> None:
+        with translated(f"Firestore store delete of {key!r} in {self.collection!r}"):
+            self._doc(key).delete(timeout=self.timeout.total_seconds())
+
+    def close(self) -> None:
+        if self._owns_client and self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __repr__(self) -> str:
+        return f"<FirestoreStore {self.project}/{self.collection}>"
+
+
+def _read(key: str, doc: Any, transaction: Any) -> Record | None:
+    snapshot = doc.get(transaction=transaction)
+    return _record(key, snapshot.to_dict() or {}) if snapshot.exists else None
+
+
+def _utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    assert isinstance(value, datetime)
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def _record(key: str, fields: dict[str, Any]) -> Record:
+    return Record(key=key, status=Status(fields.get("status", Status.RELEASED.value)), token=fields.get("token"),
+                  runs=int(fields.get("runs", 0)), lease_until=_utc(fields.get("lease_until")),
+                  expires_at=_utc(fields.get(TTL_FIELD)) or datetime.fromtimestamp(0, timezone.utc),
+                  job_type=fields.get("job_type"), job_id=fields.get("job_id"), value=fields.get("value"),
+                  completed_at=_utc(fields.get("completed_at")))
+
+
+def _fields(record: Record) -> dict[str, Any]:
+    return {"status": record.status.value, "token": record.token, "runs": record.runs,
+            "lease_until": record.lease_until, TTL_FIELD: record.expires_at, "job_type": record.job_type,
+            "job_id": record.job_id, "value": record.value, "completed_at": record.completed_at}
+
+
+def from_url(url: str, *, client: Any = None) -> FirestoreStore:
+    """Open ``firestore://PROJECT/COLLECTION[?database=...&timeout=...]``; no SDK call yet."""
+    parts = urlsplit(url)
+    if parts.scheme != "firestore":
+        raise ConfigurationError(f"not a firestore:// URL: {url!r}")
+    project, collection = parts.netloc, parts.path.strip("/")
+    if not project or not collection:
+        raise ConfigurationError(f"store URL {url!r}: write firestore://PROJECT/COLLECTION")
+    options = parse_options("firestore", parts.query, OPTIONS)
+    return FirestoreStore(project, collection, database=options.get("database") or None, client=client,
+                          timeout=parse_timeout("firestore", options.get("timeout")))
