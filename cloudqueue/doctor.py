@@ -26,6 +26,7 @@ The app's idempotency store (``App(store=...)``) is checked too, by its scheme:
 takes a ``StoreUnderCheck``). So is its claim-check payload store (``App(payload_store=...)``):
 
     s3         -> cloudqueue_aws.doctor:check_payload_store
+    gs         -> cloudqueue_gcp.doctor:check_payload_store
 
 (others: the entry-point group ``cloudqueue.doctor.payload_stores``; the function takes a
 ``PayloadStoreUnderCheck``, which carries the app's queues: the bucket's lifecycle rule
@@ -73,7 +74,8 @@ _BUILTIN = {
 _INSTALL_HINTS = {"sqs": 'pip install "cloudqueue[aws]"', "s3": 'pip install "cloudqueue[aws]"',
                   "cloudtasks": 'pip install "cloudqueue[gcp]"',
                   "pubsub": 'pip install "cloudqueue[gcp]"', "dynamodb": 'pip install "cloudqueue[aws]"',
-                  "firestore": 'pip install "cloudqueue-gcp[firestore]"'}
+                  "firestore": 'pip install "cloudqueue-gcp[firestore]"',
+                  "gs": 'pip install "cloudqueue-gcp[storage]"'}
 #: first-party checks of idempotency stores, by scheme
 _STORE_BUILTIN = {
     "dynamodb": "cloudqueue_aws.doctor:check_store",
@@ -82,6 +84,7 @@ _STORE_BUILTIN = {
 #: first-party checks of claim-check payload stores, by scheme
 _PAYLOAD_STORE_BUILTIN = {
     "s3": "cloudqueue_aws.doctor:check_payload_store",
+    "gs": "cloudqueue_gcp.doctor:check_payload_store",
 }
 _BUILTINS = {ENTRY_POINT_GROUP: _BUILTIN, STORE_ENTRY_POINT_GROUP: _STORE_BUILTIN,
              PAYLOAD_STORE_ENTRY_POINT_GROUP: _PAYLOAD_STORE_BUILTIN}
