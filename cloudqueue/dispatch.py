@@ -292,7 +292,7 @@ class Dispatcher:
             if left > timedelta(0):
                 return Result(Outcome.HOP, delivery, job_type=env.type, job_id=env.id, delay=left)
         guard = self.app.idempotency
-        if guard is not None:
+        if guard is not None and self._claims:  # without a payload store the fetch below explains
             unfetched = _Unfetched(job, delivery, env)
             if guard.policy(unfetched) is not None:
                 return unfetched

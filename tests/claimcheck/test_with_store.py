@@ -251,3 +251,22 @@ def test_an_unguarded_job_still_fetches_before_the_run(app: cq.App, backend: Mem
     ingest.enqueue(big())  # no key, not once: the store does not guard it
     assert app.drain().succeeded == 1
     assert runs == ["report.csv"] and payloads.gets == 1
+
+
+def test_a_consumer_with_a_store_but_no_payload_store_dead_letters_naming_the_fix(
+        backend: MemoryBackend, payloads: CountingStore) -> None:
+    producer = cq.App("shop", backend=backend, payload_store=payloads, offload_above=1024)
+    consumer = cq.App("shop", backend=backend, store=MemoryStore())
+    runs: list[object] = []
+
+    def ingest(payload: Upload) -> None:
+        runs.append(payload)
+
+    producer.job(name="ingest")(ingest)
+    consumer.job(name="ingest")(ingest)
+
+    producer.enqueue("ingest", big(), idempotency_key="ingest-report")
+    assert consumer.drain().dead_lettered == 1
+    [letter] = backend.dead_letters()
+    assert letter.kind is cq.ReasonKind.POISON and "payload_store" in letter.reason
+    assert runs == [] and payloads.object_keys() != []
