@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from .app import App
     from .job import Job
 
-__all__ = ["Cron", "Fired", "Scheduler", "aws_cron_expression", "cloud_body", "slot_key"]
+__all__ = ["Cron", "Fired", "Scheduler", "aws_cron_expression", "cloud_body", "fixed_body_id", "slot_key",
+           "stamp_slot"]
 
 log = logging.getLogger("cloudqueue.scheduler")
 
@@ -231,6 +232,40 @@ def cloud_body(app: App, job: Job[Any, Any], schedule: Cron, slot: str = AWS_SCH
     stamp = '"time":"2000-01-01T00:00:00.000000Z"'
     assert stamp in text
     return text.replace(stamp, f'"time":"{slot}"', 1)
+
+
+def fixed_body_id(job: str, schedule: Cron) -> str:
+    """The job id of a schedule's fixed body (Cloud Scheduler's, which has no substitution)."""
+    return f"cron-{job}-{schedule.id}"
+
+
+def stamp_slot(app: App, body: bytes, slot: datetime) -> bytes | None:
+    """A schedule's fixed body with the firing's slot filled in, as EventBridge's is.
+
+    A Cloud Scheduler HTTP target sends the same body at every firing, and the slot in its
+    ``X-CloudScheduler-ScheduleTime`` header; this puts that slot in the job id, the time and
+    the idempotency key (``cron:<job>:<schedule id>:<slot UTC>``, the local scheduler's key),
+    keeping the body's payload. None: the body is not the fixed body of one of ``app``'s
+    schedules (it is then run as it is).
+    """
+    import json
+
+    try:
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(raw, dict) or raw.get("cqkey") is not None:
+        return None
+    job_type = raw.get("type")
+    job = app.jobs.get(job_type) if isinstance(job_type, str) else None
+    if job is None:
+        return None
+    for schedule in job.schedules:
+        if raw.get("id") == fixed_body_id(job.name, schedule):
+            text = format_slot(slot)
+            raw.update(id=f"{raw['id']}-{text}", time=text, cqkey=slot_key(job.name, schedule, text))
+            return json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode()
+    return None
 
 
 def aws_cron_expression(schedule: Cron) -> str:

@@ -431,9 +431,10 @@ GCP_BODY_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 def _gcp_body(job: Job[Any, Any], schedule: Any) -> str:
     from . import envelope
+    from .schedules import fixed_body_id
 
     value = job.validate(schedule.payload)
-    return envelope.encode(job_id=f"cron-{job.name}-{schedule.id}", app=job.app.name, job_type=job.name,
+    return envelope.encode(job_id=fixed_body_id(job.name, schedule), app=job.app.name, job_type=job.name,
                            time=GCP_BODY_TIME, data_json=job.dump_json(value)).decode()
 
 

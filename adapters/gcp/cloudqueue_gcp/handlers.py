@@ -1,8 +1,10 @@
 """Function shims: Cloud Tasks and Pub/Sub push requests (HTTP) and Eventarc CloudEvents.
 
     request ──verify OIDC──> 401/403, nothing runs
-       └──> Cloud Tasks (X-CloudTasks-* headers), Pub/Sub push (wrapped JSON body) or
-            unwrapped Pub/Sub push (the body is the envelope; x-goog-pubsub-* headers)
+       └──> Cloud Tasks (X-CloudTasks-* headers), a Cloud Scheduler HTTP target
+            (X-CloudScheduler-* headers: the slot is stamped into a schedule's fixed body),
+            Pub/Sub push (wrapped JSON body) or unwrapped Pub/Sub push (the body is the
+            envelope; x-goog-pubsub-* headers)
               └──> dispatcher ──> ACK ──────────> 200
                               ──> RETRY ────────> 500 (the platform retries with its backoff)
                               ──> DEAD_LETTER ──> write the dead letter, then 200
@@ -176,6 +178,66 @@ def pubsub_delivery(payload: Any, settings: ShimSettings, started: datetime) -> 
                     ordering_key=message.get("orderingKey") or None,
                     attributes={str(k): str(v) for k, v in attributes.items()},
                     deadline=_deadline(started, settings.push_ack_deadline, settings.timeout))
+
+
+#: headers Cloud Scheduler adds to an HTTP target's request (the schedule time: unix-cron jobs)
+H_SCHEDULER = "X-CloudScheduler"
+H_SCHEDULER_JOB = "X-CloudScheduler-JobName"
+H_SCHEDULER_TIME = "X-CloudScheduler-ScheduleTime"
+
+
+def is_scheduler_request(headers: Mapping[str, str]) -> bool:
+    """A Cloud Scheduler HTTP target's request posted to the function itself."""
+    return bool(headers.get(H_SCHEDULER_TIME) or headers.get(H_SCHEDULER_JOB))
+
+
+def scheduler_delivery(app: App, headers: Mapping[str, str], body: bytes, settings: ShimSettings,
+                       started: datetime) -> Delivery:
+    """A Cloud Scheduler firing as a delivery, its slot read from ``X-CloudScheduler-ScheduleTime``.
+
+    The body is a schedule's fixed envelope (``cloudqueue terraform-vars``); the slot goes
+    into its job id, time and idempotency key (``cron:<job>:<schedule>:<slot UTC>``, the key
+    the local scheduler and EventBridge Scheduler give the slot), so a retried firing is the
+    same job and the app's store runs it once. Cloud Scheduler sends no attempt number: the
+    attempt counts as 1 (a store counts the runs of a slot exactly).
+    """
+    from cloudqueue.schedules import stamp_slot
+
+    job_name = headers.get(H_SCHEDULER_JOB) or "?"
+    text = headers.get(H_SCHEDULER_TIME) or ""
+    attributes = {"scheduler_job": job_name}
+    if text:
+        try:
+            slot = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise BadRequest(f"{H_SCHEDULER_TIME} {text[:40]!r} is not an RFC 3339 time") from None
+        if slot.tzinfo is None:
+            raise BadRequest(f"{H_SCHEDULER_TIME} {text[:40]!r} has no UTC offset")
+        slot = slot.astimezone(timezone.utc).replace(microsecond=0)
+        attributes["schedule_time"] = slot.strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamped = stamp_slot(app, body, slot)
+        if stamped is None:
+            log.warning("Cloud Scheduler job %s: the body is not the fixed body of a schedule of app %r "
+                        "(write it with cloudqueue terraform-vars); it runs without a per-slot key",
+                        job_name, app.name)
+        else:
+            body = stamped
+    else:
+        log.warning("Cloud Scheduler job %s sent no %s (only unix-cron jobs do): the firing runs "
+                    "without a per-slot key", job_name, H_SCHEDULER_TIME)
+    slot_text = attributes.get("schedule_time", "?")
+    return Delivery(body=body, attempt=1, message_id=f"{job_name}@{slot_text}", attributes=attributes,
+                    deadline=_deadline(started, settings.timeout))
+
+
+def _scheduled_queue(app: App, body: bytes) -> Backend | None:
+    """The queue of the job a scheduler firing names (None: the app's default)."""
+    try:
+        job_type = json.loads(body).get("type")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    job = app.jobs.get(job_type) if isinstance(job_type, str) else None
+    return app.queue(job.queue) if job is not None else None
 
 
 #: headers unwrapped push writes with write_metadata (attributes come as their own headers)
@@ -476,6 +538,9 @@ def http_handler(app: App, *, audience: str | list[str] | None = None,
             if headers.get("X-CloudTasks-TaskName") or headers.get("X-CloudTasks-QueueName"):
                 delivery = cloud_tasks_delivery(headers, body, settings, started)
                 kind, source = "cloudtasks", delivery.attributes.get("queue")
+            elif is_scheduler_request(headers):
+                delivery = scheduler_delivery(app, headers, body, settings, started)
+                kind, source = "scheduler", None
             else:
                 delivery = push_delivery(headers, body, settings, started)
                 kind, source = "pubsub", None
@@ -485,7 +550,9 @@ def http_handler(app: App, *, audience: str | list[str] | None = None,
         delivery.platform_trace = _platform_trace(
             headers, delivery.attributes.get(A_GOOGCLIENT_TRACEPARENT) or headers.get(A_GOOGCLIENT_TRACEPARENT))
         backend = None
-        if multi:
+        if kind == "scheduler":
+            backend = _scheduled_queue(app, delivery.body) if multi else None
+        elif multi:
             try:
                 backend = routes.backend(kind, source if kind == "cloudtasks" else push_source(headers, body))
             except UnknownSource as exc:
