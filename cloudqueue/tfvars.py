@@ -419,8 +419,10 @@ def _schedules(jobs: list[Job[Any, Any]], *, aws: bool) -> tuple[dict[str, dict[
                     "(EventBridge Scheduler's rule)."]
     else:
         comments = ["# schedules: Cloud Scheduler sends each body as it is (it has no per-firing "
-                    "substitution): every firing is a new job without a per-slot key, and the "
-                    "envelope's time is a constant (the task's or message's own time is the firing's)."]
+                    "substitution). With schedules_target = \"function\" the function reads the slot "
+                    "from X-CloudScheduler-ScheduleTime and gives the firing the slot's job id and "
+                    "idempotency key; through a task or a topic (the default) it sees no slot time, so "
+                    "every firing is a new job without a per-slot key and a constant envelope time."]
     return entries, comments
 
 

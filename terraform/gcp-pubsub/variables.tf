@@ -211,6 +211,42 @@ variable "scheduler_region" {
   default     = null
 }
 
+variable "schedules_target" {
+  description = "Where a Cloud Scheduler firing goes: \"topic\" (a message published to the job's topic; the function sees no slot time, so every firing is a new job without a per-slot key) or \"function\" (POSTed to push_endpoint with the push account's OIDC token: the function reads the slot from X-CloudScheduler-ScheduleTime, so the slot's idempotency key is cron:<job>:<schedule>:<slot UTC> and an app with a store runs a retried firing once; Cloud Scheduler retries the firing, schedule_retry_count times)."
+  type        = string
+  default     = "topic"
+  nullable    = false
+
+  validation {
+    condition     = contains(["topic", "function"], var.schedules_target)
+    error_message = "schedules_target must be \"topic\" or \"function\"."
+  }
+}
+
+variable "schedule_retry_count" {
+  description = "Retries of a Cloud Scheduler firing that failed (0-5)."
+  type        = number
+  default     = 3
+  nullable    = false
+
+  validation {
+    condition     = var.schedule_retry_count >= 0 && var.schedule_retry_count <= 5
+    error_message = "schedule_retry_count must be 0-5 (Cloud Scheduler's range)."
+  }
+}
+
+variable "schedule_attempt_deadline_seconds" {
+  description = "With schedules_target = \"function\": how long Cloud Scheduler waits for the function's answer (15-1800); set it to the function's timeout."
+  type        = number
+  default     = 540
+  nullable    = false
+
+  validation {
+    condition     = var.schedule_attempt_deadline_seconds >= 15 && var.schedule_attempt_deadline_seconds <= 1800
+    error_message = "schedule_attempt_deadline_seconds must be 15-1800 (Cloud Scheduler's HTTP deadline)."
+  }
+}
+
 variable "store_collection" {
   description = "The idempotency store's Firestore collection (cq.App(..., store=\"firestore://PROJECT/COLLECTION\")): gets a TTL policy on expires_at, and function_service_account may use its database. Null: no store."
   type        = string

@@ -84,12 +84,22 @@ def test_cloud_tasks_derives_a_valid_invoker_account_from_any_queue_name(tasks: 
     ({"dead_letter_topic_name": "goog-dead"}, "dead_letter_topic_name"),
     ({"max_attempts": -1, "max_retry_duration_seconds": 3600}, "max_retry_duration_seconds"),
     ({"target_url": "http://example.com/run"}, "target_url"),
+    ({"schedules_target": "topic"}, "schedules_target"),
+    ({"schedule_retry_count": 6}, "schedule_retry_count"),
+    ({"schedule_attempt_deadline_seconds": 3600}, "schedule_attempt_deadline_seconds"),
 ])
 def test_cloud_tasks_refuses_what_google_would_refuse_at_apply(
         tasks: Inputs, values: dict[str, object], variable: str) -> None:
     accepted, why, _ = tasks.plan(**values)
     assert not accepted
     assert f"var.{variable}" in why, why
+
+
+@pytest.mark.parametrize("target", ["queue", "function"])
+def test_cloud_tasks_schedules_go_to_the_queue_or_the_function(tasks: Inputs, target: str) -> None:
+    accepted, why, _ = tasks.plan(schedules_target=target, schedule_retry_count=5,
+                                  schedule_attempt_deadline_seconds=1800)
+    assert accepted, why
 
 
 def test_a_retry_duration_is_fine_when_max_attempts_bounds_the_task(tasks: Inputs) -> None:
@@ -111,6 +121,8 @@ def test_pubsub_derives_a_valid_push_account_from_any_topic_name(pubsub: Inputs,
     ({"push_service_account_id": "push-"}, "push_service_account_id"),
     ({"message_retention_seconds": 604800, "dead_letter_retention_seconds": 86400},
      "dead_letter_retention_seconds"),
+    ({"schedules_target": "queue"}, "schedules_target"),
+    ({"schedule_retry_count": -1}, "schedule_retry_count"),
 ])
 def test_pubsub_refuses_what_google_would_refuse_at_apply(
         pubsub: Inputs, values: dict[str, object], variable: str) -> None:

@@ -233,13 +233,40 @@ def test_gcp_cron_schedules_are_cloud_scheduler_jobs_on_the_queue(module: str) -
     job = config(module).resource("google_cloud_scheduler_job", "this")
     assert job["for_each"] == "${var.schedules}"
     assert job["schedule"] == "${each.value.expression}" and job["time_zone"] == "${each.value.timezone}"
+    assert job["retry_config"] == [{"retry_count": "${var.schedule_retry_count}"}]
     if module == "gcp-pubsub":
-        [target] = job["pubsub_target"]
+        # "topic" (the default): published to the job's topic
+        dynamic = {name: block for entry in job["dynamic"] for name, block in entry.items()}
+        topic = dynamic["pubsub_target"]
+        assert topic["for_each"] == "${local.schedules_to_function ? [] : [1]}"
+        target = topic["content"][0]
         assert target["topic_name"].startswith("${each.value.queue == null ? google_pubsub_topic.this.id")
+        # "function": posted to the push endpoint, where the shim reads X-CloudScheduler-ScheduleTime
+        http = dynamic["http_target"]
+        assert http["for_each"] == "${local.schedules_to_function ? [1] : []}"
+        direct = http["content"][0]
+        assert (direct["uri"], direct["body"]) == ("${var.push_endpoint}", "${base64encode(each.value.body)}")
+        assert direct["oidc_token"] == [{"service_account_email": "${google_service_account.push.email}",
+                                         "audience": "${local.audience}"}]
     else:
         [target] = job["http_target"]
-        assert target["uri"].startswith("${local.tasks_api}/${each.value.queue == null ? google_cloud_tasks_queue.this.id")
-        assert target["oauth_token"][0]["service_account_email"] == "${google_service_account.scheduler[0].email}"
+        # "queue" (the default): tasks.create on the job's queue, as the scheduler's own account;
+        # "function": the body itself to target_url, with the invoker's token
+        assert target["uri"] == ("${local.schedules_to_function ? var.target_url : \"${local.tasks_api}/"
+                                 "${each.value.queue == null ? google_cloud_tasks_queue.this.id : "
+                                 "google_cloud_tasks_queue.queues[each.value.queue].id}/tasks\"}")
+        dynamic = {name: block for entry in target["dynamic"] for name, block in entry.items()}
+        oauth = dynamic["oauth_token"]
+        assert oauth["for_each"] == "${local.schedules_to_function ? [] : [1]}"
+        assert oauth["content"][0]["service_account_email"] == "${google_service_account.scheduler[0].email}"
+        oidc = dynamic["oidc_token"]
+        assert oidc["for_each"] == "${local.schedules_to_function ? [1] : []}"
+        assert oidc["content"][0] == {"service_account_email": "${google_service_account.invoker.email}",
+                                      "audience": "${local.audience}"}
+        cfg = config(module)
+        # the scheduler's account and its grants exist only to create tasks
+        assert cfg.resource("google_service_account", "scheduler")["count"] == "${local.scheduler_account ? 1 : 0}"
+        assert "!local.schedules_to_function" in cfg.locals["scheduled_queues"]
 def test_payload_bucket_is_private_tls_only_and_expires_objects_on_the_prefix() -> None:
     cfg = config("aws-sqs-lambda")
     block = cfg.resource("aws_s3_bucket_public_access_block", "payloads")
