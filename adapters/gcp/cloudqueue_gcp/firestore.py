@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from cloudqueue import ConfigurationError
-from cloudqueue.store import Claim, Record, Status, Store
+from cloudqueue.store import Claim, Document, Record, Status, Store
 
 from ._common import parse_options, parse_timeout, translated
 
@@ -144,6 +144,24 @@ class FirestoreStore(Store):
         record = _record(key, snapshot.to_dict() or {})
         return record if record.live(now or datetime.now(timezone.utc)) else None
 
+    def load(self, key: str, *, now: datetime | None = None) -> Document | None:
+        with translated(f"Firestore store read of {key!r} in {self.collection!r}"):
+            snapshot = self._doc(key).get(timeout=self.timeout.total_seconds())
+        return _document(key, snapshot, now or datetime.now(timezone.utc))
+
+    def save(self, key: str, value: str, *, version: int, expires_at: datetime,
+             now: datetime | None = None) -> bool:
+        moment = now or datetime.now(timezone.utc)
+
+        def body(transaction: Any, doc: Any) -> bool:
+            current = _document(key, doc.get(transaction=transaction), moment)
+            if (current.version if current is not None else 0) != version - 1:
+                return False
+            transaction.set(doc, {"version": version, "doc": value, TTL_FIELD: expires_at})
+            return True
+
+        return self._transact("save", body, key)
+
     def delete(self, key: str) -> None:
         with translated(f"Firestore store delete of {key!r} in {self.collection!r}"):
             self._doc(key).delete(timeout=self.timeout.total_seconds())
@@ -160,6 +178,14 @@ class FirestoreStore(Store):
 def _read(key: str, doc: Any, transaction: Any) -> Record | None:
     snapshot = doc.get(transaction=transaction)
     return _record(key, snapshot.to_dict() or {}) if snapshot.exists else None
+
+
+def _document(key: str, snapshot: Any, now: datetime) -> Document | None:
+    fields = snapshot.to_dict() or {} if snapshot.exists else {}
+    if "version" not in fields:
+        return None
+    expires_at = _utc(fields.get(TTL_FIELD)) or datetime.fromtimestamp(0, timezone.utc)
+    return Document(key, int(fields["version"]), fields["doc"], expires_at) if expires_at > now else None
 
 
 def _utc(value: Any) -> datetime | None:
