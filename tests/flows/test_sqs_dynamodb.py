@@ -1,0 +1,77 @@
+"""Flows on SQS (moto server) with a DynamoDB store: children finishing at the same moment
+in several processes send the parent exactly once, and it runs once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.store.stores import dynamodb_endpoint, dynamodb_table
+
+from .fleet import Item, Order, make_app
+
+CHILDREN = 12
+PROCESSES = 4
+
+
+@pytest.fixture
+def sqs(request: pytest.FixtureRequest) -> Any:
+    try:
+        import boto3
+    except ImportError:
+        from tests.conftest import missing_component
+
+        missing_component("boto3 and cloudqueue-aws", 'pip install -e "adapters/aws[test]"')
+    client = boto3.client("sqs", endpoint_url=request.getfixturevalue("moto_server"), region_name="us-east-1")
+    yield client
+    client.close()
+
+
+def test_children_finishing_together_in_several_processes_send_the_parent_once(
+        request: pytest.FixtureRequest, sqs: Any, tmp_path: Path) -> None:
+    from cloudqueue_aws import ensure_queue
+
+    store_endpoint = dynamodb_endpoint(request)
+    store = f"dynamodb://{dynamodb_table(store_endpoint)}?region=us-east-1&endpoint_url={store_endpoint}"
+    sqs_endpoint = request.getfixturevalue("moto_server")
+    pair = ensure_queue(f"flows-{uuid.uuid4().hex[:10]}", client=sqs, visibility_timeout=timedelta(seconds=30))
+    app = make_app(pair.url, sqs_endpoint, store, tmp_path, CHILDREN)
+    reserve, ship = app.get_job("reserve"), app.get_job("ship")
+    flow_id = app.flow(ship.message(Order(order_id="o-1")),
+                       children=[reserve.message(Item(sku=f"s{i:02}")) for i in range(CHILDREN)])
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    fleet = [subprocess.Popen([sys.executable, "-m", "tests.flows.fleet", pair.url, sqs_endpoint, store,
+                               str(tmp_path), str(CHILDREN), str(CHILDREN // PROCESSES)], cwd=root, env=env)
+             for _ in range(PROCESSES)]
+    try:
+        codes = [p.wait(timeout=240) for p in fleet]
+    finally:
+        for p in fleet:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+    assert codes == [0] * PROCESSES
+    assert len(list(tmp_path.glob("running-*"))) == CHILDREN
+    sends = [line for f in tmp_path.glob("sent-*") for line in f.read_text().splitlines()]
+    assert sends == ["ship"], "exactly one process sends the parent"
+    flow = app.get_flow(flow_id)
+    assert flow.status in ("parent_enqueued", "succeeded")
+    assert flow.results == [f"reserved s{i:02}" for i in range(CHILDREN)]
+
+    # whichever consumer is left runs the parent; a copy of it delivered again is skipped
+    app.worker(concurrency=2, poll_wait=timedelta(seconds=0.5), handle_signals=False).run(until_empty=True)
+    shipped = (tmp_path / "shipped").read_text().splitlines()
+    assert shipped == ["o-1 " + "|".join(f"reserved s{i:02}" for i in range(CHILDREN))]
+    assert app.get_flow(flow_id).status == "succeeded"
+    app.close()
+    for url in (pair.url, pair.dead_letter_url):
+        sqs.delete_queue(QueueUrl=url)
