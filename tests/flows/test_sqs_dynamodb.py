@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import cloudqueue as cq
 from tests.store.stores import dynamodb_endpoint, dynamodb_table
 
 from .fleet import Item, Order, make_app
@@ -72,6 +73,65 @@ def test_children_finishing_together_in_several_processes_send_the_parent_once(
     shipped = (tmp_path / "shipped").read_text().splitlines()
     assert shipped == ["o-1 " + "|".join(f"reserved s{i:02}" for i in range(CHILDREN))]
     assert app.get_flow(flow_id).status == "succeeded"
+    app.close()
+    for url in (pair.url, pair.dead_letter_url):
+        sqs.delete_queue(QueueUrl=url)
+
+
+@pytest.mark.parametrize(("policy", "shipped", "status"), [
+    ("fail", [], "failed"),
+    ("ignore", ["o-2 reserved b"], "succeeded"),
+    ("continue", ["o-2 failed:0 reserved b"], "succeeded"),
+])
+def test_a_dead_lettered_child_under_each_policy(request: pytest.FixtureRequest, sqs: Any, policy: str,
+                                                 shipped: list[str], status: str) -> None:
+    from cloudqueue_aws import SQSBackend, ensure_queue
+
+    store_endpoint = dynamodb_endpoint(request)
+    store = f"dynamodb://{dynamodb_table(store_endpoint)}?region=us-east-1&endpoint_url={store_endpoint}"
+    pair = ensure_queue(f"flows-p-{uuid.uuid4().hex[:10]}", client=sqs)
+    app = cq.App("policies", backend=SQSBackend(pair.url, client=sqs), store=store)
+    ran: list[str] = []
+    sent: list[Any] = []
+
+    class Sent(cq.Middleware):
+        def enqueue(self, messages: Any, call_next: Any) -> list[str]:
+            sent.extend(m for m in messages if m.job_type == "ship")
+            return call_next(messages)
+
+    app.add_middleware(Sent())
+
+    @app.job
+    def reserve(payload: Item) -> str:
+        if payload.sku == "a":
+            raise cq.Permanent("a is out of stock")
+        return f"reserved {payload.sku}"
+
+    @app.job
+    def ship(payload: Order, ctx: cq.JobContext) -> None:
+        assert ctx.flow is not None
+        failed = [f"failed:{c.index}" for c in ctx.flow.failures]
+        ran.append(" ".join([payload.order_id, *failed, *(r for r in ctx.flow.results if r is not None)]))
+
+    flow_id = app.flow(ship.message(Order(order_id="o-2")), on_child_failure=policy,
+                       children=[reserve.message(Item(sku="a")), reserve.message(Item(sku="b"))])
+    report = app.drain()
+    assert ran == shipped
+    assert report.dead_lettered == 1
+    flow = app.get_flow(flow_id)
+    assert flow.status == status
+    assert flow.children[0].status == "failed" and "a is out of stock" in (flow.children[0].error or "")
+    if policy == "fail":
+        assert flow.reason is not None and flow.reason.startswith("child 0 (reserve ")
+        assert sent == []
+    else:
+        # the queue delivers the parent again: the store's guard acknowledges it unrun
+        assert len(sent) == 1
+        SQSBackend(pair.url, client=sqs).send([sent[0]])  # a second producer: no send-side dedup
+        again = app.drain()
+        assert again.skipped == 1 and ran == shipped
+    dead = sqs.receive_message(QueueUrl=pair.dead_letter_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    assert [b'"sku":"a"' in m["Body"].encode() for m in dead.get("Messages", [])] == [True]
     app.close()
     for url in (pair.url, pair.dead_letter_url):
         sqs.delete_queue(QueueUrl=url)
