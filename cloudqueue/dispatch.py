@@ -195,9 +195,9 @@ class Dispatcher:
         guard = self.app.idempotency
         if guard is None:
             return ()
-        from .flows import FlowStep  # flows keep their state in the store
+        from .flows import guarded  # flows keep their state in the store
 
-        return guard.run, FlowStep(self.app).run
+        return (guarded(guard.run, self.app),)
 
     # -- parse -------------------------------------------------------------------------
     def prepare(self, delivery: Delivery) -> Task | Result:
