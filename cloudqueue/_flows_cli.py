@@ -51,7 +51,8 @@ def render(flow: Flow) -> str:
         detail = (c.error or "") if c.status == "failed" else ("" if c.status == "pending" else json.dumps(c.result))
         if len(detail) > 80:
             detail = detail[:77] + "..."
-        rows.append((str(c.index), c.job_type, c.job_id, c.status, detail))
+        job = f"{c.job_type} (flow {c.flow})" if c.flow else c.job_type
+        rows.append((str(c.index), job, c.job_id, c.status, detail))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines.append("")
     lines.extend("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4]

@@ -21,7 +21,7 @@ from .retry import DEFAULT_RETRY, Retry
 
 if TYPE_CHECKING:
     from ._store_guard import Idempotency
-    from .flows import Flow
+    from .flows import Flow, Subflow
     from .payloads import PayloadStore
     from .store import Once, Record, Store
     from .worker import Worker
@@ -284,7 +284,7 @@ class App:
         return self._idempotency.record(idempotency_key=idempotency_key, job_id=job_id)
 
     # -- flows -------------------------------------------------------------------------
-    def flow(self, parent: OutgoingMessage, children: Sequence[OutgoingMessage], *,
+    def flow(self, parent: OutgoingMessage, children: Sequence[OutgoingMessage | Subflow], *,
              on_child_failure: str = "fail", flow_id: str | None = None, ttl: timedelta | None = None) -> str:
         """Send ``children`` now and ``parent`` once they finished; the flow id (see ``cloudqueue.flows``)."""
         from . import flows

@@ -36,7 +36,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ._errors import BackendError, ConfigurationError, PayloadError
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from .store import Store
 
 __all__ = ["CHILD_ATTRIBUTE", "PARENT_ATTRIBUTE", "POLICIES", "Child", "Flow", "FlowNotFound", "FlowStep",
-           "current", "flow_key", "get", "guarded", "start"]
+           "Subflow", "current", "flow_key", "get", "guarded", "start"]
 
 log = logging.getLogger("cloudqueue")
 
@@ -75,7 +75,8 @@ class FlowNotFound(ConfigurationError):
 
 @dataclass(frozen=True, slots=True)
 class Child:
-    """One child of a flow: ``status`` is ``pending``, ``succeeded`` or ``failed``."""
+    """One child of a flow: ``status`` is ``pending``, ``succeeded`` or ``failed``; ``flow``
+    is the id of the subflow whose parent this child is (None for a plain job)."""
 
     index: int
     job_type: str
@@ -84,6 +85,7 @@ class Child:
     result: Any = None
     error: str | None = None
     finished_at: str | None = None
+    flow: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +137,8 @@ class Flow:
                 "parent_job_id": self.parent_job_id, "created_at": self.created_at,
                 "finished_at": self.finished_at, "reason": self.reason,
                 "children": [{"index": c.index, "job_type": c.job_type, "job_id": c.job_id, "status": c.status,
-                              "result": c.result, "error": c.error, "finished_at": c.finished_at}
+                              "result": c.result, "error": c.error, "finished_at": c.finished_at,
+                              "flow": c.flow}
                              for c in self.children]}
 
 
@@ -154,7 +157,7 @@ def _flow(state: dict[str, Any]) -> Flow:
                 parent_type=state["parent"]["type"], parent_job_id=state["parent"]["job_id"],
                 children=tuple(Child(index=i, job_type=c["type"], job_id=c["job_id"], status=c["status"],
                                      result=c.get("result"), error=c.get("error"),
-                                     finished_at=c.get("finished_at"))
+                                     finished_at=c.get("finished_at"), flow=c.get("flow"))
                                for i, c in enumerate(state["children"])),
                 created_at=state["created_at"], finished_at=state.get("finished_at"), reason=state.get("reason"))
 
@@ -203,6 +206,21 @@ def _with_attributes(app: App, message: OutgoingMessage, attributes: dict[str, s
     return replace(message, body=body, idempotency_key=message.idempotency_key or key)
 
 
+@dataclass(frozen=True, slots=True)
+class Subflow:
+    """A child that is a flow itself: its parent counts as the outer flow's child, and
+    finishes it when it ran (or fails it when the subflow failed)::
+
+        app.flow(ship.message(order), children=[
+            Subflow(pack.message(box), children=[pick.message(a), pick.message(b)]),
+            charge.message(payment)])
+    """
+
+    parent: OutgoingMessage
+    children: Sequence[OutgoingMessage | Subflow]
+    on_child_failure: str = "fail"
+
+
 def _check_message(what: str, message: Any) -> OutgoingMessage:
     from .backends.base import OutgoingMessage
 
@@ -212,51 +230,77 @@ def _check_message(what: str, message: Any) -> OutgoingMessage:
     return message
 
 
-def start(app: App, parent: OutgoingMessage, children: Sequence[OutgoingMessage], *,
+def start(app: App, parent: OutgoingMessage, children: Sequence[OutgoingMessage | Subflow], *,
           on_child_failure: str = "fail", flow_id: str | None = None,
           ttl: timedelta = DEFAULT_TTL) -> str:
-    """Record a flow and send its children (``app.flow``); returns the flow id.
+    """Record a flow (and its subflows) and send the children (``app.flow``); the flow id.
 
     With ``flow_id`` given, starting the same flow again sends its children again (each
-    runs once: they carry idempotency keys) without starting a second flow.
+    runs once: they carry idempotency keys) without starting a second flow. A subflow's
+    id is its flow's id, a dot and its index (``<flow id>.2``).
 
     Raises:
         ConfigurationError: no store, an unknown policy, no children, a bad flow id.
         PayloadError: a message too large once the flow attributes are added.
     """
     store = _store(app)
-    parent = _check_message("parent", parent)
-    children = [_check_message(f"child {i}", c) for i, c in enumerate(children)]
-    if on_child_failure not in POLICIES:
-        raise ConfigurationError(f"app.flow on_child_failure={on_child_failure!r}: write one of "
-                                 f"{', '.join(map(repr, POLICIES))}")
-    if not children:
-        raise ConfigurationError(f"app.flow for parent {parent.job_type!r} has no children; enqueue the "
-                                 "parent directly, or give it children=[job.message(...), ...]")
     if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
         raise ConfigurationError(f"app.flow ttl must be a positive datetime.timedelta, got {ttl!r}")
     if flow_id is None:
         flow_id = os.urandom(10).hex()
     elif not isinstance(flow_id, str) or not _FLOW_ID.fullmatch(flow_id):
         raise ConfigurationError(f"app.flow flow_id {flow_id!r}: use 1-100 letters, digits, '_', '.' or '-'")
-    parent = _with_attributes(app, parent, {PARENT_ATTRIBUTE: flow_id}, f"cqflow-{flow_id}-parent")
-    sent = [_with_attributes(app, c, {CHILD_ATTRIBUTE: f"{flow_id}:{i}"}, f"cqflow-{flow_id}-{i}")
-            for i, c in enumerate(children)]
     now = app.clock.now()
-    state = {
-        "id": flow_id, "app": app.name, "policy": on_child_failure, "status": "running",
+    states: list[dict[str, Any]] = []
+    leaves = _plan(app, flow_id, Subflow(parent, children, on_child_failure), now, None, states)
+    for state in states:
+        created = store.save(flow_key(app.name, state["id"]), json.dumps(state), version=1,
+                             expires_at=now + ttl, now=now)
+        if not created:
+            log.info("flow %s already exists: its children are sent again (each runs once)", state["id"])
+    app._enqueue(leaves)
+    return flow_id
+
+
+def _plan(app: App, flow_id: str, node: Subflow, now: datetime, member_of: tuple[str, int] | None,
+          states: list[dict[str, Any]]) -> list[OutgoingMessage]:
+    """The states of ``node`` and its subflows (into ``states``) and the messages to send now."""
+    parent = _check_message("parent", node.parent)
+    if node.on_child_failure not in POLICIES:
+        raise ConfigurationError(f"app.flow on_child_failure={node.on_child_failure!r}: write one of "
+                                 f"{', '.join(map(repr, POLICIES))}")
+    if not node.children:
+        raise ConfigurationError(f"app.flow for parent {parent.job_type!r} has no children; enqueue the "
+                                 "parent directly, or give it children=[job.message(...), ...]")
+    attributes = {PARENT_ATTRIBUTE: flow_id}
+    if member_of is not None:
+        attributes[CHILD_ATTRIBUTE] = f"{member_of[0]}:{member_of[1]}"
+    parent = _with_attributes(app, parent, attributes, f"cqflow-{flow_id}-parent")
+    entries: list[dict[str, Any]] = []
+    leaves: list[OutgoingMessage] = []
+    for index, child in enumerate(node.children):
+        if isinstance(child, Subflow):
+            sub_id = f"{flow_id}.{index}"
+            leaves.extend(_plan(app, sub_id, child, now, (flow_id, index), states))
+            sub_parent = states[-1]["parent"]  # the subflow's own state is the last added
+            entries.append({"type": sub_parent["type"], "job_id": sub_parent["job_id"], "status": "pending",
+                            "flow": sub_id})
+            continue
+        message = _with_attributes(app, _check_message(f"child {index}", child),
+                                   {CHILD_ATTRIBUTE: f"{flow_id}:{index}"}, f"cqflow-{flow_id}-{index}")
+        entries.append({"type": message.job_type, "job_id": message.job_id, "status": "pending"})
+        leaves.append(message)
+    states.append({
+        "id": flow_id, "app": app.name, "policy": node.on_child_failure, "status": "running",
         "created_at": format_time(now), "finished_at": None, "reason": None,
+        "member_of": None if member_of is None else {"flow": member_of[0], "index": member_of[1]},
         "parent": {"type": parent.job_type, "job_id": parent.job_id, "queue": parent.queue,
                    "body": parent.body.decode(), "key": parent.idempotency_key,
                    "ordering_key": parent.ordering_key, "max_attempts": parent.max_attempts,
                    "priority": parent.priority, "delay": parent.delay.total_seconds()},
-        "children": [{"type": c.job_type, "job_id": c.job_id, "status": "pending"} for c in sent],
-    }
-    created = store.save(flow_key(app.name, flow_id), json.dumps(state), version=1, expires_at=now + ttl, now=now)
-    if not created:
-        log.info("flow %s already exists: its children are sent again (each runs once)", flow_id)
-    app._enqueue(sent)
-    return flow_id
+        "children": entries,
+    })
+    return leaves
 
 
 # -- the run step ---------------------------------------------------------------------
@@ -391,6 +435,10 @@ class FlowStep:
         if state["status"] == "failed" and changed and state["reason"] and f"child {index} " in state["reason"]:
             log.error("flow %s failed: %s; its parent %s %s does not run (policy 'fail')", flow_id,
                       state["reason"], state["parent"]["type"], state["parent"]["job_id"])
+            outer = state.get("member_of")
+            if outer:  # a subflow whose parent will not run: that child of the outer flow failed
+                self.finish(outer["flow"], outer["index"], ok=False,
+                            error=f"its flow {flow_id} failed: {state['reason']}")
         if state["status"] == "ready":
             # ours to send: this write finished the flow, or a redelivery of the child
             # whose send failed (the parent's idempotency key makes a second copy harmless)
