@@ -7,7 +7,7 @@ import json
 import click
 
 from ._errors import ConfigurationError
-from .flows import Flow, get
+from .flows import get, render
 
 
 @click.group()
@@ -35,26 +35,3 @@ def show(app_spec: str, flow_id: str, as_json: bool) -> None:
         click.echo(json.dumps(flow.to_dict(), sort_keys=True))
         return
     click.echo(render(flow))
-
-
-def render(flow: Flow) -> str:
-    """The flow as a few lines and a table of its children."""
-    done = sum(c.status != "pending" for c in flow.children)
-    lines = [f"flow {flow.id}: {flow.status} ({done}/{len(flow.children)} children finished, "
-             f"policy {flow.policy!r})",
-             f"parent:  {flow.parent_type} {flow.parent_job_id}",
-             f"started: {flow.created_at}" + (f", finished {flow.finished_at}" if flow.finished_at else "")]
-    if flow.reason:
-        lines.append(f"reason:  {flow.reason}")
-    rows = [("#", "job", "job id", "status", "result / error")]
-    for c in flow.children:
-        detail = (c.error or "") if c.status == "failed" else ("" if c.status == "pending" else json.dumps(c.result))
-        if len(detail) > 80:
-            detail = detail[:77] + "..."
-        job = f"{c.job_type} (flow {c.flow})" if c.flow else c.job_type
-        rows.append((str(c.index), job, c.job_id, c.status, detail))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines.append("")
-    lines.extend("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
-                 for row in rows)
-    return "\n".join(line.rstrip() for line in lines)

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from .store import Store
 
 __all__ = ["CHILD_ATTRIBUTE", "PARENT_ATTRIBUTE", "POLICIES", "Child", "Flow", "FlowNotFound", "FlowStep",
-           "Subflow", "current", "flow_key", "get", "guarded", "start"]
+           "Subflow", "current", "flow_key", "get", "guarded", "render", "start"]
 
 log = logging.getLogger("cloudqueue")
 
@@ -183,6 +183,29 @@ def get(app: App, flow_id: str) -> Flow:
         raise FlowNotFound(f"app {app.name!r} has no flow {flow_id!r} in its store (never started, "
                            f"or older than its ttl)")
     return _flow(json.loads(document.value))
+
+
+def render(flow: Flow) -> str:
+    """The flow as a few lines and a table of its children."""
+    done = sum(c.status != "pending" for c in flow.children)
+    lines = [f"flow {flow.id}: {flow.status} ({done}/{len(flow.children)} children finished, "
+             f"policy {flow.policy!r})",
+             f"parent:  {flow.parent_type} {flow.parent_job_id}",
+             f"started: {flow.created_at}" + (f", finished {flow.finished_at}" if flow.finished_at else "")]
+    if flow.reason:
+        lines.append(f"reason:  {flow.reason}")
+    rows = [("#", "job", "job id", "status", "result / error")]
+    for c in flow.children:
+        detail = (c.error or "") if c.status == "failed" else ("" if c.status == "pending" else json.dumps(c.result))
+        if len(detail) > 80:
+            detail = detail[:77] + "..."
+        job = f"{c.job_type} (flow {c.flow})" if c.flow else c.job_type
+        rows.append((str(c.index), job, c.job_id, c.status, detail))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines.append("")
+    lines.extend("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
+                 for row in rows)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 # -- starting a flow ------------------------------------------------------------------
@@ -425,8 +448,9 @@ class FlowStep:
             if state["status"] != "running":
                 return True
             if not ok and state["policy"] == "fail":
+                how = "failed" if child.get("flow") else "went to dead letters"
                 state.update(status="failed", finished_at=stamp,
-                             reason=f"child {index} ({child['type']} {child['job_id']}) went to dead letters: {error}")
+                             reason=f"child {index} ({child['type']} {child['job_id']}) {how}: {error}")
             elif all(c["status"] != "pending" for c in children):
                 state["status"] = "ready"
             return True

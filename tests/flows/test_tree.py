@@ -72,7 +72,7 @@ def test_a_failed_subflow_fails_its_outer_flow_under_fail() -> None:
     assert inner.status == "failed" and "b is missing" in (inner.reason or "")
     assert outer.status == "failed"
     assert outer.reason is not None and outer.reason.startswith("child 0 (pack ")
-    assert f"its flow {flow_id}.0 failed" in outer.reason
+    assert f"failed: its flow {flow_id}.0 failed" in outer.reason
 
 
 def test_a_failed_subflow_is_listed_to_an_outer_parent_under_continue() -> None:
