@@ -181,7 +181,11 @@ def encode(*, job_id: str, app: str, job_type: str, time: datetime | str, data: 
         data_json)
     if key is None and not_before is None and traceparent is None:
         return body + b"}"
-    parts = [body]
+    return _closed([body], key, not_before, traceparent)
+
+
+def _closed(parts: list[bytes], key: str | None, not_before: datetime | None, traceparent: str | None) -> bytes:
+    """The envelope so far, its optional attributes (``traceparent`` last), and the brace."""
     if key is not None:
         parts += (b',"cqkey":', _dumps(key).encode())
     if not_before is not None:
@@ -206,14 +210,7 @@ def encode_reference(*, job_id: str, app: str, job_type: str, time: datetime | s
              b'","datacontenttype":"application/json","cqv":%d' % REFERENCE_VERSION,
              b',"dataref":', _dumps(data_ref.ref).encode(), b',"cqdigest":', _dumps(data_ref.digest).encode(),
              b',"cqsize":%d' % data_ref.size]
-    if key is not None:
-        parts += (b',"cqkey":', _dumps(key).encode())
-    if not_before is not None:
-        parts += (b',"cqnotbefore":"', format_time(not_before).encode(), b'"')
-    if traceparent is not None:
-        parts += (b',"traceparent":', _dumps(traceparent).encode())
-    parts.append(b"}")
-    return b"".join(parts)
+    return _closed(parts, key, not_before, traceparent)
 
 
 _TRACEPARENT_ATTR = b',"traceparent":'

@@ -291,14 +291,7 @@ class OpenTelemetry(Middleware):
             # nothing records spans and no context to carry on: the messages go as they are
             if not self._metrics_on:
                 return call_next(messages)
-            queue = self._sender(first.body)
-            try:
-                ids = call_next(messages)
-            except EnqueueError as exc:
-                self._count_sent(messages, set(exc.sent), queue)
-                raise
-            self._count_sent(messages, None, queue)
-            return ids
+            return self._send_counted(messages, call_next, self._sender(first.body))
         types = {m.job_type for m in messages}
         job_type = first.job_type if len(types) == 1 else None
         queue = self._sender(first.body)
@@ -329,13 +322,19 @@ class OpenTelemetry(Middleware):
             if ctx.is_valid:
                 traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
                 messages = [replace(m, body=with_traceparent(m.body, traceparent)) for m in messages]
-            try:
-                ids = call_next(messages)
-            except EnqueueError as exc:
-                self._count_sent(messages, set(exc.sent), queue)
-                raise
-            self._count_sent(messages, None, queue)
-            return ids
+            return self._send_counted(messages, call_next, queue)
+
+    def _send_counted(self, messages: Sequence[OutgoingMessage],
+                      call_next: Callable[[Sequence[OutgoingMessage]], list[str]],
+                      queue: _Queue | None) -> list[str]:
+        """Send, and count what the queue accepted (also when only some of it was sent)."""
+        try:
+            ids = call_next(messages)
+        except EnqueueError as exc:
+            self._count_sent(messages, set(exc.sent), queue)
+            raise
+        self._count_sent(messages, None, queue)
+        return ids
 
     def _count_sent(self, messages: Sequence[OutgoingMessage], sent: set[str] | None,
                     queue: _Queue | None) -> None:

@@ -250,8 +250,7 @@ class MemoryBackend(Backend):
             taken = self._deliver(msg, now, visible_at)
             if taken is not None:
                 out.append(taken)
-        if out:
-            heapq.heappush(timed, (visible_at, next(self._seq), tuple([(t[2], t[3]) for t in out])))
+        self._file(out, visible_at)
         return out
 
     def _take_by_priority(self, max_messages: int, now: float, hide: timedelta) -> list[_Taken]:
@@ -273,9 +272,13 @@ class MemoryBackend(Backend):
             taken = self._deliver(msg, now, visible_at)
             if taken is not None:
                 out.append(taken)
-        if out:
-            heapq.heappush(self._timed, (visible_at, next(self._seq), tuple([(t[2], t[3]) for t in out])))
+        self._file(out, visible_at)
         return out
+
+    def _file(self, taken: list[_Taken], visible_at: float) -> None:
+        """File one receive's messages in the timed heap as one entry: back at ``visible_at``."""
+        if taken:
+            heapq.heappush(self._timed, (visible_at, next(self._seq), tuple([(t[2], t[3]) for t in taken])))
 
     def _take_fifo(self, max_messages: int, now: float, hide: timedelta) -> list[_Taken]:
         # Only the oldest message of each group may be delivered, and only when nothing of

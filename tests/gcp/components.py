@@ -51,24 +51,15 @@ def started(name: str) -> Any:
     return _started.get(name)
 
 
-class PubSubEmulator:
-    """Google's Pub/Sub emulator on a free loopback port; ``host`` is HOST:PORT."""
+class _JavaEmulator:
+    """One of Google's Java emulators, started on a free loopback port; ``host`` is HOST:PORT."""
 
-    def __init__(self) -> None:
-        java = shutil.which("java") or ("/usr/bin/java" if os.path.exists("/usr/bin/java") else None)
-        jars = sorted(glob.glob(os.path.join(EMULATOR_DIR, "lib", "cloud-pubsub-emulator-*-all.jar")))
-        if java is None:
-            missing_component("java (for the Pub/Sub emulator)", "apt-get install openjdk-17-jre-headless")
-        if not jars:
-            missing_component(f"the Pub/Sub emulator in {EMULATOR_DIR}",
-                              "apt-get install google-cloud-cli-pubsub-emulator "
-                              "(or set PUBSUB_EMULATOR_DIR)")
-        port = free_port()
+    name = ""
+
+    def _start(self, command: list[str], port: int) -> None:
         self.host = f"127.0.0.1:{port}"
         self._log = open(os.devnull, "wb")  # noqa: SIM115 - closed in stop()
-        self._process = subprocess.Popen(
-            [java, "-jar", jars[-1], "--host=127.0.0.1", f"--port={port}"],
-            stdout=self._log, stderr=subprocess.STDOUT)
+        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90
         while True:
             try:
@@ -79,7 +70,7 @@ class PubSubEmulator:
                 pass
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                pytest.fail(f"the Pub/Sub emulator did not start on {self.host}")
+                pytest.fail(f"the {self.name} emulator did not start on {self.host}")
             time.sleep(0.2)
 
     def stop(self) -> None:
@@ -91,6 +82,29 @@ class PubSubEmulator:
                 self._process.kill()
                 self._process.wait(timeout=15)
         self._log.close()
+
+
+def _java(emulator: str) -> str:
+    java = shutil.which("java") or ("/usr/bin/java" if os.path.exists("/usr/bin/java") else None)
+    if java is None:
+        missing_component(f"java (for the {emulator} emulator)", "apt-get install openjdk-17-jre-headless")
+    return java
+
+
+class PubSubEmulator(_JavaEmulator):
+    """Google's Pub/Sub emulator on a free loopback port; ``host`` is HOST:PORT."""
+
+    name = "Pub/Sub"
+
+    def __init__(self) -> None:
+        java = _java(self.name)
+        jars = sorted(glob.glob(os.path.join(EMULATOR_DIR, "lib", "cloud-pubsub-emulator-*-all.jar")))
+        if not jars:
+            missing_component(f"the Pub/Sub emulator in {EMULATOR_DIR}",
+                              "apt-get install google-cloud-cli-pubsub-emulator "
+                              "(or set PUBSUB_EMULATOR_DIR)")
+        port = free_port()
+        self._start([java, "-jar", jars[-1], "--host=127.0.0.1", f"--port={port}"], port)
 
 
 class FunctionServer:
@@ -151,45 +165,21 @@ FIRESTORE_EMULATOR_DIR = os.environ.get("FIRESTORE_EMULATOR_DIR",
                                         "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator")
 
 
-class FirestoreEmulator:
+class FirestoreEmulator(_JavaEmulator):
     """Google's Firestore emulator (the Cloud SDK's jar) on a free loopback port."""
 
+    name = "Firestore"
+
     def __init__(self) -> None:
-        java = shutil.which("java") or ("/usr/bin/java" if os.path.exists("/usr/bin/java") else None)
+        java = _java(self.name)
         jar = os.path.join(FIRESTORE_EMULATOR_DIR, "cloud-firestore-emulator.jar")
-        if java is None:
-            missing_component("java (for the Firestore emulator)", "apt-get install openjdk-17-jre-headless")
         if not os.path.exists(jar):
             missing_component(f"the Firestore emulator in {FIRESTORE_EMULATOR_DIR}",
                               "apt-get install google-cloud-cli-firestore-emulator (or set FIRESTORE_EMULATOR_DIR)")
         port = free_port()
-        self.host = f"127.0.0.1:{port}"
-        self._log = open(os.devnull, "wb")  # noqa: SIM115 - closed in stop()
-        self._process = subprocess.Popen(
-            [java, "-Duser.language=en", "-cp", jar, "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
-             "start", "--host=127.0.0.1", f"--port={port}"], stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{self.host}/", timeout=2) as answer:
-                    if b"Ok" in answer.read():
-                        break
-            except OSError:
-                pass
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"the Firestore emulator did not start on {self.host}")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=15)
-        self._log.close()
+        self._start([java, "-Duser.language=en", "-cp", jar,
+                     "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
+                     "start", "--host=127.0.0.1", f"--port={port}"], port)
 
 
 def firestore_emulator(config: pytest.Config) -> FirestoreEmulator:
