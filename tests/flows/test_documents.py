@@ -6,7 +6,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
+from pydantic import BaseModel
+
+import cloudqueue as cq
+from cloudqueue.flows import FlowStep
 from cloudqueue.store import Store
 
 MakeStore = Callable[[], Store]
@@ -62,3 +67,53 @@ def test_deleting_a_flow_key_forgets_the_document(make_store: MakeStore) -> None
     store.save("shop/flow/d", "1", version=1, expires_at=NOW + TTL, now=NOW)
     store.delete("shop/flow/d")
     assert store.load("shop/flow/d", now=NOW) is None
+
+
+
+class Part(BaseModel):
+    n: int
+
+
+def test_children_finishing_at_once_send_the_parent_once_on_every_store(make_store: MakeStore) -> None:
+    children = 8
+    sent: list[str] = []
+
+    class Count(cq.Middleware):
+        def enqueue(self, messages: Any, call_next: Any) -> list[str]:
+            sent.extend(m.job_type for m in messages)
+            return call_next(messages)
+
+    def consumer(backend: Any = "memory://") -> cq.App:  # one process of many: its own app and client
+        app = cq.App("race", backend=backend, store=make_store(), middleware=[Count()])
+
+        @app.job
+        def part(payload: Part) -> None: ...
+
+        @app.job
+        def whole(payload: Part) -> None: ...
+
+        return app
+
+    producer = consumer()
+    flow_id = producer.flow(producer.get_job("whole").message(Part(n=0)),
+                            children=[producer.get_job("part").message(Part(n=i)) for i in range(children)])
+    assert sent == ["part"] * children
+    steps = [FlowStep(consumer(producer.backend)) for _ in range(children)]
+    barrier = threading.Barrier(children)
+
+    def finish(index: int) -> None:
+        barrier.wait(timeout=30)
+        steps[index].finish(flow_id, index, ok=True, value={"n": index})
+
+    threads = [threading.Thread(target=finish, args=(i,)) for i in range(children)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    flow = producer.get_flow(flow_id)
+    assert flow.status == "parent_enqueued"
+    assert flow.results == [{"n": i} for i in range(children)]
+    assert sent == ["part"] * children + ["whole"]  # one consumer, and only one, sent the parent
+    for step in steps:
+        step.app.close()
+    producer.close()

@@ -151,16 +151,29 @@ class FirestoreStore(Store):
 
     def save(self, key: str, value: str, *, version: int, expires_at: datetime,
              now: datetime | None = None) -> bool:
-        moment = now or datetime.now(timezone.utc)
+        # Optimistic, without a transaction's locks (which time out under a flow's racing
+        # children): read, then write on the precondition that the document is unchanged
+        # since (create: that there is none).
+        from google.api_core import exceptions
 
-        def body(transaction: Any, doc: Any) -> bool:
-            current = _document(key, doc.get(transaction=transaction), moment)
-            if (current.version if current is not None else 0) != version - 1:
-                return False
-            transaction.set(doc, {"version": version, "doc": value, TTL_FIELD: expires_at})
-            return True
-
-        return self._transact("save", body, key)
+        doc = self._doc(key)
+        timeout = self.timeout.total_seconds()
+        with translated(f"Firestore store read of {key!r} in {self.collection!r}"):
+            snapshot = doc.get(timeout=timeout)
+        current = _document(key, snapshot, now or datetime.now(timezone.utc))
+        if (current.version if current is not None else 0) != version - 1:
+            return False
+        fields = {"version": version, "doc": value, TTL_FIELD: expires_at}
+        with translated(f"Firestore store save of {key!r} in {self.collection!r}"):
+            try:
+                if snapshot.exists:  # the version before, or a lapsed document
+                    doc.update(fields, option=self.client.write_option(last_update_time=snapshot.update_time),
+                               timeout=timeout)
+                else:
+                    doc.create(fields, timeout=timeout)
+            except (exceptions.Conflict, exceptions.FailedPrecondition, exceptions.NotFound):
+                return False  # another writer got there first
+        return True
 
     def delete(self, key: str) -> None:
         with translated(f"Firestore store delete of {key!r} in {self.collection!r}"):
