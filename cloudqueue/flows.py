@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from .store import Store
 
 __all__ = ["CHILD_ATTRIBUTE", "PARENT_ATTRIBUTE", "POLICIES", "Child", "Flow", "FlowNotFound", "FlowStep",
-           "Subflow", "current", "flow_key", "get", "guarded", "render", "start"]
+           "Subflow", "current", "flow_key", "get", "guarded", "render", "start", "with_attributes"]
 
 log = logging.getLogger("cloudqueue")
 
@@ -209,7 +209,7 @@ def render(flow: Flow) -> str:
 
 
 # -- starting a flow ------------------------------------------------------------------
-def _with_attributes(app: App, message: OutgoingMessage, attributes: dict[str, str],
+def with_attributes(app: App, message: OutgoingMessage, attributes: dict[str, str],
                      key: str) -> OutgoingMessage:
     """The message with flow attributes (and an idempotency key, unless it has one) added."""
     extra = dict(attributes)
@@ -298,7 +298,7 @@ def _plan(app: App, flow_id: str, node: Subflow, now: datetime, member_of: tuple
     attributes = {PARENT_ATTRIBUTE: flow_id}
     if member_of is not None:
         attributes[CHILD_ATTRIBUTE] = f"{member_of[0]}:{member_of[1]}"
-    parent = _with_attributes(app, parent, attributes, f"cqflow-{flow_id}-parent")
+    parent = with_attributes(app, parent, attributes, f"cqflow-{flow_id}-parent")
     entries: list[dict[str, Any]] = []
     leaves: list[OutgoingMessage] = []
     for index, child in enumerate(node.children):
@@ -309,7 +309,7 @@ def _plan(app: App, flow_id: str, node: Subflow, now: datetime, member_of: tuple
             entries.append({"type": sub_parent["type"], "job_id": sub_parent["job_id"], "status": "pending",
                             "flow": sub_id})
             continue
-        message = _with_attributes(app, _check_message(f"child {index}", child),
+        message = with_attributes(app, _check_message(f"child {index}", child),
                                    {CHILD_ATTRIBUTE: f"{flow_id}:{index}"}, f"cqflow-{flow_id}-{index}")
         entries.append({"type": message.job_type, "job_id": message.job_id, "status": "pending"})
         leaves.append(message)
@@ -370,6 +370,10 @@ class FlowStep:
         if not isinstance(member, str) or ":" not in member:
             return call_next()
         flow_id, _, index_text = member.rpartition(":")
+        from .chunks import _member
+
+        continued = [False]  # a chunked child that sent its next chunk has not finished
+        token = _member.set((member, continued))
         try:
             value = call_next()
         except BaseException as exc:
@@ -383,7 +387,10 @@ class FlowStep:
                 log.exception("flow %s: could not record the end of child %s (%s %s); it stays pending "
                               "until the child is redriven", flow_id, index_text, task.job.name, task.job_id)
             raise
-        self.finish(flow_id, int(index_text), ok=True, value=_jsonable(task, value))
+        finally:
+            _member.reset(token)
+        if not continued[0]:
+            self.finish(flow_id, int(index_text), ok=True, value=_jsonable(task, value))
         return value
 
     def _run_parent(self, task: Task, flow_id: str, member: Any, call_next: Callable[[], Any]) -> Any:

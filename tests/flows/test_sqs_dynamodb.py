@@ -135,3 +135,49 @@ def test_a_dead_lettered_child_under_each_policy(request: pytest.FixtureRequest,
     app.close()
     for url in (pair.url, pair.dead_letter_url):
         sqs.delete_queue(QueueUrl=url)
+
+
+def test_a_chunked_job_killed_mid_way_resumes_at_its_chunk(request: pytest.FixtureRequest, sqs: Any,
+                                                           tmp_path: Path) -> None:
+    import time
+
+    from cloudqueue_aws import ensure_queue
+
+    from cloudqueue import chunks
+
+    from . import chunk_worker
+
+    store_endpoint = dynamodb_endpoint(request)
+    store = f"dynamodb://{dynamodb_table(store_endpoint)}?region=us-east-1&endpoint_url={store_endpoint}"
+    sqs_endpoint = request.getfixturevalue("moto_server")
+    pair = ensure_queue(f"chunks-{uuid.uuid4().hex[:10]}", client=sqs, visibility_timeout=timedelta(seconds=2))
+    app = chunk_worker.make_app(pair.url, sqs_endpoint, store, tmp_path)
+    root = app.get_job("scan").enqueue(chunk_worker.Scan())
+    root_dir = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root_dir), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "tests.flows.chunk_worker", pair.url, sqs_endpoint, store, str(tmp_path)]
+    first = subprocess.Popen(command, cwd=root_dir, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "stalled").exists() and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.05)
+        assert (tmp_path / "stalled").exists()
+        first.kill()  # SIGKILL mid-chunk: nothing settles, the message comes back after its visibility
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(timeout=30)
+    done = chunks.progress(app, root)
+    assert done is not None and (done.chunks, done.progress, done.finished) == (2, 6, False)
+
+    (tmp_path / "go").touch()
+    second = subprocess.run(command, cwd=root_dir, env=env, timeout=240, check=False)
+    assert second.returncode == 0
+    runs = (tmp_path / "runs").read_text().splitlines()
+    assert runs == ["0 0", "1 3", "2 6", "2 6", "3 9"]  # chunk 2 again (it never finished), none skipped
+    done = chunks.progress(app, root)
+    assert done is not None and (done.chunks, done.progress, done.finished) == (4, 12, True)
+    app.close()
+    for url in (pair.url, pair.dead_letter_url):
+        sqs.delete_queue(QueueUrl=url)
