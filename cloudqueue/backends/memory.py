@@ -100,6 +100,19 @@ class _Dead:
     out: OutgoingMessage
 
 
+def _acquire_yielding(lock: threading.Lock) -> None:
+    """Take ``lock`` from a thread that found it taken, by yielding the GIL, not sleeping on it.
+
+    A thread asleep on a lock is woken owning it, but without the GIL, which the releasing
+    thread still runs with; that one's next receive then finds the lock taken, sleeps on
+    it and hands over the GIL, and from then on two consumer threads pass the lock and the
+    GIL to each other on every receive. Yielding instead lets the holder finish (every
+    hold of this lock is short) and keeps the lock with threads that can run.
+    """
+    while not lock.acquire(False):
+        _time.sleep(0)
+
+
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, timezone.utc)
 
@@ -200,7 +213,10 @@ class MemoryBackend(Backend):
                 visibility: timedelta | None = None) -> list[Delivery]:
         give_up = _time.monotonic() + wait.total_seconds()
         hide = visibility if visibility is not None and visibility > timedelta(0) else self.visibility_timeout
-        with self._lock:
+        lock = self._lock
+        if not lock.acquire(False):
+            _acquire_yielding(lock)
+        try:
             while True:
                 self._check_open()
                 now = self.clock.time()
@@ -216,6 +232,8 @@ class MemoryBackend(Backend):
                     self._cond.wait(min(left, 0.05))
                 finally:
                     self._waiting -= 1
+        finally:
+            lock.release()
         # built after the lock is released: every consumer thread takes that lock, and the
         # shorter it is held, the rarer a thread switch finds it taken
         return [Delivery(body, receives, mid, token, group, None, _NO_ATTRIBUTES, hide)
