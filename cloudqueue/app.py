@@ -304,6 +304,15 @@ class App:
         return self._payload_spec is not None
 
     @property
+    def payload_store_url(self) -> str | None:
+        """The claim-check store's URL as the app was given it (a store object's own
+        ``url``), without opening it; None when the app has no payload store."""
+        spec = self._payload_spec
+        if spec is None or isinstance(spec, str):
+            return spec
+        return spec.url or None
+
+    @property
     def payload_store(self) -> PayloadStore | None:
         """The claim-check store (opened on first use), or None when the app has none."""
         if self._payloads is None and self._payload_spec is not None:

@@ -129,6 +129,21 @@ class Task:
         return f"<Task {self.job.name} {self.job_id} attempt {self.delivery.attempt}>"
 
 
+class _Unfetched(Task):
+    """A claim-check task of a job the idempotency store guards: its payload is fetched
+    inside the run, after the store claimed the key, so a duplicate of a completed job is
+    skipped (and one whose twin is running deferred) without reading an object the first
+    run's success deleted."""
+
+    __slots__ = ("envelope", "failure")
+
+    def __init__(self, job: Job[Any, Any], delivery: Delivery, env: Envelope) -> None:
+        super().__init__(job, None, delivery, env.id, env.time, env.key, env.traceparent, env.data_ref)
+        self.envelope: Envelope | None = env
+        #: the result of a fetch that failed (poison, or the store unreachable)
+        self.failure: Result | None = None
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -268,10 +283,9 @@ class Dispatcher:
         """A version 2 envelope: fetch the payload (not before it is due), check it, validate it.
 
         A missing or changed object is poison; a store that cannot be reached fails the
-        attempt, retried by the job's policy like a failed run.
+        attempt, retried by the job's policy like a failed run. A job the idempotency store
+        guards fetches inside its run instead, once the store has claimed the key.
         """
-        from .payloads import fetch
-
         try:
             not_before = env.not_before_at
         except ValueError as exc:
@@ -281,7 +295,21 @@ class Dispatcher:
             left = not_before - self.app.clock.now()
             if left > timedelta(0):
                 return Result(Outcome.HOP, delivery, job_type=env.type, job_id=env.id, delay=left)
+        guard = self.app.idempotency
+        if guard is not None and self._claims:  # without a payload store the fetch below explains
+            unfetched = _Unfetched(job, delivery, env)
+            if guard.policy(unfetched) is not None:
+                return unfetched
         task = Task(job, None, delivery, env.id, env.time, env.key, env.traceparent, env.data_ref)
+        failure = self._fetch(task, env)
+        return task if failure is None else failure
+
+    def _fetch(self, task: Task, env: Envelope) -> Result | None:
+        """Fetch, check and validate a claim-check task's payload into ``task.payload``;
+        the final result instead when that fails."""
+        from .payloads import fetch
+
+        job, delivery = task.job, task.delivery
         try:
             data = fetch(self.app.payload_store, env)
         except PayloadError as exc:
@@ -296,7 +324,19 @@ class Dispatcher:
         except Exception as exc:
             return _poison(delivery, f"payload for job {job.name!r} cannot be validated: {_describe(exc)}",
                            job_type=env.type, job_id=env.id, error=exc)
-        return task
+        return None
+
+    def _fetch_and_call(self, task: Task, runner: CoroutineRunner | None = None) -> Result:
+        """``_call`` for an unfetched claim-check task: fetch (inside the store's step), then run."""
+        assert isinstance(task, _Unfetched)
+        env = task.envelope
+        if env is not None:  # a later attempt in this process has it already
+            failure = self._fetch(task, env)
+            if failure is not None:
+                task.failure = failure  # ``failed`` gives it back for its error (the store's step asks)
+                return failure
+            task.envelope = None
+        return self._call(task, runner)
 
     # -- run ---------------------------------------------------------------------------
     def run(self, task: Task, runner: CoroutineRunner | None = None) -> Result:
@@ -331,11 +371,13 @@ class Dispatcher:
             result.duration = time.perf_counter() - started
         return result
 
-    def _run_wrapped(self, task: Task, runner: CoroutineRunner | None = None) -> Result:
+    def _run_wrapped(self, task: Task, runner: CoroutineRunner | None = None,
+                     call_job: Callable[[Task, CoroutineRunner | None], Result] | None = None) -> Result:
         ran: list[Result] = []
+        call_job = call_job or self._call
 
         def innermost() -> Any:
-            result = self._call(task, runner)
+            result = call_job(task, runner)
             ran.append(result)
             if result.outcome is _ACK:
                 return result.value
@@ -366,7 +408,8 @@ class Dispatcher:
 
     def _run_claimed(self, task: Task, runner: CoroutineRunner | None = None) -> Result:
         """``run``, and the result remembers the task's payload object (for settle)."""
-        result = self._run_wrapped(task, runner) if self._run_hooks else self._call(task, runner)
+        call = self._fetch_and_call if type(task) is _Unfetched else self._call
+        result = self._run_wrapped(task, runner, call) if self._run_hooks else call(task, runner)
         if task.claim is not None:
             result.claim = task.claim
         return result
@@ -419,10 +462,10 @@ class Dispatcher:
         return result
 
     def _handled(self, prepared: Task | Result, runner: CoroutineRunner | None, quiet: bool) -> Result | None:
-        result = self.run(prepared, runner) if type(prepared) is Task else prepared
-        if quiet and result.outcome is _ACK and not self.observed:  # type: ignore[union-attr]
+        result = prepared if type(prepared) is Result else self.run(prepared, runner)  # type: ignore[arg-type]
+        if quiet and result.outcome is _ACK and not self.observed:
             return None
-        return result  # type: ignore[return-value]
+        return result
 
     def ack(self, backend: Backend, delivery: Delivery) -> bool:
         """Acknowledge a success ``handle(quiet=True)`` returned None for: ``settle`` of
@@ -440,6 +483,8 @@ class Dispatcher:
                what: str = "a middleware failed before the job ran") -> Result:
         """Classify an exception from a job (or from something before it ran: ``what``)."""
         job, delivery = task.job, task.delivery
+        if type(task) is _Unfetched and task.failure is not None and exc is task.failure.error:
+            return task.failure  # its payload could not be fetched: poison, or failed as such
         if isinstance(exc, Skip):
             return Result(Outcome.SKIP, delivery, job.name, task.job_id,
                           reason=Reason(ReasonKind.SKIPPED, exc.reason), error=exc)

@@ -23,7 +23,14 @@ The app's idempotency store (``App(store=...)``) is checked too, by its scheme:
     firestore  -> cloudqueue_gcp.doctor:check_store
 
 (third-party stores: the entry-point group ``cloudqueue.doctor.stores``; the function
-takes a ``StoreUnderCheck``).
+takes a ``StoreUnderCheck``). So is its claim-check payload store (``App(payload_store=...)``):
+
+    s3         -> cloudqueue_aws.doctor:check_payload_store
+    gs         -> cloudqueue_gcp.doctor:check_payload_store
+
+(others: the entry-point group ``cloudqueue.doctor.payload_stores``; the function takes a
+``PayloadStoreUnderCheck``, which carries the app's queues: the bucket's lifecycle rule
+must outlive every message that can point at an object).
 The function takes a ``QueueUnderCheck`` and returns a list of ``Finding``; it may raise
 a ``CloudQueueError`` (the queue is missing, access is denied), which becomes an error
 finding for that queue.
@@ -47,13 +54,16 @@ if TYPE_CHECKING:
     from .app import App
     from .backends.base import Backend
     from .job import Job
+    from .payloads import PayloadStore
     from .store import Store
 
-__all__ = ["ENTRY_POINT_GROUP", "STORE_ENTRY_POINT_GROUP", "Check", "DoctorSettings", "Finding",
-           "QueueUnderCheck", "Report", "Severity", "StoreCheck", "StoreUnderCheck", "checks_for", "diagnose"]
+__all__ = ["ENTRY_POINT_GROUP", "PAYLOAD_STORE_ENTRY_POINT_GROUP", "STORE_ENTRY_POINT_GROUP", "Check",
+           "DoctorSettings", "Finding", "PayloadStoreCheck", "PayloadStoreUnderCheck", "QueueUnderCheck",
+           "Report", "Severity", "StoreCheck", "StoreUnderCheck", "checks_for", "diagnose"]
 
 ENTRY_POINT_GROUP = "cloudqueue.doctor"
 STORE_ENTRY_POINT_GROUP = "cloudqueue.doctor.stores"
+PAYLOAD_STORE_ENTRY_POINT_GROUP = "cloudqueue.doctor.payload_stores"
 
 #: first-party checks, by scheme, imported only when a queue of that scheme is checked
 _BUILTIN = {
@@ -61,14 +71,23 @@ _BUILTIN = {
     "cloudtasks": "cloudqueue_gcp.doctor:check_cloud_tasks",
     "pubsub": "cloudqueue_gcp.doctor:check_pubsub",
 }
-_INSTALL_HINTS = {"sqs": 'pip install "cloudqueue[aws]"', "cloudtasks": 'pip install "cloudqueue[gcp]"',
+_INSTALL_HINTS = {"sqs": 'pip install "cloudqueue[aws]"', "s3": 'pip install "cloudqueue[aws]"',
+                  "cloudtasks": 'pip install "cloudqueue[gcp]"',
                   "pubsub": 'pip install "cloudqueue[gcp]"', "dynamodb": 'pip install "cloudqueue[aws]"',
-                  "firestore": 'pip install "cloudqueue-gcp[firestore]"'}
+                  "firestore": 'pip install "cloudqueue-gcp[firestore]"',
+                  "gs": 'pip install "cloudqueue-gcp[storage]"'}
 #: first-party checks of idempotency stores, by scheme
 _STORE_BUILTIN = {
     "dynamodb": "cloudqueue_aws.doctor:check_store",
     "firestore": "cloudqueue_gcp.doctor:check_store",
 }
+#: first-party checks of claim-check payload stores, by scheme
+_PAYLOAD_STORE_BUILTIN = {
+    "s3": "cloudqueue_aws.doctor:check_payload_store",
+    "gs": "cloudqueue_gcp.doctor:check_payload_store",
+}
+_BUILTINS = {ENTRY_POINT_GROUP: _BUILTIN, STORE_ENTRY_POINT_GROUP: _STORE_BUILTIN,
+             PAYLOAD_STORE_ENTRY_POINT_GROUP: _PAYLOAD_STORE_BUILTIN}
 
 
 class Severity(str, Enum):
@@ -196,6 +215,33 @@ class StoreUnderCheck:
 StoreCheck = Callable[[StoreUnderCheck], list[Finding]]
 
 
+@dataclass(frozen=True)
+class PayloadStoreUnderCheck:
+    """The app's claim-check payload store and the queues whose messages point into it:
+    what a payload store's checks get."""
+
+    url: str | None
+    store: PayloadStore
+    queues: tuple[QueueUnderCheck, ...]
+
+    @property
+    def label(self) -> str:
+        """The store as the table names it: ``payload store <URL without options>``."""
+        return "payload store " + (self.url.split("?", 1)[0] if self.url else repr(self.store))
+
+    def error(self, check: str, found: str, fix: str, why: str = "") -> Finding:
+        return Finding(self.label, check, Severity.ERROR, found, fix, why)
+
+    def warning(self, check: str, found: str, fix: str, why: str = "") -> Finding:
+        return Finding(self.label, check, Severity.WARNING, found, fix, why)
+
+    def note(self, check: str, found: str, fix: str, why: str = "") -> Finding:
+        return Finding(self.label, check, Severity.NOTE, found, fix, why)
+
+
+PayloadStoreCheck = Callable[[PayloadStoreUnderCheck], list[Finding]]
+
+
 @dataclass
 class Report:
     """Every finding for an app's queues."""
@@ -238,11 +284,12 @@ class Report:
 
 def checks_for(scheme: str, *, group: str = ENTRY_POINT_GROUP) -> Any:
     """The checks registered for a backend scheme (or, with ``group=STORE_ENTRY_POINT_GROUP``,
-    a store scheme), entry points first; None when there are none."""
+    a store scheme; ``PAYLOAD_STORE_ENTRY_POINT_GROUP``, a payload store scheme), entry
+    points first; None when there are none."""
     from importlib.metadata import entry_points
 
     target = {ep.name: ep.value for ep in entry_points(group=group)}.get(scheme)
-    target = target or (_STORE_BUILTIN if group == STORE_ENTRY_POINT_GROUP else _BUILTIN).get(scheme)
+    target = target or _BUILTINS.get(group, {}).get(scheme)
     if target is None:
         return None
     module_name, _, attr = target.partition(":")
@@ -276,7 +323,8 @@ def diagnose(app: App, settings: DoctorSettings | None = None) -> Report:
             f"app {app.name!r} has no jobs registered; import the module that defines them "
             "(e.g. cloudqueue doctor myproject.jobs:app)")
     report = Report()
-    for queue in queues_of(app, settings or DoctorSettings()):
+    queues = queues_of(app, settings or DoctorSettings())
+    for queue in queues:
         scheme = urlsplit(queue.url).scheme if queue.url else queue.backend.scheme
         report.checked.append(queue.label)
         check = checks_for(scheme)
@@ -294,6 +342,7 @@ def diagnose(app: App, settings: DoctorSettings | None = None) -> Report:
                 "check the URL, the credentials and that the queue was deployed "
                 "(terraform apply of the module)"))
     _diagnose_store(app, report)
+    _diagnose_payload_store(app, queues, report)
     return report
 
 
@@ -320,6 +369,38 @@ def _diagnose_store(app: App, report: Report) -> None:
             "reachable", f"{type(exc).__name__}: {exc}",
             "check the store URL, the credentials and that the store was deployed (terraform apply "
             "of the module with its store variables)"))
+
+
+def _diagnose_payload_store(app: App, queues: list[QueueUnderCheck], report: Report) -> None:
+    """Check the app's claim-check payload store, when it has one (the bucket exists, its
+    lifecycle rule outlives the messages, the consuming function may read and delete)."""
+    if not app.has_payload_store:
+        return
+    url = app.payload_store_url
+    scheme = urlsplit(url).scheme if url else ""
+    try:
+        store = app.payload_store
+    except CloudQueueError as exc:
+        report.findings.append(Finding(f"payload store {url}", "configuration", Severity.ERROR,
+                                       f"{type(exc).__name__}: {exc}", "fix the payload_store URL"))
+        return
+    assert store is not None
+    target = PayloadStoreUnderCheck(url=url, store=store, queues=tuple(queues))
+    report.checked.append(target.label)
+    check = checks_for(scheme, group=PAYLOAD_STORE_ENTRY_POINT_GROUP)
+    if check is None:
+        report.findings.append(target.note(
+            "checks", f"no doctor checks for the {scheme or type(store).__name__} payload store",
+            "nothing is deployed to compare" if scheme == "memory" else
+            f"register checks under the entry-point group {PAYLOAD_STORE_ENTRY_POINT_GROUP!r}"))
+        return
+    try:
+        report.findings += check(target)
+    except CloudQueueError as exc:
+        report.findings.append(target.error(
+            "reachable", f"{type(exc).__name__}: {exc}",
+            "check the payload_store URL, the credentials and that the bucket was deployed "
+            "(terraform apply of the module with payload_bucket)"))
 
 
 def _table(headers: Sequence[str], rows: Sequence[tuple[Sequence[str], str]], width: int) -> str:

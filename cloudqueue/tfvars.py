@@ -13,6 +13,8 @@ registered jobs, so they are written once, in Python:
                                  the default one (the module's own queue)
     App(store="dynamodb://T") -> store_table, store_table_name  (aws-sqs-lambda)
     App(store="firestore://P/C") -> store_collection[, store_database]  (gcp-*)
+    App(payload_store="s3://B/P") -> payload_bucket = { name = B, prefix = P }  (aws-sqs-lambda)
+    App(payload_store="gs://B/P") -> payload_bucket = { name = B, prefix = P[, location] }  (gcp-*)
 
 No cloud SDK is imported here.
 """
@@ -77,6 +79,8 @@ def render_tfvars(app: App, module: str) -> str:
     # after the queues map: the store is one per module, shared by every queue's consumer
     more, store = _store(app, module)
     comments, values = [*comments, *more], {**values, **store}
+    more, payloads = _payload_bucket(app, module)
+    comments, values = [*comments, *more], {**values, **payloads}
     lines = [wrapped for line in [*header, *comments] for wrapped in _wrap(line)]
     return "\n".join([*lines, *_assignments(values)]) + "\n"
 
@@ -290,6 +294,60 @@ def _store(app: App, module: str) -> tuple[list[str], dict[str, object]]:
         values["store_database"] = database[0]
     return [f"# store_collection: the app's idempotency store is Firestore collection "
             f"{values['store_collection']!r} in project {parts.netloc!r} (the module's project)."], values
+
+
+def _payload_bucket(app: App, module: str) -> tuple[list[str], dict[str, object]]:
+    """The module's ``payload_bucket`` for the app's claim-check store (none without one)."""
+    if not app.has_payload_store:
+        return [], {}
+    from urllib.parse import urlsplit
+
+    url = app.payload_store_url
+    wanted = "s3" if module == "aws-sqs-lambda" else "gs"
+    if url is None:
+        return ["# The app's payload store has no URL: set the module's payload_bucket by hand."], {}
+    parts = urlsplit(url)
+    if parts.scheme != wanted:
+        return [f"# The app's payload store is {parts.scheme}://, not {wanted}://: the module makes no "
+                "payload bucket for it."], {}
+    bucket, prefix = parts.netloc, parts.path.strip("/")
+    values: dict[str, object] = {"name": bucket}
+    if prefix:
+        values["prefix"] = prefix
+    comments = [f"# payload_bucket: the app's claim check offloads large payloads to {wanted}://{bucket}"
+                f"{'/' + prefix if prefix else ''}. The module's lifecycle rule deletes objects under "
+                f"the prefix after {_PAYLOAD_AGE[module]} + max_delay_days + 1 day; set max_delay_days "
+                "to the longest delay= / at= the producers use."]
+    if wanted == "gs":
+        location = _queue_location(app)
+        if location is not None:
+            values = {"location": location, **values}
+        else:
+            comments.append("# payload_bucket.location is required: add the bucket's location "
+                            '(e.g. location = "europe-west1", where the function runs).')
+    if not prefix:
+        comments.append("# The payload store URL names no prefix: the module uses the queue's name, "
+                        f"so the app's URL should be {wanted}://{bucket}/<name>.")
+    return comments, {"payload_bucket": values}
+
+
+#: what each module's payload lifecycle rule waits for (terraform/*/payloads.tf)
+_PAYLOAD_AGE = {
+    "aws-sqs-lambda": "the longest queue retention + the dead-letter queue's retention",
+    "gcp-pubsub": "the subscription's retention + the dead-letter subscription's",
+    "gcp-cloud-tasks": "31 days (the longest Cloud Tasks keeps a task) + the dead-letter subscription's retention",
+}
+
+
+def _queue_location(app: App) -> str | None:
+    """The location of a Cloud Tasks queue the app's backend URL names (the bucket's default)."""
+    from urllib.parse import urlsplit
+
+    url = app.backend_url
+    if url is None or not url.startswith("cloudtasks://"):
+        return None
+    parts = urlsplit(url).path.strip("/").split("/")
+    return parts[0] if len(parts) == 2 and parts[0] else None
 
 
 _QUEUE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")

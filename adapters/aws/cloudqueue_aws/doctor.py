@@ -20,6 +20,13 @@ functions' execution roles (IAM, inline and attached policies). The checks:
 active, its key is the string ``id``, TTL is on ``expires_at``; a note for provisioned
 capacity.
 
+``check_payload_store`` checks an ``s3://`` claim-check store: the bucket exists; a
+lifecycle rule on the prefix expires objects, and no sooner than a message can still
+point at one (the longest retention of the app's SQS queues + their dead-letter queue's
+retention, whole days, + 1, as terraform/aws-sqs-lambda computes it; a delay adds more);
+the role of each function reading the app's queues may get and delete objects under the
+prefix.
+
 IAM is evaluated from the policy documents (Allow/Deny, actions and resources with
 wildcards); conditions are not evaluated, so a conditional Allow counts as allowed.
 """
@@ -28,19 +35,20 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote
 
 from cloudqueue import ConfigurationError
-from cloudqueue.doctor import Finding, QueueUnderCheck, StoreUnderCheck
+from cloudqueue.doctor import Finding, PayloadStoreUnderCheck, QueueUnderCheck, StoreUnderCheck
 from cloudqueue.retry import receive_headroom
 
 from ._address import parse_arn, parse_url
 from ._errors import translated
 from .backend import SQSBackend
 
-__all__ = ["allows", "check", "check_store"]
+__all__ = ["allows", "check", "check_payload_store", "check_store"]
 
 #: SQS's bound on maxReceiveCount
 _MAX_RECEIVE_COUNT = 1000
@@ -354,4 +362,168 @@ def check_store(target: StoreUnderCheck) -> list[Finding]:
         findings.append(target.note(
             "capacity", "provisioned capacity", "PAY_PER_REQUEST (the module's choice), or capacity for two "
             "writes per guarded job", "a throttled claim fails the attempt; the job is retried"))
+    return findings
+
+
+# -- the claim check's bucket -----------------------------------------------------------------
+
+_DAY = 86400
+#: SQS's default retention, when an attribute is not there
+_DEFAULT_RETENTION = 345600
+
+
+def check_payload_store(target: PayloadStoreUnderCheck) -> list[Finding]:
+    """The ``s3://`` payload store's bucket, its lifecycle rule on the prefix, and the
+    consuming functions' grants (see the module docstring)."""
+    from .s3 import S3PayloadStore, _translated
+
+    store = target.store
+    if not isinstance(store, S3PayloadStore):
+        return [target.note("checks", f"{store!r} is not an S3 payload store", "nothing checked")]
+    s3, bucket, prefix = store.client, store.bucket, store.prefix
+    fix = "payload_bucket = {} in terraform/aws-sqs-lambda (cloudqueue terraform-vars prints it)"
+    try:
+        with _translated(f"HeadBucket({bucket})", missing_ok=True) as missing:
+            s3.head_bucket(Bucket=bucket)
+    except ConfigurationError:
+        missing.value = True
+    if missing:
+        return [target.error("bucket", f"no bucket {bucket!r}", fix,
+                             "every enqueue of a large payload fails (the producer cannot upload it)")]
+    findings: list[Finding] = []
+    retention = _retention(target)
+    findings += _lifecycle(target, s3, bucket, prefix, retention, fix)
+    findings += _payload_grants(target, bucket, prefix)
+    return findings
+
+
+def _retention(target: PayloadStoreUnderCheck) -> tuple[int, int] | None:
+    """(the longest queue retention, the longest DLQ retention) in seconds over the app's
+    SQS queues; None when none is an SQS queue."""
+    longest: tuple[int, int] | None = None
+    for queue in target.queues:
+        backend = queue.backend
+        if not isinstance(backend, SQSBackend):
+            continue
+        sqs = backend.client
+        with translated(f"GetQueueAttributes({backend.name})"):
+            answer = sqs.get_queue_attributes(QueueUrl=backend.queue_url, AttributeNames=["All"])
+        attributes: Mapping[str, str] = {str(key): value for key, value in answer["Attributes"].items()}
+        kept = int(attributes.get("MessageRetentionPeriod", _DEFAULT_RETENTION))
+        dead = 0
+        dlq_arn = _dlq_arn(attributes)
+        if dlq_arn is not None:
+            arn = parse_arn(dlq_arn)
+            try:
+                with translated(f"GetQueueAttributes({arn.name})"):
+                    url = sqs.get_queue_url(QueueName=arn.name, QueueOwnerAWSAccountId=arn.account)["QueueUrl"]
+                    dead = int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["MessageRetentionPeriod"])[
+                        "Attributes"].get("MessageRetentionPeriod", _DEFAULT_RETENTION))
+            except Exception:  # the queue's own checks report an unreadable DLQ
+                dead = 0
+        longest = (kept, dead) if longest is None else (max(longest[0], kept), max(longest[1], dead))
+    return longest
+
+
+def _dlq_arn(attributes: Mapping[str, str]) -> str | None:
+    policy = attributes.get("RedrivePolicy")
+    if not policy:
+        return None
+    arn = json.loads(policy).get("deadLetterTargetArn")
+    return str(arn) if arn else None
+
+
+def _lifecycle(target: PayloadStoreUnderCheck, s3: Any, bucket: str, prefix: str,
+               retention: tuple[int, int] | None, fix: str) -> list[Finding]:
+    from ._errors import error_code
+    from .s3 import _translated
+
+    action = f"GetBucketLifecycleConfiguration({bucket})"
+    try:
+        rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
+    except Exception as exc:
+        if error_code(exc) != "NoSuchLifecycleConfiguration":
+            with _translated(action):
+                raise
+        rules = []
+    covering = [rule for rule in rules if rule.get("Status") == "Enabled" and _covers(rule, prefix)
+                and (rule.get("Expiration") or {}).get("Days")]
+    where = f"s3://{bucket}/{prefix}/" if prefix else f"s3://{bucket}/"
+    if not covering:
+        return [target.warning(
+            "lifecycle rule", f"no enabled rule expires objects under {where}",
+            f"a lifecycle rule on the prefix ({fix} writes one)",
+            "what the consumers do not delete (a send that failed after the upload, a failed delete, "
+            "dead letters never redriven) stays in the bucket for good")]
+    days = min(int(rule["Expiration"]["Days"]) for rule in covering)
+    if retention is None:
+        return [target.note("lifecycle rule", f"objects under {where} expire after {days} days",
+                            "none; no SQS queue of the app to compare it with")]
+    kept, dead = retention
+    needed = math.ceil((kept + dead) / _DAY) + 1
+    if days < needed:
+        return [target.error(
+            "lifecycle rule", f"objects under {where} expire after {days} days; a message can point at "
+            f"one for {kept // _DAY} d {kept % _DAY // 3600} h in the queue + {dead // _DAY} d "
+            f"{dead % _DAY // 3600} h in the dead-letter queue",
+            f"expiration of at least {needed} days, plus the longest delay= / at= the producers use "
+            "(payload_bucket.max_delay_days; the module computes it)",
+            "a retried, delayed or dead-lettered message whose object the rule deleted is dead-lettered "
+            "as missing, and its redrive cannot run")]
+    return []
+
+
+def _covers(rule: Mapping[str, Any], prefix: str) -> bool:
+    """Whether a lifecycle rule applies to every object under ``prefix``."""
+    rule_filter = rule.get("Filter")
+    if rule_filter is None:
+        wanted = rule.get("Prefix", "")
+    elif "Prefix" in rule_filter:
+        wanted = rule_filter["Prefix"]
+    elif not rule_filter:
+        wanted = ""
+    else:  # tags, sizes or And: not every object
+        return False
+    return (prefix + "/").startswith(str(wanted))
+
+
+def _payload_grants(target: PayloadStoreUnderCheck, bucket: str, prefix: str) -> list[Finding]:
+    """Each function that reads an SQS queue of the app may get and delete under the prefix."""
+    findings: list[Finding] = []
+    resource = f"arn:aws:s3:::{bucket}/{prefix + '/' if prefix else ''}job-id/sha256"
+    seen: set[str] = set()
+    for queue in target.queues:
+        backend = queue.backend
+        if not isinstance(backend, SQSBackend):
+            continue
+        lambda_, iam = _clients(queue, backend)
+        with translated(f"GetQueueAttributes({backend.name})"):
+            arn = backend.client.get_queue_attributes(QueueUrl=backend.queue_url,
+                                                      AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        with translated(f"ListEventSourceMappings({backend.name})"):
+            mappings = [m for page in lambda_.get_paginator("list_event_source_mappings").paginate(
+                EventSourceArn=arn) for m in page["EventSourceMappings"]]
+        for mapping in mappings:
+            function_arn = str(mapping["FunctionArn"])
+            if function_arn in seen:
+                continue
+            seen.add(function_arn)
+            function = function_arn.split(":function:", 1)[-1]
+            with translated(f"GetFunctionConfiguration({function})"):
+                role_arn = str(lambda_.get_function_configuration(FunctionName=function_arn).get("Role", ""))
+            if ":role/" not in role_arn:
+                continue  # the queue's own checks report it
+            role = role_arn.rsplit("/", 1)[-1]
+            documents = list(_role_documents(iam, role))
+            denied = [action for action in ("s3:GetObject", "s3:DeleteObject")
+                      if not allows(documents, action, resource)]
+            if denied:
+                findings.append(target.error(
+                    "function grants", f"role {role} ({function}): no {' or '.join(denied)} on "
+                    f"s3://{bucket}/{prefix}/*",
+                    "grant s3:GetObject and s3:DeleteObject on the prefix (terraform/aws-sqs-lambda's "
+                    "ReadPayloads statement, with payload_bucket set)",
+                    "the function cannot fetch large payloads (every such job fails until it is dead-"
+                    "lettered as exhausted)" if "s3:GetObject" in denied else
+                    "objects of finished jobs are never deleted; only the lifecycle rule removes them"))
     return findings

@@ -25,17 +25,24 @@ Pub/Sub (the subscription named in the URL, read with GetSubscription):
 
 Firestore idempotency store (``check_store``): a document read works, and the collection
 has an active TTL policy on ``expires_at``.
+
+Cloud Storage payload store (``check_payload_store``, ``gs://``): the bucket exists, and an
+enabled Delete rule on the prefix waits no less than a message can still point at an
+object, as the modules compute it: a Pub/Sub subscription's retention + its dead-letter
+topic's subscriptions' (Cloud Tasks: 31 days, the longest a task lives, + the dead-letter
+subscription's), whole days, + 1. The grants (IAM conditions on the prefix) are not read.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from cloudqueue.doctor import Finding, QueueUnderCheck, StoreUnderCheck
+from cloudqueue.doctor import Finding, PayloadStoreUnderCheck, QueueUnderCheck, StoreUnderCheck
 from cloudqueue.retry import receive_headroom
 
 from ._common import DEFAULT_TIMEOUT, translated
@@ -44,7 +51,7 @@ from .tasks import CloudTasksBackend
 
 _TIMEOUT = DEFAULT_TIMEOUT.total_seconds()
 
-__all__ = ["check_cloud_tasks", "check_pubsub", "check_store", "ttl_findings"]
+__all__ = ["check_cloud_tasks", "check_payload_store", "check_pubsub", "check_store", "ttl_findings"]
 
 #: Pub/Sub's bound on max_delivery_attempts
 _MAX_DELIVERY_ATTEMPTS = 100
@@ -335,3 +342,120 @@ def ttl_findings(target: StoreUnderCheck, field: Any, group: str) -> list[Findin
         "ttl", f"no active TTL policy on {group}.{TTL_FIELD}" + (f" (state {state})" if state else ""),
         f"store_collection = {group!r} in terraform/gcp-pubsub or gcp-cloud-tasks (a TTL policy on {TTL_FIELD})",
         "lapsed records are never deleted: the collection grows by one document per guarded job for good")]
+
+
+# -- the claim check's bucket ------------------------------------------------------------------
+
+_DAY = 86400
+#: Pub/Sub keeps a subscription's messages this long unless told otherwise
+_DEFAULT_RETENTION = timedelta(days=7)
+#: the longest Cloud Tasks keeps a task
+_TASK_LIFETIME = timedelta(days=31)
+
+
+def check_payload_store(target: PayloadStoreUnderCheck) -> list[Finding]:
+    """The ``gs://`` payload store's bucket and its lifecycle rule (see the module docstring)."""
+    from .gcs import GCSPayloadStore, _Gone
+    from .gcs import _translated as gcs_translated
+
+    store = target.store
+    if not isinstance(store, GCSPayloadStore):
+        return [target.note("checks", f"{store!r} is not a Cloud Storage payload store", "nothing checked")]
+    name, prefix = store.bucket_name, store.prefix
+    fix = "payload_bucket = { location = ... } in terraform/gcp-pubsub or gcp-cloud-tasks (cloudqueue " \
+          "terraform-vars prints the rest)"
+    try:
+        with gcs_translated(f"reading bucket {name}"):
+            bucket = store.client.get_bucket(name, timeout=_TIMEOUT)
+    except _Gone:
+        return [target.error("bucket", f"no bucket {name!r}", fix,
+                             "every enqueue of a large payload fails (the producer cannot upload it)")]
+    where = f"gs://{name}/{prefix}/" if prefix else f"gs://{name}/"
+    ages = [int(rule["condition"]["age"]) for rule in bucket.lifecycle_rules
+            if _deletes_under(rule, prefix)]
+    if not ages:
+        return [target.warning(
+            "lifecycle rule", f"no Delete rule by age covers {where}", f"a lifecycle rule on the prefix ({fix})",
+            "what the consumers do not delete (a send that failed after the upload, a failed delete, "
+            "dead letters never redriven) stays in the bucket for good")]
+    days = min(ages)
+    needed = _needed_days(target)
+    if needed is None:
+        return [target.note("lifecycle rule", f"objects under {where} are deleted after {days} days",
+                            "none; no Pub/Sub or Cloud Tasks queue of the app to compare it with")]
+    wanted, why = needed
+    if days < wanted:
+        return [target.error(
+            "lifecycle rule", f"objects under {where} are deleted after {days} days; a message can point "
+            f"at one for {why}",
+            f"age of at least {wanted} days, plus the longest delay= / at= the producers use "
+            "(payload_bucket.max_delay_days; the module computes it)",
+            "a retried, delayed or dead-lettered message whose object the rule deleted is dead-lettered "
+            "as missing, and its redrive cannot run")]
+    return []
+
+
+def _deletes_under(rule: Mapping[str, Any], prefix: str) -> bool:
+    """A Delete rule by age alone (optionally by prefix) that covers every object under ``prefix``."""
+    condition = rule.get("condition") or {}
+    if (rule.get("action") or {}).get("type") != "Delete" or not condition.get("age"):
+        return False
+    if set(condition) - {"age", "matchesPrefix"}:
+        return False  # by storage class, date, version...: not every object
+    prefixes = condition.get("matchesPrefix")
+    return not prefixes or any((prefix + "/").startswith(str(p)) for p in prefixes)
+
+
+def _needed_days(target: PayloadStoreUnderCheck) -> tuple[int, str] | None:
+    """The shortest safe rule age over the app's queues, and what it is made of."""
+    longest: tuple[int, str] | None = None
+    for queue in target.queues:
+        backend = queue.backend
+        if isinstance(backend, PubSubBackend) and backend.subscription_path is not None:
+            with translated(f"reading subscription {backend.subscription_path}"):
+                sub = backend.subscriber.get_subscription(request={"subscription": backend.subscription_path},
+                                                          timeout=_TIMEOUT)
+            kept = _retention(sub)
+            dead = _dead_letter_retention(backend, sub.dead_letter_policy.dead_letter_topic
+                                          if "dead_letter_policy" in sub else "")
+            what = f"{_days(kept)} in the subscription + {_days(dead)} in the dead-letter subscription"
+        elif isinstance(backend, CloudTasksBackend):
+            from .pubsub import TopicDeadLetters
+
+            kept, dead = _TASK_LIFETIME, timedelta(0)
+            letters = backend._dead
+            if isinstance(letters, TopicDeadLetters) and letters.subscription:
+                with translated(f"reading subscription {letters.subscription}"):
+                    dead = _retention(letters._clients.subscriber.get_subscription(
+                        request={"subscription": letters.subscription}, timeout=_TIMEOUT))
+            what = f"31 days as a task + {_days(dead)} in the dead-letter subscription"
+        else:
+            continue
+        days = math.ceil((kept + dead).total_seconds() / _DAY) + 1
+        if longest is None or days > longest[0]:
+            longest = (days, what)
+    return longest
+
+
+def _dead_letter_retention(backend: PubSubBackend, topic: str) -> timedelta:
+    """The longest retention of the subscriptions that keep a dead-letter topic's messages."""
+    if not topic:
+        return timedelta(0)
+    with translated(f"listing the subscriptions of {topic}"):
+        names = list(backend.publisher.list_topic_subscriptions(request={"topic": topic}, timeout=_TIMEOUT))
+    kept = timedelta(0)
+    for name in names:
+        with translated(f"reading subscription {name}"):
+            kept = max(kept, _retention(backend.subscriber.get_subscription(request={"subscription": name},
+                                                                            timeout=_TIMEOUT)))
+    return kept
+
+
+def _retention(sub: Any) -> timedelta:
+    value = sub.message_retention_duration if "message_retention_duration" in sub else None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else 0.0
+    return timedelta(seconds=seconds) if seconds > 0 else _DEFAULT_RETENTION
+
+
+def _days(value: timedelta) -> str:
+    return f"{value.total_seconds() / _DAY:g} d"
