@@ -21,6 +21,7 @@ from .retry import DEFAULT_RETRY, Retry
 
 if TYPE_CHECKING:
     from ._store_guard import Idempotency
+    from .flows import Flow, Subflow
     from .limits import Concurrency, RateLimit
     from .payloads import PayloadStore
     from .schedules import Cron
@@ -283,6 +284,21 @@ class App:
         if self._idempotency is None:
             raise ConfigurationError(f"app {self.name!r} has no store; pass cq.App(..., store='memory://')")
         return self._idempotency.record(idempotency_key=idempotency_key, job_id=job_id)
+
+    # -- flows -------------------------------------------------------------------------
+    def flow(self, parent: OutgoingMessage, children: Sequence[OutgoingMessage | Subflow], *,
+             on_child_failure: str = "fail", flow_id: str | None = None, ttl: timedelta | None = None) -> str:
+        """Send ``children`` now and ``parent`` once they finished; the flow id (see ``cloudqueue.flows``)."""
+        from . import flows
+
+        return flows.start(self, parent, children, on_child_failure=on_child_failure, flow_id=flow_id,
+                           ttl=flows.DEFAULT_TTL if ttl is None else ttl)
+
+    def get_flow(self, flow_id: str) -> Flow:
+        """A flow's state: ``status``, ``children`` (with results), ``reason``."""
+        from .flows import get
+
+        return get(self, flow_id)
 
     # -- the claim check -----------------------------------------------------------------
     @property

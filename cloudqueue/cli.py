@@ -10,6 +10,7 @@
     cloudqueue dead-letters list|redrive|purge TARGET [--queue NAME]
     cloudqueue terraform-vars module:app aws-sqs-lambda|gcp-cloud-tasks|gcp-pubsub
     cloudqueue dashboard module:app [--host 127.0.0.1] [--port 8000] [--read-only] [--token T]
+    cloudqueue flows show module:app FLOW_ID [--json]
 
 TARGET is a backend URL (``sqs://orders?region=eu-west-1``) or ``module:app``, which
 also lets ``enqueue`` validate the payload against the job's model; ``worker`` and
@@ -34,6 +35,7 @@ from typing import Any
 import click
 
 from ._errors import CloudQueueError, ConfigurationError
+from ._flows_cli import flows
 from .app import App
 from .backends import from_url
 from .backends.base import Backend
@@ -519,6 +521,9 @@ def dashboard(app_spec: str, host: str, port: int, read_only: bool, token: str |
     click.echo(f"cloudqueue dashboard for app {app.name!r} on {link} (Ctrl+C stops it)", err=True)
     serve(app, host=host, port=port, read_only=read_only, token=token, basic_auth=basic,
           refresh=timedelta(seconds=refresh))
+
+
+cli.add_command(flows)
 
 
 def main() -> None:

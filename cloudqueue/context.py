@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from .clock import SYSTEM_CLOCK, Clock, parse_time
+
+if TYPE_CHECKING:
+    from .flows import Flow
 
 #: the W3C trace context of the job running in this context; enqueues made while it runs
 #: carry it on, so a trace follows the work from job to job
@@ -67,6 +71,13 @@ class JobContext:
         if self.deadline is None:
             return None
         return max(self.deadline - self._clock.now(), timedelta(0))
+
+    @property
+    def flow(self) -> Flow | None:
+        """The flow this job is the parent of (its children's ``results`` and ``failures``), or None."""
+        from .flows import current
+
+        return current()
 
     def __repr__(self) -> str:
         return (f"JobContext(job_id={self.job_id!r}, job_type={self.job_type!r}, "

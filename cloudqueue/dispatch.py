@@ -206,9 +206,13 @@ class Dispatcher:
             self.run = self._run_claimed  # type: ignore[method-assign]
 
     def _store_hooks(self) -> tuple[Callable[..., Any], ...]:
-        """The idempotency store's step, innermost of the run hooks (none without a store)."""
+        """The idempotency store's step and, inside it, the flows' (none without a store)."""
         guard = self.app.idempotency
-        return (guard.run,) if guard is not None else ()
+        if guard is None:
+            return ()
+        from .flows import guarded  # flows keep their state in the store
+
+        return (guarded(guard.run, self.app),)
 
     # -- parse -------------------------------------------------------------------------
     def prepare(self, delivery: Delivery) -> Task | Result:

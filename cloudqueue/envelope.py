@@ -45,7 +45,8 @@ explains a refusal). The rules both follow:
   letters in any case) with any media-type parameters, as CloudEvents allows
   (``application/json; charset=utf-8``): ``; name=value`` with optional spaces or tabs
   around the ``;``, a token or a quoted string as the value.
-- Other attributes are ignored.
+- Other attributes are ignored. (``cqflow`` and ``cqflowparent`` mark a flow's child and
+  parent; the flows' run step reads them from the body, see ``cloudqueue.flows``.)
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ._errors import ConfigurationError
 
-__all__ = ["DEFAULT_TTL", "ENTRY_POINT_GROUP", "Claim", "MemoryStore", "Once", "Record", "Status", "Store",
+__all__ = ["DEFAULT_TTL", "ENTRY_POINT_GROUP", "Claim", "Document", "MemoryStore", "Once", "Record", "Status", "Store",
            "from_url", "record_key", "registered_schemes"]
 
 ENTRY_POINT_GROUP = "cloudqueue.stores"
@@ -142,6 +142,20 @@ class Claim:
     record: Record
 
 
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A versioned JSON document in the store (flows keep their state in one).
+
+    ``save`` writes version N only over version N - 1 (or, for version 1, where there is
+    none), so two writers that read the same version cannot both write the next.
+    """
+
+    key: str
+    version: int
+    value: str
+    expires_at: datetime
+
+
 def record_key(app: str, *, idempotency_key: str | None = None, job_id: str | None = None) -> str:
     """The store key of a job: by its idempotency key (app-wide, as enqueue dedups), else its id."""
     if idempotency_key is not None:
@@ -187,6 +201,18 @@ class Store(ABC):
     def get(self, key: str, *, now: datetime | None = None) -> Record | None:
         """The live record of ``key`` at ``now`` (default: the system time), or None."""
 
+    def load(self, key: str, *, now: datetime | None = None) -> Document | None:
+        """The live document at ``key``, or None (flows; see ``Document``)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no documents: flows need a store "
+                                  "with load/save (memory://, dynamodb://, firestore://)")
+
+    def save(self, key: str, value: str, *, version: int, expires_at: datetime,
+             now: datetime | None = None) -> bool:
+        """Write ``value`` as ``version`` of ``key`` when the stored version is ``version - 1``
+        (version 1: when no live document is there); False when another writer got there first."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no documents: flows need a store "
+                                  "with load/save (memory://, dynamodb://, firestore://)")
+
     def delete(self, key: str) -> None:
         """Forget ``key`` whatever its state (an operator's way to let a job run again)."""
         raise NotImplementedError(f"{type(self).__name__} cannot delete records")
@@ -205,6 +231,7 @@ class MemoryStore(Store):
 
     def __init__(self) -> None:
         self._records: dict[str, Record] = {}
+        self._documents: dict[str, Document] = {}
         self._lock = threading.Lock()
 
     def claim(self, key: str, *, token: str, now: datetime, lease_until: datetime,
@@ -260,9 +287,27 @@ class MemoryStore(Store):
             return None
         return record
 
+    def load(self, key: str, *, now: datetime | None = None) -> Document | None:
+        from .clock import SYSTEM_CLOCK
+
+        document = self._documents.get(key)
+        if document is None or document.expires_at <= (now or SYSTEM_CLOCK.now()):
+            return None
+        return document
+
+    def save(self, key: str, value: str, *, version: int, expires_at: datetime,
+             now: datetime | None = None) -> bool:
+        with self._lock:
+            current = self.load(key, now=now)
+            if (current.version if current is not None else 0) != version - 1:
+                return False
+            self._documents[key] = Document(key, version, value, expires_at)
+            return True
+
     def delete(self, key: str) -> None:
         with self._lock:
             self._records.pop(key, None)
+            self._documents.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._records)

@@ -9,6 +9,8 @@ or lapsed one with an UpdateItem that counts the run. The Terraform module ``aws
 
     item: id (S), status (S), token (S), runs (N), lease_until (N), expires_at (N, TTL),
           job_type (S), job_id (S), value (S, the JSON return value), completed_at (N)
+    document (flows): id (S), version (N), doc (S, JSON), expires_at (N, TTL); written with
+          one PutItem conditioned on the version read (``attribute_not_exists`` for the first)
 
 boto3 is imported when the store first calls DynamoDB, not when the module loads.
 """
@@ -25,7 +27,7 @@ from urllib.parse import urlsplit
 
 from cloudqueue import BackendError, ConfigurationError
 from cloudqueue.backends.options import parse_options
-from cloudqueue.store import Claim, Record, Status, Store
+from cloudqueue.store import Claim, Document, Record, Status, Store
 
 from ._errors import error_code, translate
 
@@ -176,6 +178,34 @@ class DynamoDBStore(Store):
                     TableName=self.table, Key={KEY_ATTRIBUTE: _s(key)}, UpdateExpression=expression,
                     ConditionExpression=_MINE, ExpressionAttributeNames=names,
                     ExpressionAttributeValues={**values, ":tk": _s(token), ":ip": _s(Status.IN_PROGRESS.value)})
+        except _Conditional:
+            return False
+        return True
+
+    def load(self, key: str, *, now: datetime | None = None) -> Document | None:
+        item = self._item(key)
+        if item is None or "version" not in item:
+            return None
+        expires_at = _time(item.get(TTL_ATTRIBUTE)) or datetime.fromtimestamp(0, timezone.utc)
+        if expires_at <= (now or datetime.now(timezone.utc)):
+            return None  # lapsed: DynamoDB's TTL deletes it within days, not at once
+        return Document(key, int(item["version"]["N"]), item["doc"]["S"], expires_at)
+
+    def save(self, key: str, value: str, *, version: int, expires_at: datetime,
+             now: datetime | None = None) -> bool:
+        now_n = _n(math.floor((now or datetime.now(timezone.utc)).timestamp()))
+        item = {KEY_ATTRIBUTE: _s(key), "version": _n(version), "doc": _s(value),
+                TTL_ATTRIBUTE: _n(math.ceil(expires_at.timestamp()))}
+        if version == 1:  # none there, or only a lapsed one
+            condition, values = "attribute_not_exists(#id) OR #ex <= :now", {":now": now_n}
+        else:
+            condition, values = "#v = :prev AND #ex > :now", {":prev": _n(version - 1), ":now": now_n}
+        names = {"#id": KEY_ATTRIBUTE, "#ex": TTL_ATTRIBUTE, "#v": "version"}
+        try:
+            with _translated(self.table, "save (PutItem)"):
+                self.client.put_item(TableName=self.table, Item=item, ConditionExpression=condition,
+                                     ExpressionAttributeNames={k: v for k, v in names.items() if k in condition},
+                                     ExpressionAttributeValues=values)
         except _Conditional:
             return False
         return True

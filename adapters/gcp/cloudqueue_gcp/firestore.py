@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from cloudqueue import ConfigurationError
-from cloudqueue.store import Claim, Record, Status, Store
+from cloudqueue.store import Claim, Document, Record, Status, Store
 
 from ._common import parse_options, parse_timeout, translated
 
@@ -144,6 +144,37 @@ class FirestoreStore(Store):
         record = _record(key, snapshot.to_dict() or {})
         return record if record.live(now or datetime.now(timezone.utc)) else None
 
+    def load(self, key: str, *, now: datetime | None = None) -> Document | None:
+        with translated(f"Firestore store read of {key!r} in {self.collection!r}"):
+            snapshot = self._doc(key).get(timeout=self.timeout.total_seconds())
+        return _document(key, snapshot, now or datetime.now(timezone.utc))
+
+    def save(self, key: str, value: str, *, version: int, expires_at: datetime,
+             now: datetime | None = None) -> bool:
+        # Optimistic, without a transaction's locks (which time out under a flow's racing
+        # children): read, then write on the precondition that the document is unchanged
+        # since (create: that there is none).
+        from google.api_core import exceptions
+
+        doc = self._doc(key)
+        timeout = self.timeout.total_seconds()
+        with translated(f"Firestore store read of {key!r} in {self.collection!r}"):
+            snapshot = doc.get(timeout=timeout)
+        current = _document(key, snapshot, now or datetime.now(timezone.utc))
+        if (current.version if current is not None else 0) != version - 1:
+            return False
+        fields = {"version": version, "doc": value, TTL_FIELD: expires_at}
+        with translated(f"Firestore store save of {key!r} in {self.collection!r}"):
+            try:
+                if snapshot.exists:  # the version before, or a lapsed document
+                    doc.update(fields, option=self.client.write_option(last_update_time=snapshot.update_time),
+                               timeout=timeout)
+                else:
+                    doc.create(fields, timeout=timeout)
+            except (exceptions.Conflict, exceptions.FailedPrecondition, exceptions.NotFound):
+                return False  # another writer got there first
+        return True
+
     def delete(self, key: str) -> None:
         with translated(f"Firestore store delete of {key!r} in {self.collection!r}"):
             self._doc(key).delete(timeout=self.timeout.total_seconds())
@@ -160,6 +191,14 @@ class FirestoreStore(Store):
 def _read(key: str, doc: Any, transaction: Any) -> Record | None:
     snapshot = doc.get(transaction=transaction)
     return _record(key, snapshot.to_dict() or {}) if snapshot.exists else None
+
+
+def _document(key: str, snapshot: Any, now: datetime) -> Document | None:
+    fields = snapshot.to_dict() or {} if snapshot.exists else {}
+    if "version" not in fields:
+        return None
+    expires_at = _utc(fields.get(TTL_FIELD)) or datetime.fromtimestamp(0, timezone.utc)
+    return Document(key, int(fields["version"]), fields["doc"], expires_at) if expires_at > now else None
 
 
 def _utc(value: Any) -> datetime | None:

@@ -1,0 +1,511 @@
+"""Flows: a parent job that runs once, after its children finished (``app.flow(...)``).
+
+    flow_id = app.flow(ship.message(order), children=[reserve.message(r), charge.message(c)],
+                       on_child_failure="fail" | "ignore" | "continue")
+
+The flow lives in the app's store as one versioned JSON document (``Store.load`` /
+``Store.save``: a write of version N succeeds only over version N - 1, so of two
+consumers that read the same state only one can write the next)::
+
+    running ──last child finished──> ready ──parent sent──> parent_enqueued ──> succeeded
+       │                                                                    └─> parent_failed
+       └──a child dead-lettered, policy "fail"──> failed  (the parent never runs)
+
+Children carry ``cqflow: "<flow id>:<index>"`` in their envelope, the parent
+``cqflowparent: "<flow id>"`` (consumers that do not know them ignore them). The flow's
+run step (innermost, beside the store's guard, so every consumer takes it) records each
+child's end in the flow before its message is settled: a success with its return value
+(JSON), a dead letter with its reason. The write that finishes the last child also moves
+the flow to ``ready``, and the consumer that made that write, and only it, sends the
+parent. Should that send fail, the child's delivery fails and its next delivery sends the
+parent again; every child and the parent carry an idempotency key (their own, or
+``cqflow-<flow id>-<index>`` / ``cqflow-<flow id>-parent``), so the store's guard runs
+each of them once even then.
+
+The parent reads its children through ``ctx.flow`` (``results``, ``failures``, ``children``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ._errors import BackendError, ConfigurationError, PayloadError
+from .clock import format_time
+from .lifecycle import Outcome
+
+if TYPE_CHECKING:
+    from .app import App
+    from .backends.base import OutgoingMessage
+    from .dispatch import Task
+    from .store import Store
+
+__all__ = ["CHILD_ATTRIBUTE", "PARENT_ATTRIBUTE", "POLICIES", "Child", "Flow", "FlowNotFound", "FlowStep",
+           "Subflow", "current", "flow_key", "get", "guarded", "render", "start", "with_attributes"]
+
+log = logging.getLogger("cloudqueue")
+
+#: the envelope attribute a child carries: ``"<flow id>:<index>"``
+CHILD_ATTRIBUTE = "cqflow"
+#: the envelope attribute a flow's parent carries: ``"<flow id>"``
+PARENT_ATTRIBUTE = "cqflowparent"
+#: what a dead-lettered child does to its flow
+POLICIES = ("fail", "ignore", "continue")
+#: how long a flow's state is kept after it started
+DEFAULT_TTL = timedelta(days=7)
+_FLOW_ID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+#: attempts at a contended write before the step fails (and the delivery is retried)
+_WRITE_ATTEMPTS = 200
+
+_current: contextvars.ContextVar[Flow | None] = contextvars.ContextVar("cloudqueue_flow", default=None)
+
+
+class FlowNotFound(ConfigurationError):
+    """No flow with that id in the store (never started, or lapsed after its ttl)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    """One child of a flow: ``status`` is ``pending``, ``succeeded`` or ``failed``; ``flow``
+    is the id of the subflow whose parent this child is (None for a plain job)."""
+
+    index: int
+    job_type: str
+    job_id: str
+    status: str
+    result: Any = None
+    error: str | None = None
+    finished_at: str | None = None
+    flow: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """A flow's state as stored.
+
+    Attributes:
+        id: the flow id ``app.flow`` returned.
+        policy: ``fail``, ``ignore`` or ``continue`` (``on_child_failure``).
+        status: ``running``, ``ready`` (every child finished: the parent is being sent),
+            ``parent_enqueued``, ``succeeded`` (the parent ran), ``parent_failed`` (the
+            parent went to dead letters) or ``failed`` (a child dead-lettered under "fail").
+        parent_type / parent_job_id: the parent job.
+        children: every child, in the order given.
+        reason: why the flow failed.
+    """
+
+    id: str
+    policy: str
+    status: str
+    parent_type: str
+    parent_job_id: str
+    children: tuple[Child, ...]
+    created_at: str
+    finished_at: str | None = None
+    reason: str | None = None
+
+    @property
+    def results(self) -> list[Any]:
+        """The children's return values in order. Under "continue" a failed child's place
+        holds None (see ``failures``); under "ignore" failed children are left out."""
+        if self.policy == "ignore":
+            return [c.result for c in self.children if c.status == "succeeded"]
+        return [c.result for c in self.children]
+
+    @property
+    def failures(self) -> list[Child]:
+        """The children that went to dead letters (under "ignore": none are listed)."""
+        if self.policy == "ignore":
+            return []
+        return [c for c in self.children if c.status == "failed"]
+
+    @property
+    def pending(self) -> int:
+        return sum(c.status == "pending" for c in self.children)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "policy": self.policy, "status": self.status, "parent_type": self.parent_type,
+                "parent_job_id": self.parent_job_id, "created_at": self.created_at,
+                "finished_at": self.finished_at, "reason": self.reason,
+                "children": [{"index": c.index, "job_type": c.job_type, "job_id": c.job_id, "status": c.status,
+                              "result": c.result, "error": c.error, "finished_at": c.finished_at,
+                              "flow": c.flow}
+                             for c in self.children]}
+
+
+def current() -> Flow | None:
+    """The flow whose parent is running in this context (``ctx.flow``), or None."""
+    return _current.get()
+
+
+def flow_key(app: str, flow_id: str) -> str:
+    """The store key of a flow's state."""
+    return f"{app}/flow/{flow_id}"
+
+
+def _flow(state: dict[str, Any]) -> Flow:
+    return Flow(id=state["id"], policy=state["policy"], status=state["status"],
+                parent_type=state["parent"]["type"], parent_job_id=state["parent"]["job_id"],
+                children=tuple(Child(index=i, job_type=c["type"], job_id=c["job_id"], status=c["status"],
+                                     result=c.get("result"), error=c.get("error"),
+                                     finished_at=c.get("finished_at"), flow=c.get("flow"))
+                               for i, c in enumerate(state["children"])),
+                created_at=state["created_at"], finished_at=state.get("finished_at"), reason=state.get("reason"))
+
+
+def _store(app: App) -> Store:
+    store = app.store
+    if store is None:
+        raise ConfigurationError(
+            f"app {app.name!r} has no store, and flows keep their state in one; pass "
+            "cq.App(..., store='memory://') (or 'dynamodb://TABLE?region=...', "
+            "'firestore://PROJECT/COLLECTION'), or set $CLOUDQUEUE_STORE_URL")
+    return store
+
+
+def get(app: App, flow_id: str) -> Flow:
+    """The flow's state (``app.get_flow``).
+
+    Raises:
+        FlowNotFound: no such flow (never started, or past its ttl).
+    """
+    document = _store(app).load(flow_key(app.name, flow_id), now=app.clock.now())
+    if document is None:
+        raise FlowNotFound(f"app {app.name!r} has no flow {flow_id!r} in its store (never started, "
+                           f"or older than its ttl)")
+    return _flow(json.loads(document.value))
+
+
+def render(flow: Flow) -> str:
+    """The flow as a few lines and a table of its children."""
+    done = sum(c.status != "pending" for c in flow.children)
+    lines = [f"flow {flow.id}: {flow.status} ({done}/{len(flow.children)} children finished, "
+             f"policy {flow.policy!r})",
+             f"parent:  {flow.parent_type} {flow.parent_job_id}",
+             f"started: {flow.created_at}" + (f", finished {flow.finished_at}" if flow.finished_at else "")]
+    if flow.reason:
+        lines.append(f"reason:  {flow.reason}")
+    rows = [("#", "job", "job id", "status", "result / error")]
+    for c in flow.children:
+        detail = (c.error or "") if c.status == "failed" else ("" if c.status == "pending" else json.dumps(c.result))
+        if len(detail) > 80:
+            detail = detail[:77] + "..."
+        job = f"{c.job_type} (flow {c.flow})" if c.flow else c.job_type
+        rows.append((str(c.index), job, c.job_id, c.status, detail))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines.append("")
+    lines.extend("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
+                 for row in rows)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+# -- starting a flow ------------------------------------------------------------------
+def with_attributes(app: App, message: OutgoingMessage, attributes: dict[str, str],
+                     key: str) -> OutgoingMessage:
+    """The message with flow attributes (and an idempotency key, unless it has one) added."""
+    extra = dict(attributes)
+    if message.idempotency_key is None:
+        extra["cqkey"] = key
+    body = message.body
+    if not body.endswith(b"}"):  # every encoder writes a compact object; anything else is a bug
+        raise PayloadError(f"job {message.job_type!r}: its message is not a JSON object", job=message.job_type)
+    tail = b"".join(b',"%s":%s' % (name.encode(), json.dumps(value).encode()) for name, value in extra.items())
+    body = body[:-1] + tail + b"}"
+    backend = app.queue(message.queue) if message.queue is not None else app.backend
+    limit = backend.capabilities.max_message_size
+    if len(body) > limit:
+        raise PayloadError(f"job {message.job_type!r}: with its flow attributes the message is {len(body)} "
+                           f"bytes, over the {backend.scheme} limit of {limit}; make the payload smaller "
+                           "or give the app a payload store", job=message.job_type)
+    return replace(message, body=body, idempotency_key=message.idempotency_key or key)
+
+
+@dataclass(frozen=True, slots=True)
+class Subflow:
+    """A child that is a flow itself: its parent counts as the outer flow's child, and
+    finishes it when it ran (or fails it when the subflow failed)::
+
+        app.flow(ship.message(order), children=[
+            Subflow(pack.message(box), children=[pick.message(a), pick.message(b)]),
+            charge.message(payment)])
+    """
+
+    parent: OutgoingMessage
+    children: Sequence[OutgoingMessage | Subflow]
+    on_child_failure: str = "fail"
+
+
+def _check_message(what: str, message: Any) -> OutgoingMessage:
+    from .backends.base import OutgoingMessage
+
+    if not isinstance(message, OutgoingMessage):
+        raise ConfigurationError(f"app.flow {what} must be a message from job.message(payload), "
+                                 f"got {message!r}; write e.g. charge.message(Charge(...))")
+    return message
+
+
+def start(app: App, parent: OutgoingMessage, children: Sequence[OutgoingMessage | Subflow], *,
+          on_child_failure: str = "fail", flow_id: str | None = None,
+          ttl: timedelta = DEFAULT_TTL) -> str:
+    """Record a flow (and its subflows) and send the children (``app.flow``); the flow id.
+
+    With ``flow_id`` given, starting the same flow again sends its children again (each
+    runs once: they carry idempotency keys) without starting a second flow. A subflow's
+    id is its flow's id, a dot and its index (``<flow id>.2``).
+
+    Raises:
+        ConfigurationError: no store, an unknown policy, no children, a bad flow id.
+        PayloadError: a message too large once the flow attributes are added.
+    """
+    store = _store(app)
+    if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
+        raise ConfigurationError(f"app.flow ttl must be a positive datetime.timedelta, got {ttl!r}")
+    if flow_id is None:
+        flow_id = os.urandom(10).hex()
+    elif not isinstance(flow_id, str) or not _FLOW_ID.fullmatch(flow_id):
+        raise ConfigurationError(f"app.flow flow_id {flow_id!r}: use 1-100 letters, digits, '_', '.' or '-'")
+    now = app.clock.now()
+    states: list[dict[str, Any]] = []
+    leaves = _plan(app, flow_id, Subflow(parent, children, on_child_failure), now, None, states)
+    for state in states:
+        created = store.save(flow_key(app.name, state["id"]), json.dumps(state), version=1,
+                             expires_at=now + ttl, now=now)
+        if not created:
+            log.info("flow %s already exists: its children are sent again (each runs once)", state["id"])
+    app._enqueue(leaves)
+    return flow_id
+
+
+def _plan(app: App, flow_id: str, node: Subflow, now: datetime, member_of: tuple[str, int] | None,
+          states: list[dict[str, Any]]) -> list[OutgoingMessage]:
+    """The states of ``node`` and its subflows (into ``states``) and the messages to send now."""
+    parent = _check_message("parent", node.parent)
+    if node.on_child_failure not in POLICIES:
+        raise ConfigurationError(f"app.flow on_child_failure={node.on_child_failure!r}: write one of "
+                                 f"{', '.join(map(repr, POLICIES))}")
+    if not node.children:
+        raise ConfigurationError(f"app.flow for parent {parent.job_type!r} has no children; enqueue the "
+                                 "parent directly, or give it children=[job.message(...), ...]")
+    attributes = {PARENT_ATTRIBUTE: flow_id}
+    if member_of is not None:
+        attributes[CHILD_ATTRIBUTE] = f"{member_of[0]}:{member_of[1]}"
+    parent = with_attributes(app, parent, attributes, f"cqflow-{flow_id}-parent")
+    entries: list[dict[str, Any]] = []
+    leaves: list[OutgoingMessage] = []
+    for index, child in enumerate(node.children):
+        if isinstance(child, Subflow):
+            sub_id = f"{flow_id}.{index}"
+            leaves.extend(_plan(app, sub_id, child, now, (flow_id, index), states))
+            sub_parent = states[-1]["parent"]  # the subflow's own state is the last added
+            entries.append({"type": sub_parent["type"], "job_id": sub_parent["job_id"], "status": "pending",
+                            "flow": sub_id})
+            continue
+        message = with_attributes(app, _check_message(f"child {index}", child),
+                                   {CHILD_ATTRIBUTE: f"{flow_id}:{index}"}, f"cqflow-{flow_id}-{index}")
+        entries.append({"type": message.job_type, "job_id": message.job_id, "status": "pending"})
+        leaves.append(message)
+    states.append({
+        "id": flow_id, "app": app.name, "policy": node.on_child_failure, "status": "running",
+        "created_at": format_time(now), "finished_at": None, "reason": None,
+        "member_of": None if member_of is None else {"flow": member_of[0], "index": member_of[1]},
+        "parent": {"type": parent.job_type, "job_id": parent.job_id, "queue": parent.queue,
+                   "body": parent.body.decode(), "key": parent.idempotency_key,
+                   "ordering_key": parent.ordering_key, "max_attempts": parent.max_attempts,
+                   "priority": parent.priority, "delay": parent.delay.total_seconds()},
+        "children": entries,
+    })
+    return leaves
+
+
+# -- the run step ---------------------------------------------------------------------
+def _parent_message(state: dict[str, Any]) -> OutgoingMessage:
+    from .backends.base import OutgoingMessage
+
+    p = state["parent"]
+    return OutgoingMessage(p["body"].encode(), p["job_id"], p["type"], timedelta(seconds=p["delay"]),
+                           p["key"], p["ordering_key"], p["max_attempts"], p["queue"], p["priority"])
+
+
+def guarded(guard: Callable[[Task, Callable[[], Any]], Any], app: App) -> Callable[[Task, Callable[[], Any]], Any]:
+    """The store's run step with the flows' inside it: one hook, and for a message outside
+    any flow one search of its bytes more than the guard alone."""
+    step = FlowStep(app).run
+
+    def run(task: Task, call_next: Callable[[], Any]) -> Any:
+        if b'"cqflow' not in task.delivery.body:
+            return guard(task, call_next)
+        return guard(task, lambda: step(task, call_next))
+
+    return run
+
+
+class FlowStep:
+    """The run step that records children's ends and sends the parent (one per app)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def run(self, task: Task, call_next: Callable[[], Any]) -> Any:
+        body = task.delivery.body
+        if b'"cqflow' not in body:  # the common case: one search of the bytes, nothing parsed
+            return call_next()
+        from pydantic_core import from_json
+
+        raw = from_json(body)
+        member, parent_of = raw.get(CHILD_ATTRIBUTE), raw.get(PARENT_ATTRIBUTE)
+        if isinstance(parent_of, str):
+            return self._run_parent(task, parent_of, member, call_next)
+        return self._run_child(task, member, call_next)
+
+    def _run_child(self, task: Task, member: Any, call_next: Callable[[], Any]) -> Any:
+        if not isinstance(member, str) or ":" not in member:
+            return call_next()
+        flow_id, _, index_text = member.rpartition(":")
+        from .chunks import _member
+
+        continued = [False]  # a chunked child that sent its next chunk has not finished
+        token = _member.set((member, continued))
+        try:
+            value = call_next()
+        except BaseException as exc:
+            outcome = self.app.dispatcher.failed(task, exc)
+            try:
+                if outcome.outcome is Outcome.DEAD_LETTER:
+                    self.finish(flow_id, int(index_text), ok=False, error=str(outcome.reason))
+                elif outcome.outcome is Outcome.SKIP:  # the job asked to be acknowledged: it is done
+                    self.finish(flow_id, int(index_text), ok=True, value=None)
+            except Exception:  # the child's own fate stands; a redrive records it
+                log.exception("flow %s: could not record the end of child %s (%s %s); it stays pending "
+                              "until the child is redriven", flow_id, index_text, task.job.name, task.job_id)
+            raise
+        finally:
+            _member.reset(token)
+        if not continued[0]:
+            self.finish(flow_id, int(index_text), ok=True, value=_jsonable(task, value))
+        return value
+
+    def _run_parent(self, task: Task, flow_id: str, member: Any, call_next: Callable[[], Any]) -> Any:
+        try:
+            flow = get(self.app, flow_id)
+        except FlowNotFound:
+            flow = None
+            log.warning("job %s %s is the parent of flow %s, which is no longer in the store (older "
+                        "than its ttl?); it runs with ctx.flow None", task.job.name, task.job_id, flow_id)
+        token = _current.set(flow)
+        try:
+            value = self._run_child(task, member, call_next) if member is not None else call_next()
+        except BaseException as exc:
+            if flow is not None and self.app.dispatcher.failed(task, exc).outcome is Outcome.DEAD_LETTER:
+                self._set_status(flow_id, "parent_failed", reason=f"the parent {task.job.name} {task.job_id} "
+                                                                   f"went to dead letters: {exc!r}")
+            raise
+        finally:
+            _current.reset(token)
+        if flow is not None:
+            self._set_status(flow_id, "succeeded")
+        return value
+
+    # -- the store writes --------------------------------------------------------------
+    def _update(self, flow_id: str, change: Callable[[dict[str, Any]], bool]) -> tuple[dict[str, Any], bool]:
+        """Apply ``change`` (mutates the state, True when it changed anything) with one
+        conditional write; read again and retry when another consumer wrote first."""
+        store = _store(self.app)
+        key = flow_key(self.app.name, flow_id)
+        for attempt in range(_WRITE_ATTEMPTS):
+            now = self.app.clock.now()
+            document = store.load(key, now=now)
+            if document is None:
+                raise FlowNotFound(f"flow {flow_id!r} of app {self.app.name!r} is not in the store "
+                                   "(older than its ttl?)")
+            state = json.loads(document.value)
+            if not change(state):
+                return state, False
+            if store.save(key, json.dumps(state), version=document.version + 1,
+                          expires_at=document.expires_at, now=now):
+                return state, True
+            time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))  # others are writing: spread out
+        raise BackendError(f"flow {flow_id!r}: {_WRITE_ATTEMPTS} writes in a row lost to others "
+                           "writing the same flow; the delivery is retried")
+
+    def finish(self, flow_id: str, index: int, *, ok: bool, value: Any = None, error: str | None = None) -> None:
+        """Record child ``index``'s end; the write that finishes the flow sends its parent."""
+        stamp = format_time(self.app.clock.now())
+
+        def change(state: dict[str, Any]) -> bool:
+            children = state["children"]
+            if not 0 <= index < len(children):
+                raise ConfigurationError(f"flow {flow_id!r} has no child {index}")
+            child = children[index]
+            if child["status"] != "pending":
+                return False  # a redelivered child: its end is recorded already
+            child.update(status="succeeded" if ok else "failed", finished_at=stamp)
+            if ok:
+                child["result"] = value
+            else:
+                child["error"] = error
+            if state["status"] != "running":
+                return True
+            if not ok and state["policy"] == "fail":
+                how = "failed" if child.get("flow") else "went to dead letters"
+                state.update(status="failed", finished_at=stamp,
+                             reason=f"child {index} ({child['type']} {child['job_id']}) {how}: {error}")
+            elif all(c["status"] != "pending" for c in children):
+                state["status"] = "ready"
+            return True
+
+        state, changed = self._update(flow_id, change)
+        if state["status"] == "failed" and changed and state["reason"] and f"child {index} " in state["reason"]:
+            log.error("flow %s failed: %s; its parent %s %s does not run (policy 'fail')", flow_id,
+                      state["reason"], state["parent"]["type"], state["parent"]["job_id"])
+            outer = state.get("member_of")
+            if outer:  # a subflow whose parent will not run: that child of the outer flow failed
+                self.finish(outer["flow"], outer["index"], ok=False,
+                            error=f"its flow {flow_id} failed: {state['reason']}")
+        if state["status"] == "ready":
+            # ours to send: this write finished the flow, or a redelivery of the child
+            # whose send failed (the parent's idempotency key makes a second copy harmless)
+            self.app._enqueue([_parent_message(state)])
+            self._set_status(flow_id, "parent_enqueued", only_from="ready")
+
+    def _set_status(self, flow_id: str, status: str, *, only_from: str | None = None,
+                    reason: str | None = None) -> None:
+        stamp = format_time(self.app.clock.now())
+
+        def change(state: dict[str, Any]) -> bool:
+            if state["status"] == status or (only_from is not None and state["status"] != only_from):
+                return False
+            state["status"] = status
+            if status in ("succeeded", "parent_failed"):
+                state["finished_at"] = stamp
+            if reason is not None:
+                state["reason"] = reason
+            return True
+
+        try:
+            self._update(flow_id, change)
+        except FlowNotFound:
+            log.warning("flow %s lapsed before it was marked %s", flow_id, status)
+
+
+def _jsonable(task: Task, value: Any) -> Any:
+    """A child's return value as stored: JSON, or None (with a warning) when it is not."""
+    if value is None:
+        return None
+    from pydantic_core import to_jsonable_python
+
+    try:
+        return to_jsonable_python(value)
+    except Exception as exc:
+        log.warning("job %s %s: its return value is not JSON-serializable (%s); its flow records "
+                    "it as None", task.job.name, task.job_id, exc)
+        return None
+
