@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     ratio = dict(rows)[BATCHED] / dict(rows)[NAIVE]
     ceiling = dict(rows)[RAW_BATCHES] / dict(rows)[NAIVE]
     print(f"  {BATCHED} is {ratio:.2f}x the naive loop (target: >= {TARGET:.0f}x); batches sent by "
-          f"hand reach {ceiling:.2f}x on this server, {ratio / ceiling:.2f}x of which {BATCHED} gets")
+          f"hand reach {ceiling:.2f}x on this server, and {BATCHED} {ratio / ceiling:.2f}x of that")
 
 
 if __name__ == "__main__":
