@@ -242,6 +242,14 @@ class Worker:
     def stop(self) -> None:
         """Ask the worker to stop: no new receives; running jobs finish."""
         self._stop.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        """Cut short the receives waiting for messages, where the backend can (in process)."""
+        for backend in self._backends:
+            wake = getattr(backend, "wake", None)
+            if wake is not None:
+                wake()
 
     @property
     def stopping(self) -> bool:
@@ -291,7 +299,7 @@ class Worker:
                 while thread.is_alive():  # a timed join keeps the main thread free for signals
                     thread.join(0.2)
         finally:
-            self._stop.set()
+            self.stop()
             for thread in consumers:
                 while thread.is_alive():  # running jobs finish; the heartbeat keeps them hidden
                     thread.join(0.2)
@@ -343,7 +351,7 @@ class Worker:
                 # in flight counts what another consumer received but has not yet taken up
                 if self._until_empty and self._all_idle() and \
                         all(_is_empty(queue) for queue in self._backends):
-                    stop.set()
+                    self.stop()
                 continue
             busy[slot] = True
             for delivery in batch:
@@ -382,7 +390,7 @@ class Worker:
                         if result.interrupted:
                             # the outcome record said the message went back; this is the worker's part
                             log.warning("worker stopping: a job was interrupted (KeyboardInterrupt)")
-                            stop.set()
+                            self.stop()
                     except BaseException:  # a fault of ours, never the job's: the thread lives on
                         log.exception("could not process message %s; it comes back after its "
                                       "visibility timeout", delivery.message_id)

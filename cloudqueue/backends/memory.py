@@ -154,6 +154,7 @@ class MemoryBackend(Backend):
         self._seq = itertools.count(1)
         self._closed = False
         self._waiting = 0  # receivers blocked in wait(): only they need a notify
+        self._wakes = 0  # bumped by wake(): receives waiting then return at once
         # Running totals for stats(), all kept under the lock. Acks are not counted (the
         # ack path may skip the lock): completed = made - still here - buried - purged.
         self._made = 0  # messages put in (sends and redrives)
@@ -217,6 +218,7 @@ class MemoryBackend(Backend):
         if not lock.acquire(False):
             _acquire_yielding(lock)
         try:
+            wakes = self._wakes
             while True:
                 self._check_open()
                 now = self.clock.time()
@@ -225,7 +227,7 @@ class MemoryBackend(Backend):
                 if got:
                     break
                 left = give_up - _time.monotonic()
-                if left <= 0:
+                if left <= 0 or self._wakes != wakes:
                     return []
                 self._waiting += 1
                 try:
@@ -238,6 +240,18 @@ class MemoryBackend(Backend):
         # shorter it is held, the rarer a thread switch finds it taken
         return [Delivery(body, receives, mid, token, group, None, _NO_ATTRIBUTES, hide)
                 for body, receives, mid, token, group in got]
+
+    def wake(self) -> None:
+        """Make every receive waiting for messages return now, empty-handed (a stopping
+        worker's consumers then stop without waiting out their poll)."""
+        if not self._lock.acquire(timeout=1):  # never stuck, also when called from a signal handler
+            return
+        try:
+            self._wakes += 1
+            if self._waiting:
+                self._cond.notify_all()
+        finally:
+            self._lock.release()
 
     def _promote(self, now: float) -> None:
         timed, msgs, ready = self._timed, self._msgs, self._ready

@@ -89,8 +89,8 @@ def test_sqs_enqueue_sends_every_message_through_moto_server(capsys: pytest.Capt
     sqs_enqueue.main(["--messages", "12", "--per-queue", "10", "--runs", "1"])
     out = capsys.readouterr().out
     rows = table_rows(out, "SQS enqueue against moto server on loopback, 12 messages")
-    assert set(rows) == {"cloudqueue enqueue_many", "cloudqueue enqueue, one by one",
-                         "boto3 send_message loop"}, out
+    assert set(rows) == {"cloudqueue enqueue_many", "boto3 send_message_batch, by hand",
+                         "cloudqueue enqueue, one by one", "boto3 send_message loop"}, out
     assert "cloudqueue enqueue_many is " in out
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 
 import cloudqueue as cq
 from cloudqueue.backends import from_url
-from cloudqueue.backends.base import OutgoingMessage
+from cloudqueue.backends.base import Delivery, OutgoingMessage
 from cloudqueue.backends.memory import MemoryBackend
 from cloudqueue.testing import FakeClock
 
@@ -163,3 +165,18 @@ def test_a_closed_private_backend_refuses_work() -> None:
     backend.close()
     with pytest.raises(cq.ConfigurationError, match="closed"):
         backend.send([_msg()])
+
+
+def test_wake_makes_a_waiting_receive_return_empty_at_once() -> None:
+    backend = MemoryBackend()
+    got: list[list[Delivery]] = []
+    waiting = threading.Thread(target=lambda: got.append(backend.receive(wait=timedelta(seconds=60))))
+    waiting.start()
+    deadline = time.monotonic() + 10
+    while not backend._waiting and time.monotonic() < deadline:  # it is inside its wait
+        time.sleep(0.01)
+    backend.wake()
+    waiting.join(timeout=10)
+    assert not waiting.is_alive() and got == [[]]
+    backend.send([OutgoingMessage(b"{}", "j", "t")])
+    assert len(backend.receive()) == 1  # a later receive works as before

@@ -14,7 +14,7 @@ import pytest
 import cloudqueue as cq
 from cloudqueue.backends.base import Capabilities, Delivery
 from cloudqueue.backends.memory import MemoryBackend
-from cloudqueue.worker import Worker
+from cloudqueue.worker import Worker, WorkerStats
 
 from .models import Receipt
 
@@ -178,3 +178,27 @@ def test_until_empty_waits_for_pending_retries() -> None:
     flaky.enqueue(Receipt(to="a", order_id="1"))
     stats = app.worker(concurrency=1, **FAST).run(until_empty=True)  # polls 100 ms: shorter than the backoff
     assert attempts == [1, 2] and (stats.retried, stats.succeeded) == (1, 1)
+
+
+def test_until_empty_returns_without_waiting_out_the_other_consumers_long_polls() -> None:
+    """Consumers idle in a long receive are woken when the queue is found empty: ``run``
+    returns without their poll running out (here a minute, far beyond the bound)."""
+    app = cq.App("w", backend=MemoryBackend())
+    ran: list[str] = []
+
+    @app.job
+    def note(payload: Receipt) -> None:
+        ran.append(payload.order_id)
+
+    note.enqueue_many(_receipts(3))
+    worker = app.worker(concurrency=4, poll_wait=timedelta(seconds=60), handle_signals=False)
+    done: list[WorkerStats] = []
+    runner = threading.Thread(target=lambda: done.append(worker.run(until_empty=True)))
+    runner.start()
+    runner.join(timeout=30)
+    alive = runner.is_alive()
+    if alive:  # free the test's thread before failing
+        worker.stop()
+        runner.join(timeout=90)
+    assert not alive, "run(until_empty=True) waited out an idle consumer's long poll"
+    assert done[0].succeeded == 3 and sorted(ran) == ["0", "1", "2"]
