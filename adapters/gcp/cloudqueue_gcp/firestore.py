@@ -1,8 +1,9 @@
 """The idempotency store on Firestore: ``firestore://PROJECT/COLLECTION[?database=...&timeout=...]``.
 
 One document per key in COLLECTION (the key, percent-quoted, is the document id); every
-change is a Firestore transaction that reads the document and writes it only when the
-claim's rules allow, so two consumers racing on a key cannot both claim it.
+change reads the document and writes it only when the claim's rules allow, on the
+precondition that it is unchanged since the read (a create: that none exists), so two
+consumers racing on a key cannot both claim it: the one that loses reads again.
 ``expires_at`` is a timestamp: give the collection a TTL policy on it (the Terraform
 module ``gcp-pubsub`` / ``gcp-cloud-tasks`` does, with ``store_collection``) and Firestore
 deletes lapsed records itself.
@@ -17,18 +18,33 @@ set, the client talks to the emulator, as Google's SDK does.
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-from cloudqueue import ConfigurationError
+from cloudqueue import BackendUnavailable, ConfigurationError
 from cloudqueue.store import Claim, Document, Record, Status, Store
 
 from ._common import parse_options, parse_timeout, translated
 
 __all__ = ["TTL_FIELD", "FirestoreStore", "from_url"]
+
+class _Keep:
+    """A decision to write nothing."""
+
+
+KEEP = _Keep()
+#: most writes a change loses to other writers before it gives up
+_RACES = 20
+
+
+class _LostRace(Exception):
+    pass
+
 
 #: the field a Firestore TTL policy deletes records by
 TTL_FIELD = "expires_at"
@@ -80,43 +96,63 @@ class FirestoreStore(Store):
     def _doc(self, key: str) -> Any:
         return self.client.collection(self.collection).document(quote(key, safe=""))
 
-    def _transact(self, what: str, body: Callable[[Any, Any], T], key: str) -> T:
-        """Run ``body(transaction, document)`` in a transaction (Firestore retries it on contention)."""
-        from google.cloud import firestore
+    def _write_if_unchanged(self, what: str, key: str,
+                            decide: Callable[[Record | None], tuple[T, Record | _Keep | None]]) -> T:
+        """Read the record, ``decide`` (the answer, and what to write: a record, None to
+        delete it, or ``KEEP``), then write on the precondition that the document is
+        unchanged since the read (a create: that there is none). A writer that lost the
+        race reads again. Optimistic, with no transaction: a transaction's locks time out
+        when several consumers race on one key."""
+        from google.api_core import exceptions
 
         doc = self._doc(key)
-        with translated(f"Firestore store {what} of {key!r} in {self.collection!r}"):
-            run = firestore.transactional(lambda transaction: body(transaction, doc))
-            result: T = run(self.client.transaction())
-            return result
+        timeout = self.timeout.total_seconds()
+        for attempt in range(_RACES):
+            with translated(f"Firestore store read of {key!r} in {self.collection!r}"):
+                snapshot = doc.get(timeout=timeout)
+            current = _record(key, snapshot.to_dict() or {}) if snapshot.exists else None
+            answer, change = decide(current)
+            if change is KEEP:
+                return answer
+            try:
+                with translated(f"Firestore store {what} of {key!r} in {self.collection!r}"):
+                    try:
+                        if not snapshot.exists:
+                            doc.create(_fields(change), timeout=timeout)  # type: ignore[arg-type]
+                        else:
+                            unchanged = self.client.write_option(last_update_time=snapshot.update_time)
+                            if change is None:
+                                doc.delete(option=unchanged, timeout=timeout)
+                            else:
+                                doc.update(_fields(change), option=unchanged, timeout=timeout)  # type: ignore[arg-type]
+                    except (exceptions.Conflict, exceptions.FailedPrecondition, exceptions.NotFound):
+                        raise _LostRace from None
+            except _LostRace:
+                time.sleep(random.uniform(0, 0.005 * (attempt + 1)))  # apart, before reading again
+                continue
+            return answer
+        raise BackendUnavailable(f"Firestore store {what} of {key!r} in {self.collection!r}: the "
+                                 f"document changed under {_RACES} writes in a row; try again")
 
     # -- the primitives ----------------------------------------------------------------
     def claim(self, key: str, *, token: str, now: datetime, lease_until: datetime,
               expires_at: datetime, job_type: str | None = None, job_id: str | None = None) -> Claim:
-        def body(transaction: Any, doc: Any) -> Claim:
-            old = _read(key, doc, transaction)
+        def decide(old: Record | None) -> tuple[Claim, Record | _Keep]:
             if old is not None and not old.claimable(now):
-                return Claim(False, old)
+                return Claim(False, old), KEEP
             runs = old.runs + 1 if old is not None and old.live(now) else 1
             record = Record(key, Status.IN_PROGRESS, token, runs, lease_until, expires_at, job_type, job_id)
-            transaction.set(doc, _fields(record))
-            return Claim(True, record)
+            return Claim(True, record), record
 
-        return self._transact("claim", body, key)
+        return self._write_if_unchanged("claim", key, decide)
 
     def _change(self, what: str, key: str, token: str, change: Callable[[Record], Record | None]) -> bool:
-        def body(transaction: Any, doc: Any) -> bool:
-            record = _read(key, doc, transaction)
+        def decide(record: Record | None) -> tuple[bool, Record | _Keep | None]:
             if record is None or record.token != token or record.status is not Status.IN_PROGRESS:
-                return False
-            changed = change(record)
-            if changed is None:
-                transaction.delete(doc)
-            else:
-                transaction.set(doc, _fields(changed))
-            return True
+                return False, KEEP
+            return True, change(record)
 
-        return self._transact(what, body, key)
+        return self._write_if_unchanged(what, key, decide)
 
     def extend(self, key: str, *, token: str, lease_until: datetime) -> bool:
         from dataclasses import replace
@@ -186,11 +222,6 @@ class FirestoreStore(Store):
 
     def __repr__(self) -> str:
         return f"<FirestoreStore {self.project}/{self.collection}>"
-
-
-def _read(key: str, doc: Any, transaction: Any) -> Record | None:
-    snapshot = doc.get(transaction=transaction)
-    return _record(key, snapshot.to_dict() or {}) if snapshot.exists else None
 
 
 def _document(key: str, snapshot: Any, now: datetime) -> Document | None:
