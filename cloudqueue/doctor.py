@@ -134,8 +134,25 @@ class DoctorSettings:
     function_timeout: timedelta | None = None
 
 
+class _UnderCheck:
+    """What a check looks at: it reports findings under the thing's ``label``."""
+
+    @property
+    def label(self) -> str:
+        raise NotImplementedError
+
+    def error(self, check: str, found: str, fix: str, why: str = "") -> Finding:
+        return Finding(self.label, check, Severity.ERROR, found, fix, why)
+
+    def warning(self, check: str, found: str, fix: str, why: str = "") -> Finding:
+        return Finding(self.label, check, Severity.WARNING, found, fix, why)
+
+    def note(self, check: str, found: str, fix: str, why: str = "") -> Finding:
+        return Finding(self.label, check, Severity.NOTE, found, fix, why)
+
+
 @dataclass(frozen=True)
-class QueueUnderCheck:
+class QueueUnderCheck(_UnderCheck):
     """A queue of the app and the jobs it carries: what a backend's checks get."""
 
     url: str | None
@@ -176,21 +193,12 @@ class QueueUnderCheck:
         values = module_values(self.jobs, module)
         return values if self.routed is None else ordering_of(module, values, list(self.routed))
 
-    def error(self, check: str, found: str, fix: str, why: str = "") -> Finding:
-        return Finding(self.label, check, Severity.ERROR, found, fix, why)
-
-    def warning(self, check: str, found: str, fix: str, why: str = "") -> Finding:
-        return Finding(self.label, check, Severity.WARNING, found, fix, why)
-
-    def note(self, check: str, found: str, fix: str, why: str = "") -> Finding:
-        return Finding(self.label, check, Severity.NOTE, found, fix, why)
-
 
 Check = Callable[[QueueUnderCheck], list[Finding]]
 
 
 @dataclass(frozen=True)
-class StoreUnderCheck:
+class StoreUnderCheck(_UnderCheck):
     """The app's idempotency store and the jobs it guards: what a store's checks get."""
 
     url: str | None
@@ -202,21 +210,12 @@ class StoreUnderCheck:
         """The store as the table names it: ``store <URL without options>``."""
         return "store " + (self.url.split("?", 1)[0] if self.url else repr(self.store))
 
-    def error(self, check: str, found: str, fix: str, why: str = "") -> Finding:
-        return Finding(self.label, check, Severity.ERROR, found, fix, why)
-
-    def warning(self, check: str, found: str, fix: str, why: str = "") -> Finding:
-        return Finding(self.label, check, Severity.WARNING, found, fix, why)
-
-    def note(self, check: str, found: str, fix: str, why: str = "") -> Finding:
-        return Finding(self.label, check, Severity.NOTE, found, fix, why)
-
 
 StoreCheck = Callable[[StoreUnderCheck], list[Finding]]
 
 
 @dataclass(frozen=True)
-class PayloadStoreUnderCheck:
+class PayloadStoreUnderCheck(_UnderCheck):
     """The app's claim-check payload store and the queues whose messages point into it:
     what a payload store's checks get."""
 
@@ -228,15 +227,6 @@ class PayloadStoreUnderCheck:
     def label(self) -> str:
         """The store as the table names it: ``payload store <URL without options>``."""
         return "payload store " + (self.url.split("?", 1)[0] if self.url else repr(self.store))
-
-    def error(self, check: str, found: str, fix: str, why: str = "") -> Finding:
-        return Finding(self.label, check, Severity.ERROR, found, fix, why)
-
-    def warning(self, check: str, found: str, fix: str, why: str = "") -> Finding:
-        return Finding(self.label, check, Severity.WARNING, found, fix, why)
-
-    def note(self, check: str, found: str, fix: str, why: str = "") -> Finding:
-        return Finding(self.label, check, Severity.NOTE, found, fix, why)
 
 
 PayloadStoreCheck = Callable[[PayloadStoreUnderCheck], list[Finding]]

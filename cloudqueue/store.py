@@ -25,7 +25,6 @@ where ``from_url(url: str) -> Store``. Nothing is imported until a URL asks for 
 from __future__ import annotations
 
 import enum
-import importlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ._errors import ConfigurationError
+from ._plugins import entry_point_targets, factory_for
 
 __all__ = ["DEFAULT_TTL", "ENTRY_POINT_GROUP", "Claim", "Document", "MemoryStore", "Once", "Record", "Status", "Store",
            "from_url", "record_key", "registered_schemes"]
@@ -331,9 +331,7 @@ def memory_from_url(url: str) -> MemoryStore:
 
 
 def _entry_points() -> dict[str, str]:
-    from importlib.metadata import entry_points
-
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return entry_point_targets(ENTRY_POINT_GROUP)
 
 
 def registered_schemes() -> list[str]:
@@ -354,21 +352,6 @@ def from_url(url: str) -> Store:
         raise ConfigurationError(
             f"store URL {url!r} has no scheme; write e.g. store='memory://' or "
             "store='dynamodb://my-table?region=eu-west-1'")
-    target = _BUILTIN.get(scheme)
-    if target is None:
-        found = _entry_points()
-        target = found.get(scheme)
-        if target is None:
-            if scheme in _INSTALL_HINTS:
-                raise ConfigurationError(f"store scheme {scheme!r} needs its adapter, which is not "
-                                         f"installed: {_INSTALL_HINTS[scheme]}")
-            import difflib
-
-            known = sorted({*_BUILTIN, *found})
-            close = difflib.get_close_matches(scheme, [*known, *_INSTALL_HINTS], n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigurationError(
-                f"unknown store scheme {scheme!r} in {url!r}{hint} (installed: {', '.join(known)})")
-    module_name, _, attr = target.partition(":")
-    factory: Callable[[str], Store] = getattr(importlib.import_module(module_name), attr)
+    factory: Callable[[str], Store] = factory_for("store", scheme, url, _BUILTIN, _entry_points,
+                                                   _INSTALL_HINTS)
     return factory(url)

@@ -10,11 +10,11 @@ where ``from_url(url: str) -> Backend``. Nothing is imported until a URL asks fo
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from .._errors import ConfigurationError
+from .._plugins import entry_point_targets, factory_for
 from .base import Backend, Capabilities, DeadLetter, Delivery, OutgoingMessage, QueueStats
 
 __all__ = ["Backend", "Capabilities", "DeadLetter", "Delivery", "OutgoingMessage", "QueueStats",
@@ -32,21 +32,12 @@ _INSTALL_HINTS = {
 
 
 def _entry_points() -> dict[str, str]:
-    from importlib.metadata import entry_points
-
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return entry_point_targets(ENTRY_POINT_GROUP)
 
 
 def registered_schemes() -> list[str]:
     """Every scheme this installation can open."""
     return sorted({*_BUILTIN, *_entry_points()})
-
-
-def _load(target: str) -> Callable[[str], Backend]:
-    module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
-    factory: Callable[[str], Backend] = getattr(module, attr)
-    return factory
 
 
 def from_url(url: str) -> Backend:
@@ -60,20 +51,6 @@ def from_url(url: str) -> Backend:
     if not scheme:
         raise ConfigurationError(
             f"backend URL {url!r} has no scheme; write e.g. 'memory://' or 'sqs://my-queue'")
-    target = _BUILTIN.get(scheme)
-    if target is None:
-        found = _entry_points()
-        target = found.get(scheme)
-        if target is None:
-            known = sorted({*_BUILTIN, *found})
-            if scheme in _INSTALL_HINTS:
-                raise ConfigurationError(
-                    f"backend scheme {scheme!r} needs its adapter, which is not installed: "
-                    f"{_INSTALL_HINTS[scheme]}")
-            import difflib
-
-            close = difflib.get_close_matches(scheme, [*known, *_INSTALL_HINTS], n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigurationError(
-                f"unknown backend scheme {scheme!r} in {url!r}{hint} (installed: {', '.join(known)})")
-    return _load(target)(url)
+    factory: Callable[[str], Backend] = factory_for("backend", scheme, url, _BUILTIN, _entry_points,
+                                                   _INSTALL_HINTS)
+    return factory(url)

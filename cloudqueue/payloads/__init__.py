@@ -28,13 +28,13 @@ where ``from_url(url: str) -> PayloadStore``. Nothing is imported until a URL as
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .._errors import ConfigurationError, PayloadError
+from .._plugins import entry_point_targets, factory_for
 from ..envelope import DataRef
 
 if TYPE_CHECKING:
@@ -159,9 +159,7 @@ def registered_schemes() -> list[str]:
 
 
 def _entry_points() -> dict[str, str]:
-    from importlib.metadata import entry_points
-
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return entry_point_targets(ENTRY_POINT_GROUP)
 
 
 def from_url(url: str) -> PayloadStore:
@@ -178,22 +176,6 @@ def from_url(url: str) -> PayloadStore:
         raise ConfigurationError(
             f"payload store URL {url!r} has no scheme; write e.g. 's3://my-bucket/jobs', "
             "'gs://my-bucket/jobs' or 'memory://'")
-    target = _BUILTIN.get(scheme)
-    if target is None:
-        found = _entry_points()
-        target = found.get(scheme)
-        if target is None:
-            if scheme in _INSTALL_HINTS:
-                raise ConfigurationError(
-                    f"payload store scheme {scheme!r} needs its adapter, which is not installed: "
-                    f"{_INSTALL_HINTS[scheme]}")
-            import difflib
-
-            known = sorted({*_BUILTIN, *found})
-            close = difflib.get_close_matches(scheme, [*known, *_INSTALL_HINTS], n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigurationError(
-                f"unknown payload store scheme {scheme!r} in {url!r}{hint} (installed: {', '.join(known)})")
-    module_name, _, attr = target.partition(":")
-    factory: Callable[[str], PayloadStore] = getattr(importlib.import_module(module_name), attr)
+    factory: Callable[[str], PayloadStore] = factory_for("payload store", scheme, url, _BUILTIN, _entry_points,
+                                                   _INSTALL_HINTS)
     return factory(url)
