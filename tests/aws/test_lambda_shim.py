@@ -105,8 +105,8 @@ def test_mixed_batch_reports_only_retryable_failures_and_dead_letters_the_rest(s
     # the retried message waits out its 1 s backoff (not the queue's 30 s timeout), then
     # comes back with the queue's receive count as its attempt
     assert backend.receive(max_messages=10) == []
-    time.sleep(1.5)
-    [again] = backend.receive(max_messages=10)
+    time.sleep(1.0)  # the backoff
+    [again] = backend.receive(max_messages=10, wait=timedelta(seconds=10))  # a long poll: bounded
     assert again.message_id == ids(event, 2)[0]
     assert again.attempt == 2
     assert json.loads(again.body)["data"]["order_id"] == "flaky-1003"
