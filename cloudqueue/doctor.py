@@ -344,21 +344,25 @@ def _diagnose_store(app: App, report: Report) -> None:
         return
     target = StoreUnderCheck(url=guard.url, store=guard.store, jobs=tuple(app.jobs.values()))
     scheme = urlsplit(guard.url).scheme if guard.url else guard.store.scheme
+    _run_checks(report, target, scheme, f"the {scheme} store", STORE_ENTRY_POINT_GROUP,
+                "check the store URL, the credentials and that the store was deployed (terraform apply "
+                "of the module with its store variables)")
+
+
+def _run_checks(report: Report, target: _UnderCheck, scheme: str, what: str, group: str, unreachable_fix: str) -> None:
+    """Run the checks registered for ``scheme`` under ``group`` on ``target`` into ``report``."""
     report.checked.append(target.label)
-    check = checks_for(scheme, group=STORE_ENTRY_POINT_GROUP)
+    check = checks_for(scheme, group=group)
     if check is None:
         report.findings.append(target.note(
-            "checks", f"no doctor checks for the {scheme} store",
+            "checks", f"no doctor checks for {what}",
             "nothing is deployed to compare" if scheme == "memory" else
-            f"register checks under the entry-point group {STORE_ENTRY_POINT_GROUP!r}"))
+            f"register checks under the entry-point group {group!r}"))
         return
     try:
         report.findings += check(target)
     except CloudQueueError as exc:
-        report.findings.append(target.error(
-            "reachable", f"{type(exc).__name__}: {exc}",
-            "check the store URL, the credentials and that the store was deployed (terraform apply "
-            "of the module with its store variables)"))
+        report.findings.append(target.error("reachable", f"{type(exc).__name__}: {exc}", unreachable_fix))
 
 
 def _diagnose_payload_store(app: App, queues: list[QueueUnderCheck], report: Report) -> None:
@@ -376,21 +380,10 @@ def _diagnose_payload_store(app: App, queues: list[QueueUnderCheck], report: Rep
         return
     assert store is not None
     target = PayloadStoreUnderCheck(url=url, store=store, queues=tuple(queues))
-    report.checked.append(target.label)
-    check = checks_for(scheme, group=PAYLOAD_STORE_ENTRY_POINT_GROUP)
-    if check is None:
-        report.findings.append(target.note(
-            "checks", f"no doctor checks for the {scheme or type(store).__name__} payload store",
-            "nothing is deployed to compare" if scheme == "memory" else
-            f"register checks under the entry-point group {PAYLOAD_STORE_ENTRY_POINT_GROUP!r}"))
-        return
-    try:
-        report.findings += check(target)
-    except CloudQueueError as exc:
-        report.findings.append(target.error(
-            "reachable", f"{type(exc).__name__}: {exc}",
-            "check the payload_store URL, the credentials and that the bucket was deployed "
-            "(terraform apply of the module with payload_bucket)"))
+    _run_checks(report, target, scheme, f"the {scheme or type(store).__name__} payload store",
+                PAYLOAD_STORE_ENTRY_POINT_GROUP,
+                "check the payload_store URL, the credentials and that the bucket was deployed "
+                "(terraform apply of the module with payload_bucket)")
 
 
 def _table(headers: Sequence[str], rows: Sequence[tuple[Sequence[str], str]], width: int) -> str:
