@@ -422,8 +422,9 @@ class Dispatcher:
 
     def process(self, delivery: Delivery) -> Result:
         """prepare + run."""
-        prepared = self.prepare(delivery)
-        return self.run(prepared) if isinstance(prepared, Task) else prepared
+        result = self.handle(delivery)
+        assert result is not None  # not quiet: every delivery has its result
+        return result
 
     def handle(self, delivery: Delivery, runner: CoroutineRunner | None = None, *,
                quiet: bool = False) -> Result | None:

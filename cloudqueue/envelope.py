@@ -204,9 +204,8 @@ def encode_reference(*, job_id: str, app: str, job_type: str, time: datetime | s
     ``traceparent`` stays the last attribute, as ``encode`` writes it, so
     ``with_traceparent`` works on both.
     """
-    parts = [b'{"specversion":"1.0","id":', _dumps(job_id).encode(),
-             b',"source":', _quoted(f"cloudqueue://{app}"), b',"type":', _quoted(job_type),
-             b',"time":"', (time if type(time) is str else format_time(time)).encode(),  # type: ignore[arg-type]
+    parts = [b'{"specversion":"1.0","id":', _dumps(job_id).encode(), _head(app, job_type),
+             (time if type(time) is str else format_time(time)).encode(),  # type: ignore[arg-type]
              b'","datacontenttype":"application/json","cqv":%d' % REFERENCE_VERSION,
              b',"dataref":', _dumps(data_ref.ref).encode(), b',"cqdigest":', _dumps(data_ref.digest).encode(),
              b',"cqsize":%d' % data_ref.size]
