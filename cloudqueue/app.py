@@ -300,6 +300,12 @@ class App:
 
         return get(self, flow_id)
 
+    def list_flows(self, *, status: str | None = None, limit: int = 50) -> list[Flow]:
+        """The app's flows in its store, newest first (see ``cloudqueue.flows.list_flows``)."""
+        from .flows import list_flows
+
+        return list_flows(self, status=status, limit=limit)
+
     # -- the claim check -----------------------------------------------------------------
     @property
     def has_payload_store(self) -> bool:

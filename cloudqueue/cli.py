@@ -10,6 +10,7 @@
     cloudqueue dead-letters list|redrive|purge TARGET [--queue NAME]
     cloudqueue terraform-vars module:app aws-sqs-lambda|gcp-cloud-tasks|gcp-pubsub
     cloudqueue dashboard module:app [--host 127.0.0.1] [--port 8000] [--read-only] [--token T]
+    cloudqueue flows list module:app [--status S] [--limit N] [--json]
     cloudqueue flows show module:app FLOW_ID [--json]
 
 TARGET is a backend URL (``sqs://orders?region=eu-west-1``) or ``module:app``, which
