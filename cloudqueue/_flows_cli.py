@@ -1,4 +1,5 @@
-"""``cloudqueue flows list|show MODULE:APP ...``: where the app's flows stand."""
+"""``cloudqueue flows list|show|retry MODULE:APP ...``: where the app's flows stand, and
+sending a failed one's failed jobs again."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ._errors import ConfigurationError
-from .flows import STATUSES, Flow, get, list_flows, render, with_progress
+from .flows import STATUSES, Flow, get, list_flows, render, retry, with_progress
 
 if TYPE_CHECKING:
     from .app import App
@@ -16,10 +17,11 @@ if TYPE_CHECKING:
 
 @click.group()
 def flows() -> None:
-    """Inspect flows (a parent job waiting for its children)."""
+    """Inspect and retry flows (a parent job waiting for its children)."""
 
 
-def _shared_app(app_spec: str) -> App:
+def _shared(app_spec: str) -> App:
+    """The app, refused when its flows live in a store only its own process can see."""
     from .cli import load_app  # errors become one line in the ``cloudqueue`` group around this
 
     app = load_app(app_spec)
@@ -39,7 +41,7 @@ def _shared_app(app_spec: str) -> App:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object a line.")
 def list_command(app_spec: str, status: str | None, limit: int, as_json: bool) -> None:
     """List the app's flows, newest first: status, children finished, policy, parent flow."""
-    app = _shared_app(app_spec)
+    app = _shared(app_spec)
     found = list_flows(app, status=status, limit=limit)
     if as_json:
         for flow in found:
@@ -69,9 +71,27 @@ def _row(flow: Flow) -> dict[str, object]:
 @click.option("--json", "as_json", is_flag=True, help="Print the flow as one JSON object.")
 def show(app_spec: str, flow_id: str, as_json: bool) -> None:
     """Show a flow: its status, its parent and each child's status, chunk progress and result or error."""
-    app = _shared_app(app_spec)
+    app = _shared(app_spec)
     flow = with_progress(app, get(app, flow_id))
     if as_json:
         click.echo(json.dumps(flow.to_dict(), sort_keys=True))
         return
     click.echo(render(flow))
+
+
+@flows.command("retry")
+@click.argument("app_spec", metavar="MODULE:APP")
+@click.argument("flow_id")
+def retry_command(app_spec: str, flow_id: str) -> None:
+    """Send a failed flow's failed jobs again: their dead letters are redriven (a failed
+    parent's too, or it is sent again from the flow's record). Fix the cause first."""
+    out = retry(_shared(app_spec), flow_id)
+    for job_id in out.redriven:
+        click.echo(f"redriven: {job_id}")
+    for job_id in out.resent:
+        click.echo(f"sent again: {job_id}")
+    for job_id in out.missing:
+        click.echo(f"not in dead letters (purged or lapsed): {job_id}", err=True)
+    click.echo(f"flow {flow_id}: {len(out.redriven) + len(out.resent)} job(s) sent again")
+    if out.missing:
+        raise SystemExit(1)

@@ -21,7 +21,7 @@ from .retry import DEFAULT_RETRY, Retry
 
 if TYPE_CHECKING:
     from ._store_guard import Idempotency
-    from .flows import Flow, Subflow
+    from .flows import Flow, Retried, Subflow
     from .limits import Concurrency, RateLimit
     from .payloads import PayloadStore
     from .schedules import Cron
@@ -305,6 +305,13 @@ class App:
         from .flows import list_flows
 
         return list_flows(self, status=status, limit=limit)
+
+    def retry_flow(self, flow_id: str) -> Retried:
+        """Send a failed flow's failed jobs again: their dead letters are redriven (see
+        ``cloudqueue.flows.retry``)."""
+        from .flows import retry
+
+        return retry(self, flow_id)
 
     # -- the claim check -----------------------------------------------------------------
     @property

@@ -576,12 +576,25 @@ class Dispatcher:
                 self._unrun.pop(delivery.message_id, None)
         if result.claim is not None and result.applied and (outcome is _ACK or outcome is Outcome.SKIP):
             self._release_claim(result)
+        elif outcome is Outcome.DEAD_LETTER and b'"cqflow' in delivery.body and self.app.idempotency is not None:
+            self._flow_member_dead(result)
         if self.observed:
             result.queue = self._queue_name(backend)
             self._observe(result)  # first: a tracing middleware puts its span's ids on the result
         if outcome is not _ACK or self._log_successes:
             log_outcome(result, result.queue or self._queue_name(backend))
         return result.applied
+
+    def _flow_member_dead(self, result: Result) -> None:
+        """A flow's child or parent went to dead letters: record it in its flow (a job
+        that ran has it recorded already; poison never ran, and is recorded here)."""
+        from .flows import poisoned
+
+        try:
+            poisoned(self.app, result.delivery.body, str(result.reason or "dead-lettered"))
+        except Exception:
+            log.exception("job %s %s went to dead letters, and its flow could not record it; the flow "
+                          "waits for it until its ttl", result.job_type, result.job_id)
 
     def _release_claim(self, result: Result) -> None:
         """Delete an acknowledged message's payload object (a failure leaves it to the

@@ -9,7 +9,8 @@ consumers that read the same state only one can write the next)::
 
     running ──last child finished──> ready ──parent sent──> parent_enqueued ──> succeeded
        │                                                                    └─> parent_failed
-       └──a child dead-lettered, policy "fail"──> failed  (the parent never runs)
+       └──a child dead-lettered, policy "fail"──> failed  (the parent does not run)
+                 failed ──its failed children redriven and succeeded (``retry``)──> running
 
 Children carry ``cqflow: "<flow id>:<index>"`` in their envelope, the parent
 ``cqflowparent: "<flow id>"`` (consumers that do not know them ignore them). The flow's
@@ -48,11 +49,11 @@ if TYPE_CHECKING:
     from .backends.base import OutgoingMessage
     from .chunks import Progress
     from .dispatch import Task
-    from .store import Store
+    from .store import Document, Store
 
 __all__ = ["CHILD_ATTRIBUTE", "PARENT_ATTRIBUTE", "POLICIES", "STATUSES", "Child", "Flow", "FlowNotFound",
-           "FlowStep", "Subflow", "current", "flow_key", "get", "guarded", "list_flows", "render", "start",
-           "with_attributes", "with_progress"]
+           "FlowStep", "Retried", "Subflow", "current", "flow_key", "get", "guarded", "list_flows", "poisoned",
+           "render", "retry", "start", "with_attributes", "with_progress"]
 
 log = logging.getLogger("cloudqueue")
 
@@ -385,6 +386,130 @@ def _plan(app: App, flow_id: str, node: Subflow, now: datetime, member_of: tuple
     return leaves
 
 
+# -- retrying a failed flow -----------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """What ``retry`` did: the job ids whose dead letters it sent back (``redriven``),
+    those it sent again from the flow's record (``resent``: only a parent can be), and the
+    failed children it found nowhere (``missing``: their dead letters lapsed or were purged)."""
+
+    redriven: list[str]
+    resent: list[str]
+    missing: list[str]
+
+
+#: how many dead letters per queue ``retry`` looks through for a flow's failed jobs
+RETRY_SCAN = 1000
+
+
+def retry(app: App, flow_id: str) -> Retried:
+    """Send a failed flow's failed jobs again (``cloudqueue flows retry``).
+
+    A flow ``failed`` (a child dead-lettered under "fail") gets its failed children's dead
+    letters redriven, its failed subflows retried the same way; when they succeed the flow
+    runs on, and its parent runs once every child succeeded. A ``parent_failed`` flow gets
+    its parent's dead letter redriven, or, when that is gone, the parent sent again from
+    the flow's record. Fix the cause first: a job that fails the same way dead-letters again.
+
+    Raises:
+        FlowNotFound: no such flow.
+        ConfigurationError: the flow has not failed (nothing to retry).
+    """
+    flow = get(app, flow_id)
+    if flow.status not in ("failed", "parent_failed"):
+        raise ConfigurationError(f"flow {flow_id!r} is {flow.status}, not failed: nothing to retry "
+                                 "(see cloudqueue flows show)")
+    wanted: dict[str, str] = {}  # job id -> what it is, for the messages
+    subflows: list[str] = []
+    if flow.status == "parent_failed":
+        wanted[flow.parent_job_id] = "parent"
+    else:
+        for child in flow.children:
+            if child.status != "failed":
+                continue
+            if child.flow is not None and get(app, child.flow).status in ("failed", "parent_failed"):
+                subflows.append(child.flow)
+            else:
+                wanted[child.job_id] = f"child {child.index}"
+    redriven = _redrive(app, set(wanted))
+    resent: list[str] = []
+    missing = [job_id for job_id in wanted if job_id not in redriven]
+    if flow.status == "parent_failed" and missing:
+        state = json.loads(_document(app, flow_id).value)
+        app._enqueue([_resent(_parent_message(state))])
+        resent, missing = missing, []
+    out = Retried(sorted(redriven), resent, missing)
+    for sub in subflows:
+        inner = retry(app, sub)
+        out.redriven.extend(inner.redriven)
+        out.resent.extend(inner.resent)
+        out.missing.extend(inner.missing)
+    for job_id in out.missing:
+        log.warning("flow %s: %s (%s) is not in dead letters (purged, or older than their retention); "
+                    "it cannot be sent again", flow_id, wanted.get(job_id, "a job"), job_id)
+    return out
+
+
+def _document(app: App, flow_id: str) -> Document:
+    document = _store(app).load(flow_key(app.name, flow_id), now=app.clock.now())
+    if document is None:
+        raise FlowNotFound(f"app {app.name!r} has no flow {flow_id!r} in its store")
+    return document
+
+
+def _resent(message: OutgoingMessage) -> OutgoingMessage:
+    """The parent sent again under a fresh key: the store forgot its key when it
+    dead-lettered, but a queue's deduplication window may still hold it."""
+    key = message.idempotency_key
+    if key is None:
+        return message
+    fresh = f"{key}-retry-{os.urandom(4).hex()}"
+    body = message.body.replace(b'"cqkey":' + json.dumps(key).encode(), b'"cqkey":' + json.dumps(fresh).encode(), 1)
+    return replace(message, body=body, idempotency_key=fresh)
+
+
+def _redrive(app: App, job_ids: set[str]) -> set[str]:
+    """Redrive the dead letters of these job ids, on every queue of the app; the ids found."""
+    from pydantic_core import from_json
+
+    found: set[str] = set()
+    for name in app.queue_names:
+        if found >= job_ids:
+            break
+        backend = app.queue(name)
+        ids: list[str] = []
+        for letter in backend.dead_letters(limit=RETRY_SCAN):
+            try:
+                job_id = from_json(letter.body).get("id")
+            except ValueError:
+                continue
+            if job_id in job_ids and job_id not in found:
+                ids.append(letter.message_id)
+                found.add(job_id)
+        if ids:
+            backend.redrive(ids)
+    return found
+
+
+def poisoned(app: App, delivery_body: bytes, reason: str) -> None:
+    """Record the end of a flow's child (or parent) that went to dead letters without
+    running (poison: its payload failed validation, its claim-checked payload is gone...)."""
+    from pydantic_core import from_json
+
+    try:
+        raw = from_json(delivery_body)
+        member, parent_of = raw.get(CHILD_ATTRIBUTE), raw.get(PARENT_ATTRIBUTE)
+    except (ValueError, AttributeError):
+        return  # not even JSON: nothing says which flow it belonged to
+    step = FlowStep(app)
+    if isinstance(parent_of, str):
+        step._set_status(parent_of, "parent_failed", reason=f"the parent went to dead letters: {reason}")
+    if isinstance(member, str) and ":" in member:
+        flow_id, _, index = member.rpartition(":")
+        if index.isdigit():
+            step.finish(flow_id, int(index), ok=False, error=reason)
+
+
 # -- the run step ---------------------------------------------------------------------
 def _parent_message(state: dict[str, Any]) -> OutgoingMessage:
     from .backends.base import OutgoingMessage
@@ -504,19 +629,22 @@ class FlowStep:
             if not 0 <= index < len(children):
                 raise ConfigurationError(f"flow {flow_id!r} has no child {index}")
             child = children[index]
-            if child["status"] != "pending":
-                return False  # a redelivered child: its end is recorded already
+            # a redelivered child finds its end recorded already; only a success after a
+            # failure (its dead letter was redriven, or its subflow retried) changes it
+            if child["status"] == "succeeded" or (child["status"] == "failed" and not ok):
+                return False
             child.update(status="succeeded" if ok else "failed", finished_at=stamp)
             if ok:
                 child["result"] = value
+                child.pop("error", None)
             else:
                 child["error"] = error
+            if state["status"] == "failed" and ok:
+                _revive(state)
             if state["status"] != "running":
                 return True
             if not ok and state["policy"] == "fail":
-                how = "failed" if child.get("flow") else "went to dead letters"
-                state.update(status="failed", finished_at=stamp,
-                             reason=f"child {index} ({child['type']} {child['job_id']}) {how}: {error}")
+                state.update(status="failed", finished_at=stamp, reason=_failure_reason(index, child))
             elif all(c["status"] != "pending" for c in children):
                 state["status"] = "ready"
             return True
@@ -545,6 +673,8 @@ class FlowStep:
             state["status"] = status
             if status in ("succeeded", "parent_failed"):
                 state["finished_at"] = stamp
+            if status == "succeeded":
+                state["reason"] = None  # a parent redriven after it failed
             if reason is not None:
                 state["reason"] = reason
             return True
@@ -553,6 +683,21 @@ class FlowStep:
             self._update(flow_id, change)
         except FlowNotFound:
             log.warning("flow %s lapsed before it was marked %s", flow_id, status)
+
+
+def _failure_reason(index: int, child: dict[str, Any]) -> str:
+    how = "failed" if child.get("flow") else "went to dead letters"
+    return f"child {index} ({child['type']} {child['job_id']}) {how}: {child.get('error')}"
+
+
+def _revive(state: dict[str, Any]) -> None:
+    """A failed flow one of whose children has now succeeded (a redrive): running again
+    once no child is failed, else failed for the next failed child."""
+    failed = [(i, c) for i, c in enumerate(state["children"]) if c["status"] == "failed"]
+    if failed:
+        state["reason"] = _failure_reason(*failed[0])
+        return
+    state.update(status="running", finished_at=None, reason=None)
 
 
 def _jsonable(task: Task, value: Any) -> Any:
