@@ -55,6 +55,19 @@ def test_scan_pages_through_more_than_one_page_of_items(make_store: MakeStore) -
     assert sorted(d.value for d in store.scan("small/flow/", now=NOW, limit=100)) == [str(n) for n in range(7)]
 
 
+def test_scan_reads_on_past_a_page_of_lapsed_documents(make_store: MakeStore) -> None:
+    store = make_store()
+    for n in range(4):  # first in key order, and lapsed by the time of the scan
+        assert store.save(f"mixed/flow/a{n}", "0", version=1, expires_at=NOW + timedelta(seconds=5), now=NOW)
+    for n in range(3):
+        assert store.save(f"mixed/flow/b{n}", str(n), version=1, expires_at=NOW + TTL, now=NOW)
+    later = NOW + timedelta(seconds=10)
+    # Firestore reads pages of ``limit``: the first holds lapsed documents only
+    assert sorted(d.key for d in store.scan("mixed/flow/", now=later, limit=2)) in (
+        ["mixed/flow/b0", "mixed/flow/b1"], ["mixed/flow/b0", "mixed/flow/b2"], ["mixed/flow/b1", "mixed/flow/b2"])
+    assert sorted(d.key for d in store.scan("mixed/flow/", now=later)) == [f"mixed/flow/b{n}" for n in range(3)]
+
+
 def test_a_store_without_scan_says_so_by_name() -> None:
     class Bare(Store):
         scheme = "bare"
