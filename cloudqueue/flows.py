@@ -40,9 +40,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ._errors import BackendError, ConfigurationError, PayloadError
+from ._errors import BackendError, ConfigurationError, PayloadError, Permanent
 from .clock import format_time
-from .lifecycle import Outcome
+from .lifecycle import Outcome, StepFailed
 
 if TYPE_CHECKING:
     from .app import App
@@ -51,8 +51,8 @@ if TYPE_CHECKING:
     from .store import Document, Store
 
 __all__ = ["CHILD_ATTRIBUTE", "PARENT_ATTRIBUTE", "POLICIES", "Child", "Flow", "FlowNotFound", "FlowStep",
-           "Retried", "Subflow", "current", "flow_key", "get", "guarded", "poisoned", "render", "retry", "start",
-           "with_attributes"]
+           "FlowTooLarge", "Retried", "Subflow", "current", "flow_key", "get", "guarded", "poisoned", "render",
+           "retry", "start", "with_attributes"]
 
 log = logging.getLogger("cloudqueue")
 
@@ -73,6 +73,19 @@ _current: contextvars.ContextVar[Flow | None] = contextvars.ContextVar("cloudque
 
 class FlowNotFound(ConfigurationError):
     """No flow with that id in the store (never started, or lapsed after its ttl)."""
+
+
+class FlowTooLarge(PayloadError):
+    """A flow's state would not fit in one of its store's documents."""
+
+
+def _check_size(store: Store, flow_id: str, text: str, what: str) -> None:
+    limit = store.max_document_size
+    if limit is not None and len(text.encode()) > limit:
+        raise FlowTooLarge(f"flow {flow_id!r}: {what}, its state would be {len(text.encode())} bytes, over "
+                           f"the {store.scheme} store's {limit} per document; keep children's results "
+                           "small (return a key to the data, not the data) and split wide fan-outs into "
+                           "Subflows")
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +291,8 @@ def start(app: App, parent: OutgoingMessage, children: Sequence[OutgoingMessage 
     now = app.clock.now()
     states: list[dict[str, Any]] = []
     leaves = _plan(app, flow_id, Subflow(parent, children, on_child_failure), now, None, states)
+    for state in states:
+        _check_size(store, state["id"], json.dumps(state), f"started with {len(state['children'])} children")
     for state in states:
         created = store.save(flow_key(app.name, state["id"]), json.dumps(state), version=1,
                              expires_at=now + ttl, now=now)
@@ -516,7 +531,18 @@ class FlowStep:
         finally:
             _member.reset(token)
         if not continued[0]:
-            self.finish(flow_id, int(index_text), ok=True, value=_jsonable(task, value))
+            try:
+                self.finish(flow_id, int(index_text), ok=True, value=_jsonable(task, value))
+            except FlowTooLarge as exc:  # its result does not fit: the child fails, its policy decides
+                error = f"job {task.job.name} {task.job_id}: its result does not fit in its flow: {exc}"
+                self.finish(flow_id, int(index_text), ok=False, error=error)
+                raise StepFailed(Permanent(error)) from exc
+            except Exception as exc:  # not recorded, or the parent not sent: the delivery is retried
+                from .dispatch import _describe
+
+                log.warning("flow %s: child %s (%s %s) ran, but %s; its delivery is retried", flow_id,
+                            index_text, task.job.name, task.job_id, _describe(exc))
+                raise StepFailed(exc) from exc
         return value
 
     def _run_parent(self, task: Task, flow_id: str, member: Any, call_next: Callable[[], Any]) -> Any:
@@ -555,7 +581,9 @@ class FlowStep:
             state = json.loads(document.value)
             if not change(state):
                 return state, False
-            if store.save(key, json.dumps(state), version=document.version + 1,
+            text = json.dumps(state)
+            _check_size(store, flow_id, text, "with this change")
+            if store.save(key, text, version=document.version + 1,
                           expires_at=document.expires_at, now=now):
                 return state, True
             time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))  # others are writing: spread out
