@@ -360,50 +360,66 @@ RETRY_SCAN = 1000
 
 
 def retry(app: App, flow_id: str) -> Retried:
-    """Send a failed flow's failed jobs again (``cloudqueue flows retry``).
+    """Send a failed or stuck flow's jobs again from dead letters (``cloudqueue flows retry``).
 
     A flow ``failed`` (a child dead-lettered under "fail") gets its failed children's dead
     letters redriven, its failed subflows retried the same way; when they succeed the flow
     runs on, and its parent runs once every child succeeded. A ``parent_failed`` flow gets
     its parent's dead letter redriven, or, when that is gone, the parent sent again from
-    the flow's record. Fix the cause first: a job that fails the same way dead-letters again.
+    the flow's record. A ``running`` flow gets the dead letters of its pending children
+    redriven: children a queue moved there itself, without a consumer seeing them (SQS's
+    redrive policy), which the flow cannot have recorded. Fix the cause first: a job that
+    fails the same way dead-letters again.
 
     Raises:
         FlowNotFound: no such flow.
-        ConfigurationError: the flow has not failed (nothing to retry).
+        ConfigurationError: nothing to retry (the flow finished, or is running with none of
+            its pending children in dead letters).
     """
     flow = get(app, flow_id)
-    if flow.status not in ("failed", "parent_failed"):
-        raise ConfigurationError(f"flow {flow_id!r} is {flow.status}, not failed: nothing to retry "
+    out = _retry(app, flow)
+    if flow.status == "running" and not out.redriven:
+        raise ConfigurationError(f"flow {flow_id!r} is running and none of its {flow.pending} pending "
+                                 "children is in dead letters: nothing to retry (they are queued or "
+                                 "running; see cloudqueue flows show)")
+    for job_id in out.missing:
+        log.warning("flow %s: job %s is not in dead letters (purged, or older than their retention); "
+                    "it cannot be sent again", flow_id, job_id)
+    return out
+
+
+def _retry(app: App, flow: Flow) -> Retried:
+    if flow.status not in ("failed", "parent_failed", "running"):
+        raise ConfigurationError(f"flow {flow.id!r} is {flow.status}, not failed: nothing to retry "
                                  "(see cloudqueue flows show)")
-    wanted: dict[str, str] = {}  # job id -> what it is, for the messages
-    subflows: list[str] = []
+    wanted: set[str] = set()
+    subflows: list[Flow] = []
     if flow.status == "parent_failed":
-        wanted[flow.parent_job_id] = "parent"
+        wanted.add(flow.parent_job_id)
     else:
+        redo = "pending" if flow.status == "running" else "failed"
         for child in flow.children:
-            if child.status != "failed":
+            if child.status != redo:
                 continue
-            if child.flow is not None and get(app, child.flow).status in ("failed", "parent_failed"):
-                subflows.append(child.flow)
+            sub = get(app, child.flow) if child.flow is not None else None
+            if sub is not None and sub.status in ("failed", "parent_failed", "running"):
+                subflows.append(sub)
             else:
-                wanted[child.job_id] = f"child {child.index}"
-    redriven = _redrive(app, set(wanted))
+                wanted.add(child.job_id)
+    redriven = _redrive(app, wanted)
+    # a running flow's pending child not in dead letters is queued or running: not missing
+    missing = [] if flow.status == "running" else sorted(wanted - redriven)
     resent: list[str] = []
-    missing = [job_id for job_id in wanted if job_id not in redriven]
     if flow.status == "parent_failed" and missing:
-        state = json.loads(_document(app, flow_id).value)
+        state = json.loads(_document(app, flow.id).value)
         app._enqueue([_resent(_parent_message(state))])
         resent, missing = missing, []
     out = Retried(sorted(redriven), resent, missing)
     for sub in subflows:
-        inner = retry(app, sub)
+        inner = _retry(app, sub)
         out.redriven.extend(inner.redriven)
         out.resent.extend(inner.resent)
         out.missing.extend(inner.missing)
-    for job_id in out.missing:
-        log.warning("flow %s: %s (%s) is not in dead letters (purged, or older than their retention); "
-                    "it cannot be sent again", flow_id, wanted.get(job_id, "a job"), job_id)
     return out
 
 

@@ -87,7 +87,10 @@ def test_a_flow_that_has_not_failed_has_nothing_to_retry() -> None:
     app, _, _ = make_app()
     reserve, ship = app.get_job("reserve"), app.get_job("ship")
     flow_id = app.flow(ship.message(Order(order_id="o2")), children=[reserve.message(Item(sku="a"))])
-    with pytest.raises(cq.ConfigurationError, match=r"is running, not failed: nothing to retry"):
+    with pytest.raises(cq.ConfigurationError, match=r"is running and none of its 1 pending children"):
+        app.retry_flow(flow_id)
+    app.drain()
+    with pytest.raises(cq.ConfigurationError, match=r"is succeeded, not failed: nothing to retry"):
         app.retry_flow(flow_id)
     with pytest.raises(FlowNotFound):
         app.retry_flow("no-such-flow")
@@ -334,3 +337,32 @@ def test_a_parent_whose_send_failed_is_sent_by_the_retried_child_and_runs_once()
     assert report.retried == 1 and report.dead_lettered == 0
     assert shipped == [("o11", ["reserved a"], [])]
     assert app.get_flow(flow_id).status == "succeeded"
+
+
+def test_retry_redrives_a_running_flows_child_the_queue_moved_to_dead_letters_itself() -> None:
+    """A child moved to dead letters without a consumer seeing it (SQS's own redrive
+    policy) leaves its flow running; retry finds it there and sends it back."""
+    app, _, shipped = make_app()
+    reserve, ship = app.get_job("reserve"), app.get_job("ship")
+    flow_id = app.flow(ship.message(Order(order_id="o12")),
+                       children=[reserve.message(Item(sku=s)) for s in ("a", "b")])
+    # the queue moves child 1 to dead letters on its own, as a redrive policy does
+    backend = app.backend
+    (first,) = backend.receive(1)
+    while b'"sku":"b"' not in first.body:
+        backend.release(first)
+        (first,) = backend.receive(1)
+    backend.dead_letter(first, cq.Reason(cq.ReasonKind.EXHAUSTED, "maxReceiveCount 1 reached"))
+    app.drain()
+    assert app.get_flow(flow_id).status == "running" and shipped == []
+    retried = app.retry_flow(flow_id)
+    assert retried.redriven == [app.get_flow(flow_id).children[1].job_id]
+    app.drain()
+    assert shipped == [("o12", ["reserved a", "reserved b"], [])]
+    with pytest.raises(cq.ConfigurationError, match="is succeeded, not failed: nothing to retry"):
+        app.retry_flow(flow_id)
+
+    flow_id = app.flow(ship.message(Order(order_id="o13")), children=[reserve.message(Item(sku="c"))])
+    with pytest.raises(cq.ConfigurationError, match=r"is running and none of its 1 pending children is in "
+                                                    r"dead letters: nothing to retry"):
+        app.retry_flow(flow_id)
