@@ -33,7 +33,7 @@ from .backends.base import Backend, Delivery
 from .clock import Clock, parse_time
 from .context import JobContext, current_traceparent
 from .envelope import DataRef, EnvelopeError, decode, envelope_validator
-from .lifecycle import STAYS, Outcome, Reason, ReasonKind, overrides
+from .lifecycle import STAYS, Outcome, Reason, ReasonKind, StepFailed, overrides
 from .logs import log_outcome, queue_name, successes_logged
 
 if TYPE_CHECKING:
@@ -390,6 +390,8 @@ class Dispatcher:
         try:
             call()
         except BaseException as exc:
+            if isinstance(exc, StepFailed):  # the library's own step: the delivery fails
+                return self.failed(task, exc)
             if ran:  # the job ran: what it did decides, whatever a middleware made of it
                 if exc is not ran[0].error:
                     log.warning("job %s %s: a middleware raised after the job ran (%s); the job's "
@@ -484,6 +486,8 @@ class Dispatcher:
                what: str = "a middleware failed before the job ran") -> Result:
         """Classify an exception from a job (or from something before it ran: ``what``)."""
         job, delivery = task.job, task.delivery
+        if isinstance(exc, StepFailed):
+            exc = exc.error
         if type(task) is _Unfetched and task.failure is not None and exc is task.failure.error:
             return task.failure  # its payload could not be fetched: poison, or failed as such
         if isinstance(exc, Skip):

@@ -40,9 +40,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ._errors import BackendError, ConfigurationError, PayloadError
+from ._errors import BackendError, ConfigurationError, PayloadError, Permanent
 from .clock import format_time
-from .lifecycle import Outcome
+from .lifecycle import Outcome, StepFailed
 
 if TYPE_CHECKING:
     from .app import App
@@ -52,8 +52,8 @@ if TYPE_CHECKING:
     from .store import Document, Store
 
 __all__ = ["CHILD_ATTRIBUTE", "PARENT_ATTRIBUTE", "POLICIES", "STATUSES", "Child", "Flow", "FlowNotFound",
-           "FlowStep", "Retried", "Subflow", "current", "flow_key", "get", "guarded", "list_flows", "poisoned",
-           "render", "retry", "start", "with_attributes", "with_progress"]
+           "FlowStep", "FlowTooLarge", "Retried", "Subflow", "current", "flow_key", "get", "guarded", "list_flows",
+           "poisoned", "render", "retry", "start", "with_attributes", "with_progress"]
 
 log = logging.getLogger("cloudqueue")
 
@@ -76,6 +76,19 @@ _current: contextvars.ContextVar[Flow | None] = contextvars.ContextVar("cloudque
 
 class FlowNotFound(ConfigurationError):
     """No flow with that id in the store (never started, or lapsed after its ttl)."""
+
+
+class FlowTooLarge(PayloadError):
+    """A flow's state would not fit in one of its store's documents."""
+
+
+def _check_size(store: Store, flow_id: str, text: str, what: str) -> None:
+    limit = store.max_document_size
+    if limit is not None and len(text.encode()) > limit:
+        raise FlowTooLarge(f"flow {flow_id!r}: {what}, its state would be {len(text.encode())} bytes, over "
+                           f"the {store.scheme} store's {limit} per document; keep children's results "
+                           "small (return a key to the data, not the data) and split wide fan-outs into "
+                           "Subflows")
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +349,8 @@ def start(app: App, parent: OutgoingMessage, children: Sequence[OutgoingMessage 
     states: list[dict[str, Any]] = []
     leaves = _plan(app, flow_id, Subflow(parent, children, on_child_failure), now, None, states)
     for state in states:
+        _check_size(store, state["id"], json.dumps(state), f"started with {len(state['children'])} children")
+    for state in states:
         created = store.save(flow_key(app.name, state["id"]), json.dumps(state), version=1,
                              expires_at=now + ttl, now=now)
         if not created:
@@ -403,50 +418,66 @@ RETRY_SCAN = 1000
 
 
 def retry(app: App, flow_id: str) -> Retried:
-    """Send a failed flow's failed jobs again (``cloudqueue flows retry``).
+    """Send a failed or stuck flow's jobs again from dead letters (``cloudqueue flows retry``).
 
     A flow ``failed`` (a child dead-lettered under "fail") gets its failed children's dead
     letters redriven, its failed subflows retried the same way; when they succeed the flow
     runs on, and its parent runs once every child succeeded. A ``parent_failed`` flow gets
     its parent's dead letter redriven, or, when that is gone, the parent sent again from
-    the flow's record. Fix the cause first: a job that fails the same way dead-letters again.
+    the flow's record. A ``running`` flow gets the dead letters of its pending children
+    redriven: children a queue moved there itself, without a consumer seeing them (SQS's
+    redrive policy), which the flow cannot have recorded. Fix the cause first: a job that
+    fails the same way dead-letters again.
 
     Raises:
         FlowNotFound: no such flow.
-        ConfigurationError: the flow has not failed (nothing to retry).
+        ConfigurationError: nothing to retry (the flow finished, or is running with none of
+            its pending children in dead letters).
     """
     flow = get(app, flow_id)
-    if flow.status not in ("failed", "parent_failed"):
-        raise ConfigurationError(f"flow {flow_id!r} is {flow.status}, not failed: nothing to retry "
+    out = _retry(app, flow)
+    if flow.status == "running" and not out.redriven:
+        raise ConfigurationError(f"flow {flow_id!r} is running and none of its {flow.pending} pending "
+                                 "children is in dead letters: nothing to retry (they are queued or "
+                                 "running; see cloudqueue flows show)")
+    for job_id in out.missing:
+        log.warning("flow %s: job %s is not in dead letters (purged, or older than their retention); "
+                    "it cannot be sent again", flow_id, job_id)
+    return out
+
+
+def _retry(app: App, flow: Flow) -> Retried:
+    if flow.status not in ("failed", "parent_failed", "running"):
+        raise ConfigurationError(f"flow {flow.id!r} is {flow.status}, not failed: nothing to retry "
                                  "(see cloudqueue flows show)")
-    wanted: dict[str, str] = {}  # job id -> what it is, for the messages
-    subflows: list[str] = []
+    wanted: set[str] = set()
+    subflows: list[Flow] = []
     if flow.status == "parent_failed":
-        wanted[flow.parent_job_id] = "parent"
+        wanted.add(flow.parent_job_id)
     else:
+        redo = "pending" if flow.status == "running" else "failed"
         for child in flow.children:
-            if child.status != "failed":
+            if child.status != redo:
                 continue
-            if child.flow is not None and get(app, child.flow).status in ("failed", "parent_failed"):
-                subflows.append(child.flow)
+            sub = get(app, child.flow) if child.flow is not None else None
+            if sub is not None and sub.status in ("failed", "parent_failed", "running"):
+                subflows.append(sub)
             else:
-                wanted[child.job_id] = f"child {child.index}"
-    redriven = _redrive(app, set(wanted))
+                wanted.add(child.job_id)
+    redriven = _redrive(app, wanted)
+    # a running flow's pending child not in dead letters is queued or running: not missing
+    missing = [] if flow.status == "running" else sorted(wanted - redriven)
     resent: list[str] = []
-    missing = [job_id for job_id in wanted if job_id not in redriven]
     if flow.status == "parent_failed" and missing:
-        state = json.loads(_document(app, flow_id).value)
+        state = json.loads(_document(app, flow.id).value)
         app._enqueue([_resent(_parent_message(state))])
         resent, missing = missing, []
     out = Retried(sorted(redriven), resent, missing)
     for sub in subflows:
-        inner = retry(app, sub)
+        inner = _retry(app, sub)
         out.redriven.extend(inner.redriven)
         out.resent.extend(inner.resent)
         out.missing.extend(inner.missing)
-    for job_id in out.missing:
-        log.warning("flow %s: %s (%s) is not in dead letters (purged, or older than their retention); "
-                    "it cannot be sent again", flow_id, wanted.get(job_id, "a job"), job_id)
     return out
 
 
@@ -574,7 +605,18 @@ class FlowStep:
         finally:
             _member.reset(token)
         if not continued[0]:
-            self.finish(flow_id, int(index_text), ok=True, value=_jsonable(task, value))
+            try:
+                self.finish(flow_id, int(index_text), ok=True, value=_jsonable(task, value))
+            except FlowTooLarge as exc:  # its result does not fit: the child fails, its policy decides
+                error = f"job {task.job.name} {task.job_id}: its result does not fit in its flow: {exc}"
+                self.finish(flow_id, int(index_text), ok=False, error=error)
+                raise StepFailed(Permanent(error)) from exc
+            except Exception as exc:  # not recorded, or the parent not sent: the delivery is retried
+                from .dispatch import _describe
+
+                log.warning("flow %s: child %s (%s %s) ran, but %s; its delivery is retried", flow_id,
+                            index_text, task.job.name, task.job_id, _describe(exc))
+                raise StepFailed(exc) from exc
         return value
 
     def _run_parent(self, task: Task, flow_id: str, member: Any, call_next: Callable[[], Any]) -> Any:
@@ -613,7 +655,9 @@ class FlowStep:
             state = json.loads(document.value)
             if not change(state):
                 return state, False
-            if store.save(key, json.dumps(state), version=document.version + 1,
+            text = json.dumps(state)
+            _check_size(store, flow_id, text, "with this change")
+            if store.save(key, text, version=document.version + 1,
                           expires_at=document.expires_at, now=now):
                 return state, True
             time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))  # others are writing: spread out

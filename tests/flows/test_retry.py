@@ -30,14 +30,15 @@ class Order(BaseModel):
     order_id: str
 
 
-def make_app(backend: str = "memory://", store: str = "memory://") -> tuple[cq.App, set[str], list[Any]]:
+def make_app(backend: str = "memory://", store: str = "memory://",
+             child_attempts: int = 1) -> tuple[cq.App, set[str], list[Any]]:
     """An app whose ``reserve`` fails for the skus in ``out_of_stock`` and whose ``ship``
     fails while "ship" is in it."""
     app = cq.App("retryshop", backend=backend, store=store)
     out_of_stock: set[str] = set()
     shipped: list[Any] = []
 
-    @app.job(retry=cq.Retry(attempts=1))
+    @app.job(retry=cq.Retry(attempts=child_attempts, backoff=cq.Backoff.fixed(timedelta(0))))
     def reserve(payload: Item) -> str:
         if payload.sku in out_of_stock:
             raise cq.Permanent(f"{payload.sku} is out of stock")
@@ -86,7 +87,10 @@ def test_a_flow_that_has_not_failed_has_nothing_to_retry() -> None:
     app, _, _ = make_app()
     reserve, ship = app.get_job("reserve"), app.get_job("ship")
     flow_id = app.flow(ship.message(Order(order_id="o2")), children=[reserve.message(Item(sku="a"))])
-    with pytest.raises(cq.ConfigurationError, match=r"is running, not failed: nothing to retry"):
+    with pytest.raises(cq.ConfigurationError, match=r"is running and none of its 1 pending children"):
+        app.retry_flow(flow_id)
+    app.drain()
+    with pytest.raises(cq.ConfigurationError, match=r"is succeeded, not failed: nothing to retry"):
         app.retry_flow(flow_id)
     with pytest.raises(FlowNotFound):
         app.retry_flow("no-such-flow")
@@ -260,3 +264,105 @@ def test_flows_retry_command_on_sqs_and_dynamodb(request: pytest.FixtureRequest)
     after = _cli("retry", "tests.flows.retry_app:app", flow_id, env=env)
     assert after.returncode == 1 and "is succeeded, not failed: nothing to retry" in after.stderr
     app.close()
+
+
+def test_a_flow_too_large_for_its_store_is_refused_before_anything_is_sent() -> None:
+    from cloudqueue.flows import FlowTooLarge
+    from cloudqueue.store import MemoryStore
+
+    app = cq.App("bigshop", backend="memory://", store=MemoryStore(max_document_size=4000))
+
+    @app.job
+    def reserve(payload: Item) -> str:
+        return "x" * 3000 if payload.sku == "big" else "ok"
+
+    @app.job
+    def ship(payload: Order, ctx: cq.JobContext) -> None: ...
+
+    with pytest.raises(FlowTooLarge, match=r"started with 40 children, its state would be \d+ bytes, over "
+                                           r"the memory store's 4000 per document; .*Subflows"):
+        app.flow(ship.message(Order(order_id="o1")), children=[reserve.message(Item(sku=f"s{i}")) for i in range(40)])
+    assert app.backend.stats().waiting == 0
+
+
+@pytest.mark.parametrize("policy", ["fail", "continue"])
+def test_a_child_result_too_large_for_the_flow_fails_that_child(policy: str) -> None:
+    from cloudqueue.store import MemoryStore
+
+    app = cq.App("bigshop", backend="memory://", store=MemoryStore(max_document_size=4000))
+    shipped: list[Any] = []
+
+    @app.job
+    def reserve(payload: Item) -> str:
+        return "x" * 5000 if payload.sku == "big" else f"reserved {payload.sku}"
+
+    @app.job
+    def ship(payload: Order, ctx: cq.JobContext) -> None:
+        assert ctx.flow is not None
+        shipped.append((ctx.flow.results, [c.index for c in ctx.flow.failures]))
+
+    flow_id = app.flow(ship.message(Order(order_id="o1")), on_child_failure=policy,
+                       children=[reserve.message(Item(sku="a")), reserve.message(Item(sku="big"))])
+    report = app.drain()
+    assert report.dead_lettered == 1
+    (letter,) = app.backend.dead_letters()
+    assert letter.kind is cq.ReasonKind.PERMANENT and "its result does not fit in its flow" in letter.reason
+    flow = app.get_flow(flow_id)
+    assert flow.children[1].status == "failed"
+    assert "return a key to the data" in (flow.children[1].error or "")
+    if policy == "fail":
+        assert flow.status == "failed" and shipped == []
+    else:
+        assert flow.status == "succeeded" and shipped == [(["reserved a", None], [1])]
+
+
+def test_a_parent_whose_send_failed_is_sent_by_the_retried_child_and_runs_once() -> None:
+    """The queue refuses the parent's send once: the last child's delivery is not
+    acknowledged but retried, and its retry sends the parent."""
+    app, _, shipped = make_app(child_attempts=3)
+    reserve, ship = app.get_job("reserve"), app.get_job("ship")
+    refused: list[str] = []
+
+    class FlakyQueue(cq.Middleware):
+        def enqueue(self, messages: Any, call_next: Any) -> Any:
+            if any(m.job_type == "ship" for m in messages) and not refused:
+                refused.append("ship")
+                raise cq.BackendError("the queue is unreachable")
+            return call_next(messages)
+
+    app.add_middleware(FlakyQueue())
+    flow_id = app.flow(ship.message(Order(order_id="o11")), children=[reserve.message(Item(sku="a"))])
+    report = app.drain()
+    assert refused == ["ship"]
+    assert report.retried == 1 and report.dead_lettered == 0
+    assert shipped == [("o11", ["reserved a"], [])]
+    assert app.get_flow(flow_id).status == "succeeded"
+
+
+def test_retry_redrives_a_running_flows_child_the_queue_moved_to_dead_letters_itself() -> None:
+    """A child moved to dead letters without a consumer seeing it (SQS's own redrive
+    policy) leaves its flow running; retry finds it there and sends it back."""
+    app, _, shipped = make_app()
+    reserve, ship = app.get_job("reserve"), app.get_job("ship")
+    flow_id = app.flow(ship.message(Order(order_id="o12")),
+                       children=[reserve.message(Item(sku=s)) for s in ("a", "b")])
+    # the queue moves child 1 to dead letters on its own, as a redrive policy does
+    backend = app.backend
+    (first,) = backend.receive(1)
+    while b'"sku":"b"' not in first.body:
+        backend.release(first)
+        (first,) = backend.receive(1)
+    backend.dead_letter(first, cq.Reason(cq.ReasonKind.EXHAUSTED, "maxReceiveCount 1 reached"))
+    app.drain()
+    assert app.get_flow(flow_id).status == "running" and shipped == []
+    retried = app.retry_flow(flow_id)
+    assert retried.redriven == [app.get_flow(flow_id).children[1].job_id]
+    app.drain()
+    assert shipped == [("o12", ["reserved a", "reserved b"], [])]
+    with pytest.raises(cq.ConfigurationError, match="is succeeded, not failed: nothing to retry"):
+        app.retry_flow(flow_id)
+
+    flow_id = app.flow(ship.message(Order(order_id="o13")), children=[reserve.message(Item(sku="c"))])
+    with pytest.raises(cq.ConfigurationError, match=r"is running and none of its 1 pending children is in "
+                                                    r"dead letters: nothing to retry"):
+        app.retry_flow(flow_id)
