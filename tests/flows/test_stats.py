@@ -15,7 +15,7 @@ import pytest
 
 import cloudqueue as cq
 from cloudqueue.testing import FakeClock
-from tests.store.stores import dynamodb_endpoint, dynamodb_table
+from tests.store.stores import store_url
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.flows.cli_app:app"
@@ -36,9 +36,10 @@ def cells(line: str) -> list[str]:
     return re.split(r"\s{2,}", line.strip())
 
 
-def test_stats_counts_the_flows_per_status_and_ages_the_oldest_running_one(request: pytest.FixtureRequest) -> None:
-    endpoint = dynamodb_endpoint(request)
-    store = f"dynamodb://{dynamodb_table(endpoint)}?region=us-east-1&endpoint_url={endpoint}"
+@pytest.mark.parametrize("kind", ["dynamodb", "firestore"])
+def test_stats_counts_the_flows_per_status_and_ages_the_oldest_running_one(kind: str,
+                                                                          request: pytest.FixtureRequest) -> None:
+    store = store_url(kind, request)
     clock = FakeClock(datetime.now(timezone.utc) - timedelta(hours=3))
     app = cq.App("clishop", backend="memory://", store=store, clock=clock)
     from tests.flows import cli_app
