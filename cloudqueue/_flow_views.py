@@ -8,6 +8,7 @@ newest-first order and the counts cover the ones read, and say so.
 from __future__ import annotations
 
 import json
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from .store import Store
 
 __all__ = ["SCAN_LIMIT", "Summary", "listed", "summary", "with_chunks"]
+
+log = logging.getLogger("cloudqueue")
 
 #: the most flow documents one listing reads from the store
 SCAN_LIMIT = 5000
@@ -51,7 +54,10 @@ def listed(app: App, *, status: str | None = None, limit: int = 50) -> list[Flow
         raise ConfigurationError(f"flow status {status!r}: write one of {', '.join(STATUSES)}")
     if not isinstance(limit, int) or limit < 1:
         raise ConfigurationError(f"list_flows limit must be a positive int, got {limit!r}")
-    flows, _ = _scan(app)
+    flows, truncated = _scan(app)
+    if truncated:
+        log.warning("app %s has more than %d flows in its store: the listing covers the first %d the store "
+                    "returned, so the newest may be missing", app.name, SCAN_LIMIT, SCAN_LIMIT)
     chosen = [f for f in flows if status is None or f.status == status]
     chosen.sort(key=lambda f: f.id)  # started together: a flow before its subflows (``<id>.<i>``)
     chosen.sort(key=lambda f: f.created_at, reverse=True)

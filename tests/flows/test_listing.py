@@ -201,3 +201,17 @@ def test_a_document_written_before_keys_were_recorded_falls_back_to_the_default_
     del state["children"][0]["key"]
     assert store.save("old/flow/legacy", json.dumps(state), version=2, expires_at=document.expires_at)
     assert app.get_flow(flow_id).children[0].key == "cqflow-legacy-0"
+
+
+def test_a_listing_past_the_scan_limit_says_it_is_partial(monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    from cloudqueue import _flow_views
+
+    monkeypatch.setattr(_flow_views, "SCAN_LIMIT", 2)
+    app, part, whole = _app("memory://", FakeClock(NOW))
+    for _ in range(3):
+        app.flow(whole.message(Part()), children=[part.message(Part())])
+    assert len(app.list_flows()) == 2
+    assert "more than 2 flows in its store" in caplog.text
+    found = _flow_views.summary(app)
+    assert found.truncated and found.total == 2
