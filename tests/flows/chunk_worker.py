@@ -30,7 +30,11 @@ def make_app(queue_url: str, sqs_endpoint: str, store: str, out: Path) -> cq.App
     from cloudqueue_aws import SQSBackend
 
     sqs = boto3.client("sqs", endpoint_url=sqs_endpoint, region_name="us-east-1")
-    app = cq.App("chunky", backend=SQSBackend(queue_url, client=sqs), store=store)
+    return add_jobs(cq.App("chunky", backend=SQSBackend(queue_url, client=sqs), store=store), out)
+
+
+def add_jobs(app: cq.App, out: Path) -> cq.App:
+    """The chunked ``scan`` job on ``app`` (any backend)."""
 
     @app.job
     def scan(payload: Scan, ctx: cq.JobContext) -> int:
