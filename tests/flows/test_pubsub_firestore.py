@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -130,13 +131,14 @@ def test_children_finishing_together_in_several_processes_send_and_run_the_paren
     app.close()
 
 
-@pytest.mark.parametrize(("policy", "shipped", "status"), [
-    ("fail", [], "failed"),
-    ("ignore", ["o-2 reserved b"], "succeeded"),
-    ("continue", ["o-2 failed:0 None|reserved b"], "succeeded"),
+@pytest.mark.parametrize(("policy", "failure", "shipped", "status"), [
+    ("fail", "permanent", [], "failed"),
+    ("ignore", "permanent", ["o-2 reserved b"], "succeeded"),
+    ("continue", "permanent", ["o-2 failed:0 None|reserved b"], "succeeded"),
+    ("continue", "exhausted", ["o-2 failed:0 None|reserved b"], "succeeded"),
 ])
 def test_a_dead_lettered_child_under_each_policy(emulator: Any, project: str, store: str, policy: str,
-                                                 shipped: list[str], status: str) -> None:
+                                                 failure: str, shipped: list[str], status: str) -> None:
     from cloudqueue.backends import from_url
 
     pubsub = make_pubsub(emulator.host, project)
@@ -146,10 +148,10 @@ def test_a_dead_lettered_child_under_each_policy(emulator: Any, project: str, st
     app.add_middleware(sent)
     app.add_middleware(settled)
 
-    @app.job
+    @app.job(retry=cq.Retry(attempts=2, backoff=cq.Backoff.fixed(timedelta(seconds=1))))
     def reserve(payload: fleet.Item) -> str:
-        if payload.sku == "a":
-            raise cq.Permanent("a is out of stock")
+        if payload.sku == "a":  # at once, or after its last attempt (Pub/Sub counts the deliveries)
+            raise cq.Permanent("a is out of stock") if failure == "permanent" else RuntimeError("a is out of stock")
         return f"reserved {payload.sku}"
 
     @app.job
@@ -173,7 +175,8 @@ def test_a_dead_lettered_child_under_each_policy(emulator: Any, project: str, st
     flow = app.get_flow(flow_id)
     assert flow.status == status
     assert flow.children[0].status == "failed"
-    assert (flow.children[0].error or "").startswith("permanent: a is out of stock")
+    assert (flow.children[0].error or "").startswith(f"{failure}: ")
+    assert "a is out of stock" in (flow.children[0].error or "")
     if policy == "fail":
         assert flow.reason is not None and flow.reason.startswith("child 0 (reserve ")
         assert "a is out of stock" in flow.reason
@@ -188,18 +191,20 @@ def test_a_dead_lettered_child_under_each_policy(emulator: Any, project: str, st
         assert ran == shipped
     assert wait_for(lambda: len(app.backend.dead_letters()) == 1, timeout=30)
     letters = app.backend.dead_letters()
-    assert [(b'"sku":"a"' in letter.body, letter.reason.split(":")[0]) for letter in letters] == [(True, "permanent")]
+    assert [(b'"sku":"a"' in letter.body, letter.reason.split(":")[0]) for letter in letters] == [(True, failure)]
     app.close()
 
 
-def test_a_chunked_job_killed_mid_chunk_resumes_in_another_process(
+def test_a_chunked_flow_child_killed_mid_chunk_resumes_in_another_process(
         emulator: Any, project: str, store: str, tmp_path: Path,
         processes: list[subprocess.Popen[bytes]]) -> None:
     from cloudqueue import chunks
 
     pubsub = make_pubsub(emulator.host, project, ack_deadline=10)
     app = chunk_worker.add_jobs(cq.App("chunky", backend=pubsub.url(), store=store), tmp_path)
-    root = app.get_job("scan").enqueue(chunk_worker.Scan())
+    scan, report = app.get_job("scan"), app.get_job("report")
+    flow_id = app.flow(report.message(chunk_worker.Scan()), children=[scan.message(chunk_worker.Scan())])
+    root = f"cqflow-{flow_id}-0"  # the child's idempotency key names its chunked run
     first = spawn(processes, "chunks", pubsub.url(), store, str(tmp_path))
     assert wait_for(lambda: (tmp_path / "stalled").exists() or first.poll() is not None, timeout=120)
     assert (tmp_path / "stalled").exists()
@@ -207,11 +212,14 @@ def test_a_chunked_job_killed_mid_chunk_resumes_in_another_process(
     first.wait(timeout=30)
     done = chunks.progress(app, root)
     assert done is not None and (done.chunks, done.progress, done.finished) == (2, 6, False)
+    flow = app.get_flow(flow_id)
+    assert (flow.status, flow.children[0].status) == ("running", "pending")  # a chunk is not the child's end
 
     (tmp_path / "go").touch()
     second = spawn(processes, "chunks", pubsub.url(), store, str(tmp_path))
     try:
-        assert wait_for(lambda: (p := chunks.progress(app, root)) is not None and p.finished, timeout=120)
+        assert wait_for(lambda: flow_status(app, flow_id) == "succeeded", timeout=120), \
+            f"the flow is {app.get_flow(flow_id).status}"
     finally:
         (tmp_path / "stop").touch()
     assert second.wait(timeout=90) == 0
@@ -219,10 +227,14 @@ def test_a_chunked_job_killed_mid_chunk_resumes_in_another_process(
     assert runs == ["0 0", "1 3", "2 6", "2 6", "3 9"]  # chunk 2 again (it never finished), none skipped
     done = chunks.progress(app, root)
     assert done is not None and (done.chunks, done.progress, done.finished) == (4, 12, True)
+    # the last chunk finished the child: its return value is the flow's result
+    assert (tmp_path / "reported").read_text().splitlines() == ["[12]"]
+    assert app.get_flow(flow_id).results == [12]
     app.close()
 
 
-def _squares_app(backend: str, store: str) -> tuple[cq.App, list[int], Sent, Settled]:
+def _squares_app(backend: str, store: str, *, parent_fails_once: bool = False
+                 ) -> tuple[cq.App, list[int], Sent, Settled]:
     app = cq.App("pushflow", backend=backend, store=store)
     totals: list[int] = []
     sent, settled = Sent("total"), Settled("total")
@@ -235,9 +247,11 @@ def _squares_app(backend: str, store: str) -> tuple[cq.App, list[int], Sent, Set
             raise cq.Permanent("negative")
         return payload.n * payload.n
 
-    @app.job
+    @app.job(retry=cq.Retry(attempts=3, backoff=cq.Backoff.fixed(timedelta(seconds=1))))
     def total(payload: Part, ctx: cq.JobContext) -> None:
         assert ctx.flow is not None
+        if parent_fails_once and ctx.attempt == 1:
+            raise RuntimeError("the warehouse is not answering")
         totals.append(sum(r for r in ctx.flow.results if r is not None) + 1000 * len(ctx.flow.failures))
 
     return app, totals, sent, settled
@@ -283,14 +297,17 @@ def test_a_flow_on_cloud_tasks_through_the_http_shim(
     from tests.gcp.conftest import make_queues
 
     queues = make_queues(tasks_server, project)
-    app, totals, sent, settled = _squares_app(queues.url(http_function.url), store)
+    app, totals, sent, settled = _squares_app(queues.url(http_function.url), store, parent_fails_once=True)
     routing.set_http(cloudqueue_gcp.http_handler(app, certs_url=issuer.certs_url))
     square, total = app.get_job("square"), app.get_job("total")
     flow_id = app.flow(total.message(Part(n=0)), on_child_failure="continue",
                        children=[square.message(Part(n=n)) for n in (1, 2, 3, -1)])
-    # the children, then (created while they ran) the parent: every response a 2xx
-    statuses = tasks_server.dispatch_due()
-    assert statuses == [200] * 5
+    # the children, then (created while they ran) the parent, whose first attempt fails
+    assert tasks_server.dispatch_due() == [200] * 4 + [500]
+    assert totals == [] and flow_status(app, flow_id) == "parent_enqueued"
+    retried: list[int] = []
+    assert wait_for(lambda: bool(retried.extend(tasks_server.dispatch_due()) or retried), timeout=60)
+    assert retried == [200]  # after the queue's backoff: its second attempt runs it
     assert totals == [1014]
     flow = app.get_flow(flow_id)
     assert flow.status == "succeeded" and flow.results == [1, 4, 9, None]
@@ -298,11 +315,11 @@ def test_a_flow_on_cloud_tasks_through_the_http_shim(
     [letter] = app.backend.dead_letters()
     assert b'"n":-1' in letter.body and letter.reason.startswith("permanent: negative")
     # Cloud Tasks dispatches a task more than once now and then: the same request again
-    assert len(sent.messages) == 1 and settled.outcomes == ["ack"]
+    assert len(sent.messages) == 1 and settled.outcomes == ["retry", "ack"]
     parent_headers = tasks_server.requests[-1]
     again = urllib.request.Request(http_function.url, data=sent.messages[0].body, headers=parent_headers,
                                    method="POST")
     with urllib.request.urlopen(again, timeout=30) as answer:
         assert answer.status == 200
-    assert settled.outcomes == ["ack", "skip"] and totals == [1014]
+    assert settled.outcomes == ["retry", "ack", "skip"] and totals == [1014]
     app.close()
