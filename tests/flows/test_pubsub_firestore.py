@@ -280,11 +280,12 @@ def test_a_flow_pushed_by_the_emulator_through_each_push_shim(
     flow = app.get_flow(flow_id)
     assert flow.results == [1, 4, 9, None]
     assert [(c.index, (c.error or "").split(":")[0]) for c in flow.failures] == [(3, "permanent")]
-    assert len(sent.messages) == 1 and settled.outcomes == ["ack"]
-    # the parent's message pushed again: acknowledged, not run
+    assert len(sent.messages) == 1 and settled.outcomes.count("ack") == 1
+    # the parent's message pushed again: acknowledged, not run (a push the emulator repeats
+    # on its own, after an ack deadline a loaded machine overran, is skipped alike)
     from_url(pubsub.url()).send([sent.messages[0]])
-    assert wait_for(lambda: settled.outcomes == ["ack", "skip"], timeout=60), settled.outcomes
-    assert totals == [1014]
+    assert wait_for(lambda: "skip" in settled.outcomes, timeout=60), settled.outcomes
+    assert totals == [1014] and settled.outcomes.count("ack") == 1
     app.close()
 
 
