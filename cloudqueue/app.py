@@ -21,7 +21,7 @@ from .retry import DEFAULT_RETRY, Retry
 
 if TYPE_CHECKING:
     from ._store_guard import Idempotency
-    from .flows import Flow, Subflow
+    from .flows import Flow, Retried, Subflow
     from .limits import Concurrency, RateLimit
     from .payloads import PayloadStore
     from .schedules import Cron
@@ -299,6 +299,13 @@ class App:
         from .flows import get
 
         return get(self, flow_id)
+
+    def retry_flow(self, flow_id: str) -> Retried:
+        """Send a failed flow's failed jobs again: their dead letters are redriven (see
+        ``cloudqueue.flows.retry``)."""
+        from .flows import retry
+
+        return retry(self, flow_id)
 
     # -- the claim check -----------------------------------------------------------------
     @property

@@ -33,7 +33,7 @@ from .backends.base import Backend, Delivery
 from .clock import Clock, parse_time
 from .context import JobContext, current_traceparent
 from .envelope import DataRef, EnvelopeError, decode, envelope_validator
-from .lifecycle import STAYS, Outcome, Reason, ReasonKind, overrides
+from .lifecycle import STAYS, Outcome, Reason, ReasonKind, StepFailed, overrides
 from .logs import log_outcome, queue_name, successes_logged
 
 if TYPE_CHECKING:
@@ -390,6 +390,8 @@ class Dispatcher:
         try:
             call()
         except BaseException as exc:
+            if isinstance(exc, StepFailed):  # the library's own step: the delivery fails
+                return self.failed(task, exc)
             if ran:  # the job ran: what it did decides, whatever a middleware made of it
                 if exc is not ran[0].error:
                     log.warning("job %s %s: a middleware raised after the job ran (%s); the job's "
@@ -484,6 +486,8 @@ class Dispatcher:
                what: str = "a middleware failed before the job ran") -> Result:
         """Classify an exception from a job (or from something before it ran: ``what``)."""
         job, delivery = task.job, task.delivery
+        if isinstance(exc, StepFailed):
+            exc = exc.error
         if type(task) is _Unfetched and task.failure is not None and exc is task.failure.error:
             return task.failure  # its payload could not be fetched: poison, or failed as such
         if isinstance(exc, Skip):
@@ -576,12 +580,25 @@ class Dispatcher:
                 self._unrun.pop(delivery.message_id, None)
         if result.claim is not None and result.applied and (outcome is _ACK or outcome is Outcome.SKIP):
             self._release_claim(result)
+        elif outcome is Outcome.DEAD_LETTER and b'"cqflow' in delivery.body and self.app.idempotency is not None:
+            self._flow_member_dead(result)
         if self.observed:
             result.queue = self._queue_name(backend)
             self._observe(result)  # first: a tracing middleware puts its span's ids on the result
         if outcome is not _ACK or self._log_successes:
             log_outcome(result, result.queue or self._queue_name(backend))
         return result.applied
+
+    def _flow_member_dead(self, result: Result) -> None:
+        """A flow's child or parent went to dead letters: record it in its flow (a job
+        that ran has it recorded already; poison never ran, and is recorded here)."""
+        from .flows import poisoned
+
+        try:
+            poisoned(self.app, result.delivery.body, str(result.reason or "dead-lettered"))
+        except Exception:
+            log.exception("job %s %s went to dead letters, and its flow could not record it; the flow "
+                          "waits for it until its ttl", result.job_type, result.job_id)
 
     def _release_claim(self, result: Result) -> None:
         """Delete an acknowledged message's payload object (a failure leaves it to the

@@ -9,7 +9,8 @@ consumers that read the same state only one can write the next)::
 
     running ──last child finished──> ready ──parent sent──> parent_enqueued ──> succeeded
        │                                                                    └─> parent_failed
-       └──a child dead-lettered, policy "fail"──> failed  (the parent never runs)
+       └──a child dead-lettered, policy "fail"──> failed  (the parent does not run)
+                 failed ──its failed children redriven and succeeded (``retry``)──> running
 
 Children carry ``cqflow: "<flow id>:<index>"`` in their envelope, the parent
 ``cqflowparent: "<flow id>"`` (consumers that do not know them ignore them). The flow's
@@ -39,18 +40,19 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ._errors import BackendError, ConfigurationError, PayloadError
+from ._errors import BackendError, ConfigurationError, PayloadError, Permanent
 from .clock import format_time
-from .lifecycle import Outcome
+from .lifecycle import Outcome, StepFailed
 
 if TYPE_CHECKING:
     from .app import App
     from .backends.base import OutgoingMessage
     from .dispatch import Task
-    from .store import Store
+    from .store import Document, Store
 
 __all__ = ["CHILD_ATTRIBUTE", "PARENT_ATTRIBUTE", "POLICIES", "Child", "Flow", "FlowNotFound", "FlowStep",
-           "Subflow", "current", "flow_key", "get", "guarded", "render", "start", "with_attributes"]
+           "FlowTooLarge", "Retried", "Subflow", "current", "flow_key", "get", "guarded", "poisoned", "render",
+           "retry", "start", "with_attributes"]
 
 log = logging.getLogger("cloudqueue")
 
@@ -71,6 +73,19 @@ _current: contextvars.ContextVar[Flow | None] = contextvars.ContextVar("cloudque
 
 class FlowNotFound(ConfigurationError):
     """No flow with that id in the store (never started, or lapsed after its ttl)."""
+
+
+class FlowTooLarge(PayloadError):
+    """A flow's state would not fit in one of its store's documents."""
+
+
+def _check_size(store: Store, flow_id: str, text: str, what: str) -> None:
+    limit = store.max_document_size
+    if limit is not None and len(text.encode()) > limit:
+        raise FlowTooLarge(f"flow {flow_id!r}: {what}, its state would be {len(text.encode())} bytes, over "
+                           f"the {store.scheme} store's {limit} per document; keep children's results "
+                           "small (return a key to the data, not the data) and split wide fan-outs into "
+                           "Subflows")
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +292,8 @@ def start(app: App, parent: OutgoingMessage, children: Sequence[OutgoingMessage 
     states: list[dict[str, Any]] = []
     leaves = _plan(app, flow_id, Subflow(parent, children, on_child_failure), now, None, states)
     for state in states:
+        _check_size(store, state["id"], json.dumps(state), f"started with {len(state['children'])} children")
+    for state in states:
         created = store.save(flow_key(app.name, state["id"]), json.dumps(state), version=1,
                              expires_at=now + ttl, now=now)
         if not created:
@@ -324,6 +341,146 @@ def _plan(app: App, flow_id: str, node: Subflow, now: datetime, member_of: tuple
         "children": entries,
     })
     return leaves
+
+
+# -- retrying a failed flow -----------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """What ``retry`` did: the job ids whose dead letters it sent back (``redriven``),
+    those it sent again from the flow's record (``resent``: only a parent can be), and the
+    failed children it found nowhere (``missing``: their dead letters lapsed or were purged)."""
+
+    redriven: list[str]
+    resent: list[str]
+    missing: list[str]
+
+
+#: how many dead letters per queue ``retry`` looks through for a flow's failed jobs
+RETRY_SCAN = 1000
+
+
+def retry(app: App, flow_id: str) -> Retried:
+    """Send a failed or stuck flow's jobs again from dead letters (``cloudqueue flows retry``).
+
+    A flow ``failed`` (a child dead-lettered under "fail") gets its failed children's dead
+    letters redriven, its failed subflows retried the same way; when they succeed the flow
+    runs on, and its parent runs once every child succeeded. A ``parent_failed`` flow gets
+    its parent's dead letter redriven, or, when that is gone, the parent sent again from
+    the flow's record. A ``running`` flow gets the dead letters of its pending children
+    redriven: children a queue moved there itself, without a consumer seeing them (SQS's
+    redrive policy), which the flow cannot have recorded. Fix the cause first: a job that
+    fails the same way dead-letters again.
+
+    Raises:
+        FlowNotFound: no such flow.
+        ConfigurationError: nothing to retry (the flow finished, or is running with none of
+            its pending children in dead letters).
+    """
+    flow = get(app, flow_id)
+    out = _retry(app, flow)
+    if flow.status == "running" and not out.redriven:
+        raise ConfigurationError(f"flow {flow_id!r} is running and none of its {flow.pending} pending "
+                                 "children is in dead letters: nothing to retry (they are queued or "
+                                 "running; see cloudqueue flows show)")
+    for job_id in out.missing:
+        log.warning("flow %s: job %s is not in dead letters (purged, or older than their retention); "
+                    "it cannot be sent again", flow_id, job_id)
+    return out
+
+
+def _retry(app: App, flow: Flow) -> Retried:
+    if flow.status not in ("failed", "parent_failed", "running"):
+        raise ConfigurationError(f"flow {flow.id!r} is {flow.status}, not failed: nothing to retry "
+                                 "(see cloudqueue flows show)")
+    wanted: set[str] = set()
+    subflows: list[Flow] = []
+    if flow.status == "parent_failed":
+        wanted.add(flow.parent_job_id)
+    else:
+        redo = "pending" if flow.status == "running" else "failed"
+        for child in flow.children:
+            if child.status != redo:
+                continue
+            sub = get(app, child.flow) if child.flow is not None else None
+            if sub is not None and sub.status in ("failed", "parent_failed", "running"):
+                subflows.append(sub)
+            else:
+                wanted.add(child.job_id)
+    redriven = _redrive(app, wanted)
+    # a running flow's pending child not in dead letters is queued or running: not missing
+    missing = [] if flow.status == "running" else sorted(wanted - redriven)
+    resent: list[str] = []
+    if flow.status == "parent_failed" and missing:
+        state = json.loads(_document(app, flow.id).value)
+        app._enqueue([_resent(_parent_message(state))])
+        resent, missing = missing, []
+    out = Retried(sorted(redriven), resent, missing)
+    for sub in subflows:
+        inner = _retry(app, sub)
+        out.redriven.extend(inner.redriven)
+        out.resent.extend(inner.resent)
+        out.missing.extend(inner.missing)
+    return out
+
+
+def _document(app: App, flow_id: str) -> Document:
+    document = _store(app).load(flow_key(app.name, flow_id), now=app.clock.now())
+    if document is None:
+        raise FlowNotFound(f"app {app.name!r} has no flow {flow_id!r} in its store")
+    return document
+
+
+def _resent(message: OutgoingMessage) -> OutgoingMessage:
+    """The parent sent again under a fresh key: the store forgot its key when it
+    dead-lettered, but a queue's deduplication window may still hold it."""
+    key = message.idempotency_key
+    if key is None:
+        return message
+    fresh = f"{key}-retry-{os.urandom(4).hex()}"
+    body = message.body.replace(b'"cqkey":' + json.dumps(key).encode(), b'"cqkey":' + json.dumps(fresh).encode(), 1)
+    return replace(message, body=body, idempotency_key=fresh)
+
+
+def _redrive(app: App, job_ids: set[str]) -> set[str]:
+    """Redrive the dead letters of these job ids, on every queue of the app; the ids found."""
+    from pydantic_core import from_json
+
+    found: set[str] = set()
+    for name in app.queue_names:
+        if found >= job_ids:
+            break
+        backend = app.queue(name)
+        ids: list[str] = []
+        for letter in backend.dead_letters(limit=RETRY_SCAN):
+            try:
+                job_id = from_json(letter.body).get("id")
+            except ValueError:
+                continue
+            if job_id in job_ids and job_id not in found:
+                ids.append(letter.message_id)
+                found.add(job_id)
+        if ids:
+            backend.redrive(ids)
+    return found
+
+
+def poisoned(app: App, delivery_body: bytes, reason: str) -> None:
+    """Record the end of a flow's child (or parent) that went to dead letters without
+    running (poison: its payload failed validation, its claim-checked payload is gone...)."""
+    from pydantic_core import from_json
+
+    try:
+        raw = from_json(delivery_body)
+        member, parent_of = raw.get(CHILD_ATTRIBUTE), raw.get(PARENT_ATTRIBUTE)
+    except (ValueError, AttributeError):
+        return  # not even JSON: nothing says which flow it belonged to
+    step = FlowStep(app)
+    if isinstance(parent_of, str):
+        step._set_status(parent_of, "parent_failed", reason=f"the parent went to dead letters: {reason}")
+    if isinstance(member, str) and ":" in member:
+        flow_id, _, index = member.rpartition(":")
+        if index.isdigit():
+            step.finish(flow_id, int(index), ok=False, error=reason)
 
 
 # -- the run step ---------------------------------------------------------------------
@@ -390,7 +547,18 @@ class FlowStep:
         finally:
             _member.reset(token)
         if not continued[0]:
-            self.finish(flow_id, int(index_text), ok=True, value=_jsonable(task, value))
+            try:
+                self.finish(flow_id, int(index_text), ok=True, value=_jsonable(task, value))
+            except FlowTooLarge as exc:  # its result does not fit: the child fails, its policy decides
+                error = f"job {task.job.name} {task.job_id}: its result does not fit in its flow: {exc}"
+                self.finish(flow_id, int(index_text), ok=False, error=error)
+                raise StepFailed(Permanent(error)) from exc
+            except Exception as exc:  # not recorded, or the parent not sent: the delivery is retried
+                from .dispatch import _describe
+
+                log.warning("flow %s: child %s (%s %s) ran, but %s; its delivery is retried", flow_id,
+                            index_text, task.job.name, task.job_id, _describe(exc))
+                raise StepFailed(exc) from exc
         return value
 
     def _run_parent(self, task: Task, flow_id: str, member: Any, call_next: Callable[[], Any]) -> Any:
@@ -429,7 +597,9 @@ class FlowStep:
             state = json.loads(document.value)
             if not change(state):
                 return state, False
-            if store.save(key, json.dumps(state), version=document.version + 1,
+            text = json.dumps(state)
+            _check_size(store, flow_id, text, "with this change")
+            if store.save(key, text, version=document.version + 1,
                           expires_at=document.expires_at, now=now):
                 return state, True
             time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))  # others are writing: spread out
@@ -445,19 +615,22 @@ class FlowStep:
             if not 0 <= index < len(children):
                 raise ConfigurationError(f"flow {flow_id!r} has no child {index}")
             child = children[index]
-            if child["status"] != "pending":
-                return False  # a redelivered child: its end is recorded already
+            # a redelivered child finds its end recorded already; only a success after a
+            # failure (its dead letter was redriven, or its subflow retried) changes it
+            if child["status"] == "succeeded" or (child["status"] == "failed" and not ok):
+                return False
             child.update(status="succeeded" if ok else "failed", finished_at=stamp)
             if ok:
                 child["result"] = value
+                child.pop("error", None)
             else:
                 child["error"] = error
+            if state["status"] == "failed" and ok:
+                _revive(state)
             if state["status"] != "running":
                 return True
             if not ok and state["policy"] == "fail":
-                how = "failed" if child.get("flow") else "went to dead letters"
-                state.update(status="failed", finished_at=stamp,
-                             reason=f"child {index} ({child['type']} {child['job_id']}) {how}: {error}")
+                state.update(status="failed", finished_at=stamp, reason=_failure_reason(index, child))
             elif all(c["status"] != "pending" for c in children):
                 state["status"] = "ready"
             return True
@@ -486,6 +659,8 @@ class FlowStep:
             state["status"] = status
             if status in ("succeeded", "parent_failed"):
                 state["finished_at"] = stamp
+            if status == "succeeded":
+                state["reason"] = None  # a parent redriven after it failed
             if reason is not None:
                 state["reason"] = reason
             return True
@@ -494,6 +669,21 @@ class FlowStep:
             self._update(flow_id, change)
         except FlowNotFound:
             log.warning("flow %s lapsed before it was marked %s", flow_id, status)
+
+
+def _failure_reason(index: int, child: dict[str, Any]) -> str:
+    how = "failed" if child.get("flow") else "went to dead letters"
+    return f"child {index} ({child['type']} {child['job_id']}) {how}: {child.get('error')}"
+
+
+def _revive(state: dict[str, Any]) -> None:
+    """A failed flow one of whose children has now succeeded (a redrive): running again
+    once no child is failed, else failed for the next failed child."""
+    failed = [(i, c) for i, c in enumerate(state["children"]) if c["status"] == "failed"]
+    if failed:
+        state["reason"] = _failure_reason(*failed[0])
+        return
+    state.update(status="running", finished_at=None, reason=None)
 
 
 def _jsonable(task: Task, value: Any) -> Any:

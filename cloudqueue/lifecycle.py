@@ -108,6 +108,17 @@ class Reason:
         return cls(kind, rest.strip())
 
 
+class StepFailed(Exception):
+    """Raised by one of the library's own run steps (a flow recording its child's end)
+    after the job ran, when the delivery must not be acknowledged: the delivery's outcome
+    is ``error``'s (a retry, or dead letters for ``Permanent``), not the job's success.
+    A middleware's own exception after the job ran leaves the job's outcome standing."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class Middleware:
     """Base for middleware: override any of the methods; the others cost nothing.
 

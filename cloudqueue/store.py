@@ -176,6 +176,8 @@ class Store(ABC):
 
     #: the URL scheme this store registers under
     scheme: str = ""
+    #: the most bytes one document (``save``'s value) may hold; None: no set limit
+    max_document_size: int | None = None
 
     @abstractmethod
     def claim(self, key: str, *, token: str, now: datetime, lease_until: datetime,
@@ -225,11 +227,15 @@ class Store(ABC):
 
 
 class MemoryStore(Store):
-    """Records in a dict, for tests and local work. ``memory://NAME`` is shared in the process."""
+    """Records in a dict, for tests and local work. ``memory://NAME`` is shared in the process.
+
+    ``max_document_size`` sets a limit a cloud store has (DynamoDB's 400 KB), to meet it locally.
+    """
 
     scheme = "memory"
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_document_size: int | None = None) -> None:
+        self.max_document_size = max_document_size
         self._records: dict[str, Record] = {}
         self._documents: dict[str, Document] = {}
         self._lock = threading.Lock()

@@ -64,6 +64,7 @@ class DynamoDBStore(Store):
     """
 
     scheme = "dynamodb"
+    max_document_size = 390_000  # 400 KB an item, less its key and other attributes
 
     def __init__(self, table: str, *, client: DynamoDBClient | None = None, region: str | None = None,
                  endpoint_url: str | None = None) -> None:

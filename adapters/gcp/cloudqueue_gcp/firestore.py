@@ -65,6 +65,7 @@ class FirestoreStore(Store):
     """
 
     scheme = "firestore"
+    max_document_size = 1_000_000  # 1 MiB a document, less its name and other fields
 
     def __init__(self, project: str, collection: str, *, database: str | None = None, client: Any = None,
                  timeout: timedelta = timedelta(seconds=30)) -> None:
