@@ -195,6 +195,60 @@ def test_a_dead_lettered_child_under_each_policy(emulator: Any, project: str, st
     app.close()
 
 
+def test_flows_retry_sends_back_a_failed_child_and_one_pubsub_dead_lettered_itself(
+        emulator: Any, project: str, store: str) -> None:
+    pubsub = make_pubsub(emulator.host, project, max_delivery_attempts=5)
+    app = cq.App("retried", backend=pubsub.url(), store=store)
+    out_of_stock = {"a"}
+    shipped: list[tuple[str, list[Any]]] = []
+
+    @app.job
+    def reserve(payload: fleet.Item) -> str:
+        if payload.sku in out_of_stock:
+            raise cq.Permanent(f"{payload.sku} is out of stock")
+        return f"reserved {payload.sku}"
+
+    @app.job
+    def ship(payload: fleet.Order, ctx: cq.JobContext) -> None:
+        assert ctx.flow is not None
+        shipped.append((payload.order_id, ctx.flow.results))
+
+    def drained_to(flow_id: str, status: str) -> bool:
+        app.drain()
+        return flow_status(app, flow_id) == status
+
+    # a child dead-lettered under "fail", its cause fixed, then the flow retried
+    flow_id = app.flow(ship.message(fleet.Order(order_id="o-3")),
+                       children=[reserve.message(fleet.Item(sku=s)) for s in ("a", "b")])
+    assert wait_for(lambda: drained_to(flow_id, "failed"))
+    out_of_stock.clear()
+    assert app.retry_flow(flow_id).redriven == [app.get_flow(flow_id).children[0].job_id]
+    assert wait_for(lambda: drained_to(flow_id, "succeeded"))
+    assert shipped == [("o-3", ["reserved a", "reserved b"])]
+
+    # a child the subscription's dead-letter policy moved on its own (no consumer ran it):
+    # the flow cannot know, and stays running until it is retried
+    flow_id = app.flow(ship.message(fleet.Order(order_id="o-4")), children=[reserve.message(fleet.Item(sku="c"))])
+    backend = app.backend
+    nacks = 0
+    deadline = time.monotonic() + 60
+    while nacks < 5 and time.monotonic() < deadline:
+        for delivery in backend.receive(max_messages=1, wait=timedelta(seconds=2)):
+            backend.release(delivery)
+            nacks += 1
+    assert nacks == 5
+    assert backend.receive(max_messages=1, wait=timedelta(seconds=1)) == []  # the emulator moves it on a pull
+    assert wait_for(lambda: len(backend.dead_letters()) == 1, timeout=30)
+    [letter] = backend.dead_letters()
+    assert letter.reason.startswith("exhausted: Pub/Sub gave up after 5 deliveries")
+    assert flow_status(app, flow_id) == "running"
+    assert app.retry_flow(flow_id).redriven == [app.get_flow(flow_id).children[0].job_id]
+    assert wait_for(lambda: drained_to(flow_id, "succeeded"))
+    assert shipped[1:] == [("o-4", ["reserved c"])]
+    assert backend.dead_letters() == []
+    app.close()
+
+
 def test_a_chunked_flow_child_killed_mid_chunk_resumes_in_another_process(
         emulator: Any, project: str, store: str, tmp_path: Path,
         processes: list[subprocess.Popen[bytes]]) -> None:
