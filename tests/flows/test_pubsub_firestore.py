@@ -5,6 +5,7 @@ parent delivered twice, a chunked child killed mid-chunk, and flows run by the p
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -136,6 +137,7 @@ def test_children_finishing_together_in_several_processes_send_and_run_the_paren
     ("ignore", "permanent", ["o-2 reserved b"], "succeeded"),
     ("continue", "permanent", ["o-2 failed:0 None|reserved b"], "succeeded"),
     ("continue", "exhausted", ["o-2 failed:0 None|reserved b"], "succeeded"),
+    ("fail", "poison", [], "failed"),
 ])
 def test_a_dead_lettered_child_under_each_policy(emulator: Any, project: str, store: str, policy: str,
                                                  failure: str, shipped: list[str], status: str) -> None:
@@ -160,8 +162,11 @@ def test_a_dead_lettered_child_under_each_policy(emulator: Any, project: str, st
         failed = [f"failed:{c.index}" for c in ctx.flow.failures]
         ran.append(" ".join([payload.order_id, *failed, "|".join(map(str, ctx.flow.results))]))
 
+    first = reserve.message(fleet.Item(sku="a"))
+    if failure == "poison":  # a payload that no longer validates: refused before it runs
+        first = dataclasses.replace(first, body=first.body.replace(b'"sku":"a"', b'"sku":7'))
     flow_id = app.flow(ship.message(fleet.Order(order_id="o-2")), on_child_failure=policy,
-                       children=[reserve.message(fleet.Item(sku="a")), reserve.message(fleet.Item(sku="b"))])
+                       children=[first, reserve.message(fleet.Item(sku="b"))])
     dead_lettered = 0
 
     def drained() -> bool:
@@ -176,10 +181,10 @@ def test_a_dead_lettered_child_under_each_policy(emulator: Any, project: str, st
     assert flow.status == status
     assert flow.children[0].status == "failed"
     assert (flow.children[0].error or "").startswith(f"{failure}: ")
-    assert "a is out of stock" in (flow.children[0].error or "")
+    assert ("sku" if failure == "poison" else "a is out of stock") in (flow.children[0].error or "")
     if policy == "fail":
         assert flow.reason is not None and flow.reason.startswith("child 0 (reserve ")
-        assert "a is out of stock" in flow.reason
+        assert failure in flow.reason
         assert sent.messages == []
     else:
         assert flow.reason is None
@@ -191,7 +196,8 @@ def test_a_dead_lettered_child_under_each_policy(emulator: Any, project: str, st
         assert ran == shipped
     assert wait_for(lambda: len(app.backend.dead_letters()) == 1, timeout=30)
     letters = app.backend.dead_letters()
-    assert [(b'"sku":"a"' in letter.body, letter.reason.split(":")[0]) for letter in letters] == [(True, failure)]
+    sku = b'"sku":7' if failure == "poison" else b'"sku":"a"'
+    assert [(sku in letter.body, letter.reason.split(":")[0]) for letter in letters] == [(True, failure)]
     app.close()
 
 
@@ -326,20 +332,22 @@ def test_a_flow_pushed_by_the_emulator_through_each_push_shim(
     else:
         routing.set_cloudevent(cloudqueue_gcp.cloudevent_handler(app, verify=False))
     square, total = app.get_job("square"), app.get_job("total")
+    poison = square.message(Part(n=5))
+    poison = dataclasses.replace(poison, body=poison.body.replace(b'"n":5', b'"n":"five"'))
     flow_id = app.flow(total.message(Part(n=0)), on_child_failure="continue",
-                       children=[square.message(Part(n=n)) for n in (1, 2, 3, -1)])
+                       children=[*(square.message(Part(n=n)) for n in (1, 2, 3, -1)), poison])
     assert wait_for(lambda: flow_status(app, flow_id) == "succeeded", timeout=90), \
         f"the flow is {app.get_flow(flow_id).status}"
-    assert totals == [1014]
+    assert totals == [2014]
     flow = app.get_flow(flow_id)
-    assert flow.results == [1, 4, 9, None]
-    assert [(c.index, (c.error or "").split(":")[0]) for c in flow.failures] == [(3, "permanent")]
+    assert flow.results == [1, 4, 9, None, None]
+    assert [(c.index, (c.error or "").split(":")[0]) for c in flow.failures] == [(3, "permanent"), (4, "poison")]
     assert len(sent.messages) == 1 and settled.outcomes.count("ack") == 1
     # the parent's message pushed again: acknowledged, not run (a push the emulator repeats
     # on its own, after an ack deadline a loaded machine overran, is skipped alike)
     from_url(pubsub.url()).send([sent.messages[0]])
     assert wait_for(lambda: "skip" in settled.outcomes, timeout=60), settled.outcomes
-    assert totals == [1014] and settled.outcomes.count("ack") == 1
+    assert totals == [2014] and settled.outcomes.count("ack") == 1
     app.close()
 
 
