@@ -386,3 +386,37 @@ def test_a_flow_on_cloud_tasks_through_the_http_shim(
         assert answer.status == 200
     assert settled.outcomes == ["retry", "ack", "skip"] and totals == [1014]
     app.close()
+
+
+def test_a_chunked_flow_child_on_cloud_tasks_runs_each_chunk_once(
+        store: str, project: str, tasks_server: Any, http_function: Any, issuer: Any, tmp_path: Path) -> None:
+    import urllib.request
+
+    import cloudqueue_gcp
+    from cloudqueue_gcp.tasks import task_id_for_key
+
+    from cloudqueue import chunks
+    from tests.gcp.conftest import make_queues
+
+    (tmp_path / "go").touch()  # no chunk stalls
+    queues = make_queues(tasks_server, project)
+    app = chunk_worker.add_jobs(cq.App("chunky", backend=queues.url(http_function.url), store=store), tmp_path)
+    sent = Sent("scan")
+    app.add_middleware(sent)
+    routing.set_http(cloudqueue_gcp.http_handler(app, certs_url=issuer.certs_url))
+    scan, report = app.get_job("scan"), app.get_job("report")
+    flow_id = app.flow(report.message(chunk_worker.Scan()), children=[scan.message(chunk_worker.Scan())])
+    assert tasks_server.dispatch_due() == [200] * 5  # four chunks, each sending the next, then the parent
+    assert app.get_flow(flow_id).status == "succeeded"
+    # chunk 1's task dispatched a second time: acknowledged, not run
+    [chunk_1] = [m for m in sent.messages if m.idempotency_key == f"cqchunk-cqflow-{flow_id}-0-1"]
+    headers = next(h for h in tasks_server.requests if h["X-CloudTasks-TaskName"] ==
+                   task_id_for_key(chunk_1.idempotency_key or ""))
+    again = urllib.request.Request(http_function.url, data=chunk_1.body, headers=headers, method="POST")
+    with urllib.request.urlopen(again, timeout=30) as answer:
+        assert answer.status == 200
+    assert (tmp_path / "runs").read_text().splitlines() == ["0 0", "1 3", "2 6", "3 9"]
+    assert (tmp_path / "reported").read_text().splitlines() == ["[12]"]
+    done = chunks.progress(app, f"cqflow-{flow_id}-0")
+    assert done is not None and (done.chunks, done.progress, done.finished) == (4, 12, True)
+    app.close()
