@@ -538,7 +538,9 @@ def poisoned(app: App, delivery_body: bytes, reason: str) -> None:
     if isinstance(member, str) and ":" in member:
         flow_id, _, index = member.rpartition(":")
         if index.isdigit():
-            step.finish(flow_id, int(index), ok=False, error=reason)
+            # a child that ran has its end recorded already: finding the flow ready (another
+            # consumer is sending the parent) is no reason to send it again
+            step.finish(flow_id, int(index), ok=False, error=reason, resend=False)
 
 
 # -- the run step ---------------------------------------------------------------------
@@ -664,8 +666,11 @@ class FlowStep:
         raise BackendError(f"flow {flow_id!r}: {_WRITE_ATTEMPTS} writes in a row lost to others "
                            "writing the same flow; the delivery is retried")
 
-    def finish(self, flow_id: str, index: int, *, ok: bool, value: Any = None, error: str | None = None) -> None:
-        """Record child ``index``'s end; the write that finishes the flow sends its parent."""
+    def finish(self, flow_id: str, index: int, *, ok: bool, value: Any = None, error: str | None = None,
+               resend: bool = True) -> None:
+        """Record child ``index``'s end; the write that finishes the flow sends its parent
+        (and, with ``resend``, a call that finds the flow ``ready`` but wrote nothing: the
+        retry of a child whose parent send failed)."""
         stamp = format_time(self.app.clock.now())
 
         def change(state: dict[str, Any]) -> bool:
@@ -701,7 +706,7 @@ class FlowStep:
             if outer:  # a subflow whose parent will not run: that child of the outer flow failed
                 self.finish(outer["flow"], outer["index"], ok=False,
                             error=f"its flow {flow_id} failed: {state['reason']}")
-        if state["status"] == "ready":
+        if state["status"] == "ready" and (changed or resend):
             # ours to send: this write finished the flow, or a redelivery of the child
             # whose send failed (the parent's idempotency key makes a second copy harmless)
             self.app._enqueue([_parent_message(state)])
