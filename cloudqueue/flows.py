@@ -424,7 +424,8 @@ def retry(app: App, flow_id: str) -> Retried:
     letters redriven, its failed subflows retried the same way; when they succeed the flow
     runs on, and its parent runs once every child succeeded. A ``parent_failed`` flow gets
     its parent's dead letter redriven, or, when that is gone, the parent sent again from
-    the flow's record. A ``running`` flow gets the dead letters of its pending children
+    the flow's record; a ``ready`` one (its children finished, the send of its parent
+    failed) gets its parent sent. A ``running`` flow gets the dead letters of its pending children
     redriven: children a queue moved there itself, without a consumer seeing them (SQS's
     redrive policy), which the flow cannot have recorded. Fix the cause first: a job that
     fails the same way dead-letters again.
@@ -447,6 +448,11 @@ def retry(app: App, flow_id: str) -> Retried:
 
 
 def _retry(app: App, flow: Flow) -> Retried:
+    if flow.status == "ready":  # every child finished, and the send of its parent failed
+        state = json.loads(_document(app, flow.id).value)
+        app._enqueue([_parent_message(state)])  # its key makes a copy sent before harmless
+        FlowStep(app)._set_status(flow.id, "parent_enqueued", only_from="ready")
+        return Retried([], [flow.parent_job_id], [])
     if flow.status not in ("failed", "parent_failed", "running"):
         raise ConfigurationError(f"flow {flow.id!r} is {flow.status}, not failed: nothing to retry "
                                  "(see cloudqueue flows show)")
@@ -460,7 +466,7 @@ def _retry(app: App, flow: Flow) -> Retried:
             if child.status != redo:
                 continue
             sub = get(app, child.flow) if child.flow is not None else None
-            if sub is not None and sub.status in ("failed", "parent_failed", "running"):
+            if sub is not None and sub.status in ("failed", "parent_failed", "running", "ready"):
                 subflows.append(sub)
             else:
                 wanted.add(child.job_id)

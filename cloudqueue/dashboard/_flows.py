@@ -21,7 +21,7 @@ __all__ = ["LIST_LIMIT", "RETRYABLE", "STATUSES", "Listed", "flow_time", "read_f
 #: how many flows the list shows
 LIST_LIMIT = 200
 #: the statuses a flow can be retried from (``cloudqueue.flows.retry``)
-RETRYABLE = ("failed", "parent_failed")
+RETRYABLE = ("failed", "parent_failed", "ready")
 #: what an error page says: (HTTP status, title, message)
 Problem = tuple[int, str, str]
 
