@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +19,16 @@ def missing_component(what: str, fix: str) -> None:
     if IN_CI:
         pytest.fail(message + " (CI=true: a missing component is a failure)", pytrace=False)
     pytest.skip(message)
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 60) -> bool:
+    """Poll ``condition`` every 0.1 s until it is true or ``timeout`` seconds passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return bool(condition())
 
 
 def free_port() -> int:

@@ -4,8 +4,6 @@ function (functions-framework), Cloud Storage (gcp-storage-emulator) holds the p
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import cloudqueue_gcp
@@ -15,6 +13,7 @@ from cloudqueue_gcp.pubsub import PubSubBackend
 from pydantic import BaseModel
 
 import cloudqueue as cq
+from tests.conftest import wait_for
 from tests.gcp import routing
 from tests.gcp.conftest import make_pubsub
 
@@ -32,13 +31,6 @@ def big(name: str = "report.csv", n: int = 5 * MB) -> Upload:
     return Upload(name=name, blob=("0123456789abcdef" * (n // 16 + 1))[:n])
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 60) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return bool(condition())
 
 
 def test_from_url_reads_bucket_prefix_and_options() -> None:

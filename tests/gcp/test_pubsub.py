@@ -19,6 +19,7 @@ from pydantic import BaseModel
 import cloudqueue as cq
 from cloudqueue.backends import from_url
 from cloudqueue.envelope import decode
+from tests.conftest import wait_for
 
 from . import routing
 from .conftest import PubSubSetup, make_pubsub
@@ -34,13 +35,6 @@ def _app(pubsub: PubSubSetup, **options: str) -> cq.App:
     return cq.App("shop", backend=pubsub.url(**options))
 
 
-def _wait_for(condition: Any, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return bool(condition())
 
 
 def test_publish_carries_the_envelope_the_job_type_and_the_key_as_attributes(pubsub: PubSubSetup) -> None:
@@ -119,7 +113,7 @@ def test_pull_worker_runs_jobs_with_flow_control_and_stops_gracefully(pubsub: Pu
     worker = app.worker(concurrency=3, poll_wait=timedelta(seconds=1), handle_signals=False)
     thread = threading.Thread(target=worker.run)
     thread.start()
-    assert _wait_for(lambda: len(done) == 12)
+    assert wait_for(lambda: len(done) == 12)
     worker.stop()
     thread.join(timeout=30)
     assert not thread.is_alive()
@@ -221,7 +215,7 @@ def test_subscription_dead_letter_policy_moves_a_message_after_max_delivery_atte
             backend.release(delivery)
             nacks += 1
     assert backend.receive(max_messages=1, wait=timedelta(seconds=1)) == []
-    assert _wait_for(lambda: len(backend.dead_letters()) == 1, timeout=10)
+    assert wait_for(lambda: len(backend.dead_letters()) == 1, timeout=10)
     [letter] = backend.dead_letters()
     assert letter.body == b'{"a consumer": "that never acks"}'
     assert letter.reason.startswith("exhausted: Pub/Sub gave up after 5 deliveries")
@@ -309,7 +303,7 @@ def test_emulator_push_runs_jobs_in_the_function(emulator: Any, project: str, ht
 
     routing.set_http(cloudqueue_gcp.http_handler(app, verify=False))  # the emulator sends no OIDC
     charge.enqueue_many([Order(order_id=str(n)) for n in range(3)])
-    assert _wait_for(lambda: len(done) == 3)
+    assert wait_for(lambda: len(done) == 3)
     assert sorted(done) == [("0", 1), ("1", 1), ("2", 1)]
 
 
@@ -328,7 +322,7 @@ def test_emulator_push_retries_failures_and_its_dead_letter_policy_ends_them(
 
     routing.set_http(cloudqueue_gcp.http_handler(app, verify=False))
     flaky.enqueue(Order(order_id="o-7"))
-    assert _wait_for(lambda: len(app.backend.dead_letters()) == 1, timeout=60)
+    assert wait_for(lambda: len(app.backend.dead_letters()) == 1, timeout=60)
     assert attempts == [1] * 5
     [letter] = app.backend.dead_letters()
     assert letter.reason.startswith("exhausted: Pub/Sub gave up after 5 deliveries")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import urllib.error
 import urllib.request
 from datetime import timedelta
@@ -18,7 +17,7 @@ from pydantic import BaseModel
 
 import cloudqueue as cq
 from cloudqueue.envelope import with_traceparent
-from tests.conftest import missing_component
+from tests.conftest import missing_component, wait_for
 from tests.gcp import routing
 from tests.gcp.conftest import PubSubSetup, make_pubsub
 
@@ -52,13 +51,6 @@ def _app(telemetry: Telemetry, url: str) -> cq.App:
     return app
 
 
-def _wait_for(condition: Any, timeout: float = 60) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return bool(condition())
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
@@ -102,7 +94,7 @@ def test_emulator_push_spans_share_a_trace_and_counts_match_the_outcomes(
     ids = ship.enqueue_many([Order(order_id="1"), Order(order_id="2")])
     cancel.enqueue(Order(order_id="3"))
     app.backend.send([cq.OutgoingMessage(body=b"not an envelope", job_id="p", job_type="x")])
-    assert _wait_for(lambda: len(done) == 2 and len(app.backend.dead_letters()) == 2)
+    assert wait_for(lambda: len(done) == 2 and len(app.backend.dead_letters()) == 2)
 
     [send] = [s for s in telemetry.spans() if s.name == "send ship"]
     processes = [s for s in telemetry.spans() if s.name == "process ship"]
