@@ -1,8 +1,8 @@
 """Flows end to end: F flows of C no-op children, each parent reading its children's results; µs a job.
 
 Each row starts ``--flows`` flows of ``--children`` children (a no-op that returns a small
-number) and times from the first flow started to the last parent done, per job run
-(children and parents). Each parent checks it got all its children's results. The same
+number) and times from the first flow started to the last job done (a parent, where the
+flow holds it back), per job run (children and parents). Each parent checks it got all its children's results. The same
 jobs without a flow (the children and the parent sent plainly, nothing kept) are each
 system's floor, so a row's cost over its floor is what the flow costs.
 
@@ -22,6 +22,7 @@ system's floor, so a row's cost over its floor is what the flow costs.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import threading
 import time
@@ -52,7 +53,7 @@ PAIRS = {"cloudqueue": (FLOW_DRAIN, PLAIN_DRAIN), "dramatiq": (DRAMATIQ_GROUP, D
 #: whose children's results were evicted before the parent reads them never completes
 CELERY_CACHE_ENTRIES = 5000
 #: how long a run may take before it is called stuck
-DEADLINE = timedelta(minutes=5)
+DEADLINE = timedelta(minutes=2)
 
 
 class Child(BaseModel):
@@ -65,34 +66,44 @@ class Parent(BaseModel):
 
 
 class Done:
-    """Counts parents done, checks what each one read, and wakes the runner at the last."""
+    """Counts the jobs run, checks what each parent read, and wakes the runner at the last job."""
 
     def __init__(self, flows: int, children: int) -> None:
         self.flows, self.children = flows, children
-        self._count = 0
+        self.jobs = flows * (children + 1)
+        self._ran = self._parents = 0
         self._lock = threading.Lock()
         self.all = threading.Event()
         self.errors: list[str] = []
+
+    def child(self) -> None:
+        self._count()
 
     def parent(self, flow: int, results: list[Any] | None) -> None:
         """A parent ran; ``results`` is what it read of its children (None: it reads none)."""
         if results is not None and sorted(results) != list(range(self.children)):
             self.errors.append(f"flow {flow}: its parent read {results!r}")
         with self._lock:
-            self._count += 1
-            if self._count == self.flows:
+            self._parents += 1
+        self._count()
+
+    def _count(self) -> None:
+        with self._lock:
+            self._ran += 1
+            if self._ran == self.jobs:
                 self.all.set()
 
     def wait(self, what: str) -> None:
         if not self.all.wait(DEADLINE.total_seconds()):
-            raise RuntimeError(f"{what}: {self._count} of {self.flows} parents ran within {DEADLINE}")
+            raise RuntimeError(f"{what}: {self._ran} of {self.jobs} jobs ran within {DEADLINE}")
         self.check(what)
 
     def check(self, what: str) -> None:
         if self.errors:
             raise RuntimeError(f"{what}: {len(self.errors)} parents read wrong results: {self.errors[:3]}")
-        if self._count != self.flows:
-            raise RuntimeError(f"{what}: {self._count} of {self.flows} parents ran")
+        if self._ran != self.jobs or self._parents != self.flows:
+            raise RuntimeError(f"{what}: {self._ran} of {self.jobs} jobs ran, {self._parents} of "
+                               f"{self.flows} parents")
 
 
 def _per_job(flows: int, children: int, elapsed: float) -> float:
@@ -110,6 +121,7 @@ def _cloudqueue(flows: int, children: int, mode: str) -> float:
 
     @app.job
     def child(payload: Child) -> int:
+        done.child()
         return payload.n
 
     @app.job
@@ -161,6 +173,7 @@ def _dramatiq(flows: int, children: int, *, grouped: bool) -> float:
 
     @dramatiq.actor(max_retries=0, **({"store_results": True} if grouped else {}))
     def fb_child(flow: int, n: int) -> int:
+        done.child()
         return n
 
     @dramatiq.actor(max_retries=0)
@@ -195,12 +208,15 @@ def _dramatiq(flows: int, children: int, *, grouped: bool) -> float:
 
 
 # -- celery ----------------------------------------------------------------------------
-def _celery(flows: int, children: int, *, chorded: bool) -> float:
-    from celery import Celery, chord
-    from celery.backends.cache import CacheBackend
-    from celery.contrib.testing.worker import start_worker
+#: the run under way: Celery's worker keeps the first app's tasks in module globals
+#: (``celery.app.trace.setup_worker_optimizations``), so every run shares one app
+_celery_done: list[Done] = []
 
-    done = Done(flows, children)
+
+@functools.cache
+def _celery_app() -> Any:
+    from celery import Celery
+
     app = Celery("bench_flows", broker="memory://", backend="cache+memory://", set_as_current=False)
     app.conf.update(
         task_serializer="json", result_serializer="json", accept_content=["json"],
@@ -211,12 +227,25 @@ def _celery(flows: int, children: int, *, chorded: bool) -> float:
 
     @app.task(name="fb.child")
     def fb_child(flow: int, n: int) -> int:
+        _celery_done[-1].child()
         return n
 
     @app.task(name="fb.parent")
     def fb_parent(found: list[int] | None, flow: int) -> None:
-        done.parent(flow, found)
+        _celery_done[-1].parent(flow, found)
 
+    return app
+
+
+def _celery(flows: int, children: int, *, chorded: bool) -> float:
+    from celery import chord
+    from celery.backends.cache import CacheBackend
+    from celery.contrib.testing.worker import start_worker
+
+    app = _celery_app()
+    fb_child, fb_parent = app.tasks["fb.child"], app.tasks["fb.parent"]
+    done = Done(flows, children)
+    _celery_done.append(done)
     with start_worker(app, pool="threads", concurrency=8, perform_ping_check=False, loglevel="ERROR",
                       shutdown_timeout=30):
         start = time.perf_counter()
@@ -233,7 +262,6 @@ def _celery(flows: int, children: int, *, chorded: bool) -> float:
     backend = app.backend
     if isinstance(backend, CacheBackend):  # the next run starts from an empty cache
         backend.client.cache.clear()
-    app.close()
     return _per_job(flows, children, elapsed)
 
 
