@@ -2,9 +2,10 @@
 
 Each row starts ``--flows`` flows of ``--children`` children (a no-op that returns a small
 number) and times from the first flow started to the last job done (a parent, where the
-flow holds it back), per job run (children and parents). Each parent checks it got all its children's results. The same
-jobs without a flow (the children and the parent sent plainly, nothing kept) are each
-system's floor, so a row's cost over its floor is what the flow costs.
+flow holds it back), per job run (children and parents). Each parent checks that it read
+all its children's results. The same jobs without a flow (the children and the parent
+sent plainly, nothing kept) are each system's floor, so a row's cost over its floor is
+what the flow costs.
 
 - cloudqueue: memory backend + memory store, ``app.flow(...)`` then ``app.drain()``, and
   with ``app.worker(concurrency=8)``; without a flow, plainly and with idempotency keys
@@ -22,13 +23,12 @@ system's floor, so a row's cost over its floor is what the flow costs.
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from pydantic import BaseModel
@@ -213,7 +213,7 @@ def _dramatiq(flows: int, children: int, *, grouped: bool) -> float:
 _celery_done: list[Done] = []
 
 
-@functools.cache
+@cache
 def _celery_app() -> Any:
     from celery import Celery
 
