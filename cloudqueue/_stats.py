@@ -10,6 +10,9 @@ the process that holds it; SQS, Cloud Tasks and Pub/Sub keep no such totals that
 APIs return, so their completed/s and failed/s are unknown. ``backlog/s`` is the net
 change of the messages in the queue (waiting, in flight and delayed, those the backend
 can count): negative while consumers keep ahead of producers.
+
+For an app with a store others can read, a flows section follows: the app's flows per
+status and the age of the oldest one still running (``sample_flows``, one ``Store.scan``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import CloudQueueError
 
 if TYPE_CHECKING:
+    from ._flow_views import Summary
     from .app import App
     from .backends.base import Backend, QueueStats
 
@@ -84,6 +88,52 @@ def sample(queues: Sequence[tuple[str, Backend]],
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class FlowsSample:
+    """The app's flows at one moment: ``summary``, or a ``note`` (nothing to count: a
+    private store, a store that cannot list), or the ``error`` the store gave."""
+
+    summary: Summary | None = None
+    note: str | None = None
+    error: str | None = None
+
+
+def sample_flows(app: App | None) -> FlowsSample | None:
+    """The flows section of ``app`` (None: no app, or no store, so no flows)."""
+    if app is None or app.store is None:
+        return None
+    guard = app.idempotency
+    if guard is not None and guard.url == "memory://":
+        return FlowsSample(note=f"app {app.name!r} keeps its flows in a private in-process memory store, "
+                                "which this command cannot see")
+    from ._errors import ConfigurationError
+    from ._flow_views import summary
+
+    try:
+        return FlowsSample(summary(app))
+    except ConfigurationError as exc:  # a store that cannot list its documents
+        return FlowsSample(note=" ".join(str(exc).split()))
+    except CloudQueueError as exc:
+        return FlowsSample(error=" ".join(str(exc).split()))
+
+
+def render_flows(flows: FlowsSample | None) -> str:
+    """The flows section as a table (empty without one)."""
+    if flows is None:
+        return ""
+    if flows.summary is None:
+        return f"flows: error: {flows.error}" if flows.error else f"flows: {flows.note}"
+    from .cli import table
+
+    found = flows.summary
+    oldest = "-" if found.oldest_running is None else f"{age_text(found.oldest_running)} ({found.oldest_running_id})"
+    rows = [[str(found.total), *map(str, found.counts.values()), oldest]]
+    text = table(["flows", *(name.replace("_", " ") for name in found.counts), "oldest running"], rows)
+    if found.truncated:
+        text += "\n(counted the first flows the store returned; there are more)"
+    return text
+
+
 def _backlog(stats: QueueStats) -> int | None:
     known = [n for n in (stats.waiting, stats.in_flight, stats.delayed) if n is not None]
     return sum(known) if known else None
@@ -141,9 +191,10 @@ def _rate(value: float | None) -> str:
 _HEADERS = ["queue", "waiting", "in flight", "delayed", "dead letters", "oldest"]
 
 
-def render_table(samples: Sequence[QueueSample], between: Sequence[Rates | None] | None = None) -> str:
+def render_table(samples: Sequence[QueueSample], between: Sequence[Rates | None] | None = None,
+                 flows: FlowsSample | None = None) -> str:
     """A row per queue. Without ``between``: the running totals (one-shot); with it (watch):
-    the rates, ``-`` until a second sample gives one."""
+    the rates, ``-`` until a second sample gives one. Then the flows section, if any."""
     from .cli import table
 
     watching = between is not None
@@ -163,12 +214,14 @@ def render_table(samples: Sequence[QueueSample], between: Sequence[Rates | None]
             r = between[index] if index < len(between) else None
             row += ["-", "-", "-"] if r is None else [_rate(r.completed), _rate(r.failed), _rate(r.backlog)]
         rows.append(row)
-    return "\n".join([table(headers, rows), *failed])
+    section = render_flows(flows)
+    return "\n".join([table(headers, rows), *failed, *(["", section] if section else [])])
 
 
 def render_json(samples: Sequence[QueueSample], between: Sequence[Rates | None] | None = None,
-                now: datetime | None = None) -> dict[str, Any]:
-    """One JSON-ready document: null where a figure is unknown."""
+                now: datetime | None = None, flows: FlowsSample | None = None) -> dict[str, Any]:
+    """One JSON-ready document: null where a figure is unknown; ``flows`` null without a
+    flows section, else its ``summary`` fields, or ``note`` / ``error``."""
     when = now or datetime.now(timezone.utc)
     queues = []
     for index, one in enumerate(samples):
@@ -185,4 +238,7 @@ def render_json(samples: Sequence[QueueSample], between: Sequence[Rates | None] 
                 "seconds": round(r.seconds, 3), "completed_per_second": r.completed,
                 "failed_per_second": r.failed, "backlog_per_second": r.backlog}
         queues.append(entry)
-    return {"time": when.isoformat().replace("+00:00", "Z"), "queues": queues}
+    section: dict[str, Any] | None = None
+    if flows is not None:
+        section = flows.summary.to_dict() if flows.summary is not None else {"note": flows.note, "error": flows.error}
+    return {"time": when.isoformat().replace("+00:00", "Z"), "queues": queues, "flows": section}

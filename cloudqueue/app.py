@@ -300,6 +300,12 @@ class App:
 
         return get(self, flow_id)
 
+    def list_flows(self, *, status: str | None = None, limit: int = 50) -> list[Flow]:
+        """The app's flows in its store, newest first (see ``cloudqueue.flows.list_flows``)."""
+        from .flows import list_flows
+
+        return list_flows(self, status=status, limit=limit)
+
     def retry_flow(self, flow_id: str) -> Retried:
         """Send a failed flow's failed jobs again: their dead letters are redriven (see
         ``cloudqueue.flows.retry``)."""

@@ -10,6 +10,7 @@
     cloudqueue dead-letters list|redrive|purge TARGET [--queue NAME]
     cloudqueue terraform-vars module:app aws-sqs-lambda|gcp-cloud-tasks|gcp-pubsub
     cloudqueue dashboard module:app [--host 127.0.0.1] [--port 8000] [--read-only] [--token T]
+    cloudqueue flows list module:app [--status S] [--limit N] [--json]
     cloudqueue flows show module:app FLOW_ID [--json]
 
 TARGET is a backend URL (``sqs://orders?region=eu-west-1``) or ``module:app``, which
@@ -366,6 +367,8 @@ def stats(target: str, as_json: bool, watch: float | None, count: int | None, qu
     running totals of completed and failed deliveries (where the queue keeps them) are
     shown as such, and under --watch as rates per second, with backlog/s, the net change
     of the messages in the queue. Write --watch after TARGET, or as --watch=SECONDS.
+    For MODULE:APP with a shared store, a flows section follows: flows per status and
+    the oldest running flow's age.
     """
     from . import _stats
 
@@ -376,17 +379,19 @@ def stats(target: str, as_json: bool, watch: float | None, count: int | None, qu
         samples = _stats.sample(queues)
         if app is None and samples[0].error and not as_json:
             raise _OneLine(samples[0].error)  # the one URL asked cannot answer: its error, one line
+        flows = _stats.sample_flows(app)
         if as_json:
-            click.echo(json.dumps(_stats.render_json(samples)))
+            click.echo(json.dumps(_stats.render_json(samples, flows=flows)))
         else:
-            click.echo(_stats.render_table(samples))
-        if any(one.error for one in samples):
+            click.echo(_stats.render_table(samples, flows=flows))
+        if any(one.error for one in samples) or (flows is not None and flows.error):
             raise click.exceptions.Exit(1)
         return
-    _watch(queues, watch or 2.0, count, as_json)
+    _watch(queues, watch or 2.0, count, as_json, app)
 
 
-def _watch(queues: list[tuple[str, Backend]], every: float, count: int | None, as_json: bool) -> None:
+def _watch(queues: list[tuple[str, Backend]], every: float, count: int | None, as_json: bool,
+           app: App | None = None) -> None:
     """Sample every ``every`` seconds until Ctrl-C (or ``count`` samples); redraw in place on
     a terminal, print frame after frame otherwise."""
     import time
@@ -400,14 +405,15 @@ def _watch(queues: list[tuple[str, Backend]], every: float, count: int | None, a
         while True:
             started = time.monotonic()
             samples = _stats.sample(queues)
+            flows = _stats.sample_flows(app)
             between = [_stats.rates(before, after) for before, after in zip(previous, samples, strict=True)] \
                 if previous is not None else []
             taken += 1
             if as_json:
-                click.echo(json.dumps(_stats.render_json(samples, between)))
+                click.echo(json.dumps(_stats.render_json(samples, between, flows=flows)))
             else:
                 when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-                frame = f"{when}  every {every:g}s (Ctrl-C stops)\n{_stats.render_table(samples, between)}"
+                frame = f"{when}  every {every:g}s (Ctrl-C stops)\n{_stats.render_table(samples, between, flows)}"
                 click.echo(f"\x1b[H\x1b[2J{frame}" if redraw else f"{frame}\n")
             sys.stdout.flush()
             if count is not None and taken >= count:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .clock import SYSTEM_CLOCK, Clock, parse_time
 
 if TYPE_CHECKING:
+    from .chunks import Chunk
     from .flows import Flow
+    from .job import Job
 
 #: the W3C trace context of the job running in this context; enqueues made while it runs
 #: carry it on, so a trace follows the work from job to job
@@ -31,6 +33,7 @@ class JobContext:
 
     __slots__ = (
         "_clock",
+        "_job",
         "_time",
         "attempt",
         "deadline",
@@ -44,7 +47,7 @@ class JobContext:
     def __init__(self, *, job_id: str, job_type: str, attempt: int, max_attempts: int,
                  enqueued_at: datetime | str, idempotency_key: str | None = None,
                  deadline: datetime | None = None, clock: Clock = SYSTEM_CLOCK,
-                 traceparent: str | None = None) -> None:
+                 traceparent: str | None = None, job: Job[Any, Any] | None = None) -> None:
         self.job_id = job_id
         self.job_type = job_type
         self.attempt = attempt
@@ -54,6 +57,7 @@ class JobContext:
         self.traceparent = traceparent
         self._time: datetime | str = enqueued_at
         self._clock = clock
+        self._job = job
 
     @property
     def enqueued_at(self) -> datetime:
@@ -78,6 +82,30 @@ class JobContext:
         from .flows import current
 
         return current()
+
+    @property
+    def chunk(self) -> Chunk:
+        """Which chunk of a chunked run this is: ``number`` 0 for the first (``cloudqueue.chunks``)."""
+        from .chunks import current
+
+        return current(self)
+
+    def advance(self, next_payload: Any, *, progress: int = 0) -> str | None:
+        """Record this chunk's ``progress`` and send the next chunk (its payload: the next
+        cursor), or with None mark the run finished; ``chunks.advance`` for the running job.
+        Returns the next chunk's job id, or None.
+
+        Raises:
+            ConfigurationError: the app has no store, or this context was made by hand.
+        """
+        from .chunks import advance
+
+        if self._job is None:
+            from ._errors import ConfigurationError
+
+            raise ConfigurationError(f"job {self.job_type!r}: ctx.advance needs the context a consumer "
+                                     "made for the run; call cloudqueue.chunks.advance(job, ctx, ...) instead")
+        return advance(self._job, self, next_payload, progress=progress)
 
     def __repr__(self) -> str:
         return (f"JobContext(job_id={self.job_id!r}, job_type={self.job_type!r}, "

@@ -123,7 +123,7 @@ class Task:
         return JobContext(job_id=self.job_id, job_type=self.job.name, attempt=self.delivery.attempt,
                           max_attempts=self.job.retry.attempts, enqueued_at=self.enqueued_at,
                           idempotency_key=self.key, deadline=self.delivery.deadline, clock=clock,
-                          traceparent=self.traceparent)
+                          traceparent=self.traceparent, job=self.job)
 
     def __repr__(self) -> str:
         return f"<Task {self.job.name} {self.job_id} attempt {self.delivery.attempt}>"

@@ -47,12 +47,13 @@ from .lifecycle import Outcome, StepFailed
 if TYPE_CHECKING:
     from .app import App
     from .backends.base import OutgoingMessage
+    from .chunks import Progress
     from .dispatch import Task
     from .store import Document, Store
 
-__all__ = ["CHILD_ATTRIBUTE", "PARENT_ATTRIBUTE", "POLICIES", "Child", "Flow", "FlowNotFound", "FlowStep",
-           "FlowTooLarge", "Retried", "Subflow", "current", "flow_key", "get", "guarded", "poisoned", "render",
-           "retry", "start", "with_attributes"]
+__all__ = ["CHILD_ATTRIBUTE", "PARENT_ATTRIBUTE", "POLICIES", "STATUSES", "Child", "Flow", "FlowNotFound",
+           "FlowStep", "FlowTooLarge", "Retried", "Subflow", "current", "flow_key", "get", "guarded", "list_flows",
+           "poisoned", "render", "retry", "start", "with_attributes", "with_progress"]
 
 log = logging.getLogger("cloudqueue")
 
@@ -60,6 +61,8 @@ log = logging.getLogger("cloudqueue")
 CHILD_ATTRIBUTE = "cqflow"
 #: the envelope attribute a flow's parent carries: ``"<flow id>"``
 PARENT_ATTRIBUTE = "cqflowparent"
+#: where a flow can stand (see the diagram above)
+STATUSES = ("running", "ready", "parent_enqueued", "succeeded", "parent_failed", "failed")
 #: what a dead-lettered child does to its flow
 POLICIES = ("fail", "ignore", "continue")
 #: how long a flow's state is kept after it started
@@ -91,7 +94,9 @@ def _check_size(store: Store, flow_id: str, text: str, what: str) -> None:
 @dataclass(frozen=True, slots=True)
 class Child:
     """One child of a flow: ``status`` is ``pending``, ``succeeded`` or ``failed``; ``flow``
-    is the id of the subflow whose parent this child is (None for a plain job)."""
+    is the id of the subflow whose parent this child is (None for a plain job); ``key`` its
+    idempotency key; ``chunks`` how far a chunked child got (filled in by
+    ``cloudqueue.flows.with_progress``, else None)."""
 
     index: int
     job_type: str
@@ -101,6 +106,13 @@ class Child:
     error: str | None = None
     finished_at: str | None = None
     flow: str | None = None
+    key: str | None = None
+    chunks: Progress | None = None
+
+    @property
+    def chunk_root(self) -> str | None:
+        """The root of this child's chunked run (``chunks.progress``): its idempotency key."""
+        return None if self.flow else self.key
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +128,7 @@ class Flow:
         parent_type / parent_job_id: the parent job.
         children: every child, in the order given.
         reason: why the flow failed.
+        parent_flow: for a subflow, the id of the flow it is a child of.
     """
 
     id: str
@@ -127,6 +140,7 @@ class Flow:
     created_at: str
     finished_at: str | None = None
     reason: str | None = None
+    parent_flow: str | None = None
 
     @property
     def results(self) -> list[Any]:
@@ -147,13 +161,21 @@ class Flow:
     def pending(self) -> int:
         return sum(c.status == "pending" for c in self.children)
 
+    @property
+    def finished(self) -> int:
+        """How many children finished (succeeded or failed)."""
+        return sum(c.status != "pending" for c in self.children)
+
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "policy": self.policy, "status": self.status, "parent_type": self.parent_type,
-                "parent_job_id": self.parent_job_id, "created_at": self.created_at,
-                "finished_at": self.finished_at, "reason": self.reason,
+                "parent_job_id": self.parent_job_id, "parent_flow": self.parent_flow,
+                "created_at": self.created_at, "finished_at": self.finished_at, "reason": self.reason,
                 "children": [{"index": c.index, "job_type": c.job_type, "job_id": c.job_id, "status": c.status,
                               "result": c.result, "error": c.error, "finished_at": c.finished_at,
-                              "flow": c.flow}
+                              "flow": c.flow, "key": c.key,
+                              "chunks": None if c.chunks is None else {
+                                  "chunks": c.chunks.chunks, "progress": c.chunks.progress,
+                                  "finished": c.chunks.finished, "updated_at": c.chunks.updated_at}}
                              for c in self.children]}
 
 
@@ -168,13 +190,18 @@ def flow_key(app: str, flow_id: str) -> str:
 
 
 def _flow(state: dict[str, Any]) -> Flow:
-    return Flow(id=state["id"], policy=state["policy"], status=state["status"],
+    flow_id = state["id"]
+    member_of = state.get("member_of") or {}
+    return Flow(id=flow_id, policy=state["policy"], status=state["status"],
                 parent_type=state["parent"]["type"], parent_job_id=state["parent"]["job_id"],
                 children=tuple(Child(index=i, job_type=c["type"], job_id=c["job_id"], status=c["status"],
                                      result=c.get("result"), error=c.get("error"),
-                                     finished_at=c.get("finished_at"), flow=c.get("flow"))
+                                     finished_at=c.get("finished_at"), flow=c.get("flow"),
+                                     # documents written before the key was recorded: the default
+                                     key=c.get("key", None if c.get("flow") else f"cqflow-{flow_id}-{i}"))
                                for i, c in enumerate(state["children"])),
-                created_at=state["created_at"], finished_at=state.get("finished_at"), reason=state.get("reason"))
+                created_at=state["created_at"], finished_at=state.get("finished_at"), reason=state.get("reason"),
+                parent_flow=member_of.get("flow"))
 
 
 def _store(app: App) -> Store:
@@ -200,6 +227,29 @@ def get(app: App, flow_id: str) -> Flow:
     return _flow(json.loads(document.value))
 
 
+def list_flows(app: App, *, status: str | None = None, limit: int = 50) -> list[Flow]:
+    """The app's flows in its store, newest first (``app.list_flows``; subflows included).
+
+    Args:
+        status: only flows in this status (``running``, ``failed``, ...).
+        limit: at most this many.
+
+    Raises:
+        ConfigurationError: no store, a store that cannot list (``Store.scan``), a bad
+            status or limit.
+    """
+    from ._flow_views import listed
+
+    return listed(app, status=status, limit=limit)
+
+
+def with_progress(app: App, flow: Flow) -> Flow:
+    """The flow with each chunked child's progress (``Child.chunks``) read from the store."""
+    from ._flow_views import with_chunks
+
+    return with_chunks(app, flow)
+
+
 def render(flow: Flow) -> str:
     """The flow as a few lines and a table of its children."""
     done = sum(c.status != "pending" for c in flow.children)
@@ -207,18 +257,25 @@ def render(flow: Flow) -> str:
              f"policy {flow.policy!r})",
              f"parent:  {flow.parent_type} {flow.parent_job_id}",
              f"started: {flow.created_at}" + (f", finished {flow.finished_at}" if flow.finished_at else "")]
+    if flow.parent_flow:
+        lines.append(f"part of: flow {flow.parent_flow}")
     if flow.reason:
         lines.append(f"reason:  {flow.reason}")
-    rows = [("#", "job", "job id", "status", "result / error")]
+    chunked = any(c.chunks is not None for c in flow.children)
+    rows = [("#", "job", "job id", "status", *(("chunks",) if chunked else ()), "result / error")]
     for c in flow.children:
         detail = (c.error or "") if c.status == "failed" else ("" if c.status == "pending" else json.dumps(c.result))
         if len(detail) > 80:
             detail = detail[:77] + "..."
         job = f"{c.job_type} (flow {c.flow})" if c.flow else c.job_type
-        rows.append((str(c.index), job, c.job_id, c.status, detail))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        progress = () if not chunked else ("" if c.chunks is None else
+                                           f"{c.chunks.chunks} ({c.chunks.progress}"
+                                           f"{', finished' if c.chunks.finished else ''})",)
+        rows.append((str(c.index), job, c.job_id, c.status, *progress, detail))
+    columns = len(rows[0]) - 1
+    widths = [max(len(row[i]) for row in rows) for i in range(columns)]
     lines.append("")
-    lines.extend("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
+    lines.extend("  ".join(cell.ljust(w) for cell, w in zip(row[:columns], widths, strict=True)) + "  " + row[-1]
                  for row in rows)
     return "\n".join(line.rstrip() for line in lines)
 
@@ -328,7 +385,8 @@ def _plan(app: App, flow_id: str, node: Subflow, now: datetime, member_of: tuple
             continue
         message = with_attributes(app, _check_message(f"child {index}", child),
                                    {CHILD_ATTRIBUTE: f"{flow_id}:{index}"}, f"cqflow-{flow_id}-{index}")
-        entries.append({"type": message.job_type, "job_id": message.job_id, "status": "pending"})
+        entries.append({"type": message.job_type, "job_id": message.job_id, "status": "pending",
+                        "key": message.idempotency_key})
         leaves.append(message)
     states.append({
         "id": flow_id, "app": app.name, "policy": node.on_child_failure, "status": "running",
@@ -366,7 +424,8 @@ def retry(app: App, flow_id: str) -> Retried:
     letters redriven, its failed subflows retried the same way; when they succeed the flow
     runs on, and its parent runs once every child succeeded. A ``parent_failed`` flow gets
     its parent's dead letter redriven, or, when that is gone, the parent sent again from
-    the flow's record. A ``running`` flow gets the dead letters of its pending children
+    the flow's record; a ``ready`` one (its children finished, the send of its parent
+    failed) gets its parent sent. A ``running`` flow gets the dead letters of its pending children
     redriven: children a queue moved there itself, without a consumer seeing them (SQS's
     redrive policy), which the flow cannot have recorded. Fix the cause first: a job that
     fails the same way dead-letters again.
@@ -389,6 +448,11 @@ def retry(app: App, flow_id: str) -> Retried:
 
 
 def _retry(app: App, flow: Flow) -> Retried:
+    if flow.status == "ready":  # every child finished, and the send of its parent failed
+        state = json.loads(_document(app, flow.id).value)
+        app._enqueue([_parent_message(state)])  # its key makes a copy sent before harmless
+        FlowStep(app)._set_status(flow.id, "parent_enqueued", only_from="ready")
+        return Retried([], [flow.parent_job_id], [])
     if flow.status not in ("failed", "parent_failed", "running"):
         raise ConfigurationError(f"flow {flow.id!r} is {flow.status}, not failed: nothing to retry "
                                  "(see cloudqueue flows show)")
@@ -402,7 +466,7 @@ def _retry(app: App, flow: Flow) -> Retried:
             if child.status != redo:
                 continue
             sub = get(app, child.flow) if child.flow is not None else None
-            if sub is not None and sub.status in ("failed", "parent_failed", "running"):
+            if sub is not None and sub.status in ("failed", "parent_failed", "running", "ready"):
                 subflows.append(sub)
             else:
                 wanted.add(child.job_id)
@@ -480,7 +544,9 @@ def poisoned(app: App, delivery_body: bytes, reason: str) -> None:
     if isinstance(member, str) and ":" in member:
         flow_id, _, index = member.rpartition(":")
         if index.isdigit():
-            step.finish(flow_id, int(index), ok=False, error=reason)
+            # a child that ran has its end recorded already: finding the flow ready (another
+            # consumer is sending the parent) is no reason to send it again
+            step.finish(flow_id, int(index), ok=False, error=reason, resend=False)
 
 
 # -- the run step ---------------------------------------------------------------------
@@ -606,8 +672,11 @@ class FlowStep:
         raise BackendError(f"flow {flow_id!r}: {_WRITE_ATTEMPTS} writes in a row lost to others "
                            "writing the same flow; the delivery is retried")
 
-    def finish(self, flow_id: str, index: int, *, ok: bool, value: Any = None, error: str | None = None) -> None:
-        """Record child ``index``'s end; the write that finishes the flow sends its parent."""
+    def finish(self, flow_id: str, index: int, *, ok: bool, value: Any = None, error: str | None = None,
+               resend: bool = True) -> None:
+        """Record child ``index``'s end; the write that finishes the flow sends its parent
+        (and, with ``resend``, a call that finds the flow ``ready`` but wrote nothing: the
+        retry of a child whose parent send failed)."""
         stamp = format_time(self.app.clock.now())
 
         def change(state: dict[str, Any]) -> bool:
@@ -643,7 +712,7 @@ class FlowStep:
             if outer:  # a subflow whose parent will not run: that child of the outer flow failed
                 self.finish(outer["flow"], outer["index"], ok=False,
                             error=f"its flow {flow_id} failed: {state['reason']}")
-        if state["status"] == "ready":
+        if state["status"] == "ready" and (changed or resend):
             # ours to send: this write finished the flow, or a redelivery of the child
             # whose send failed (the parent's idempotency key makes a second copy harmless)
             self.app._enqueue([_parent_message(state)])

@@ -215,6 +215,15 @@ class Store(ABC):
         raise NotImplementedError(f"{type(self).__name__} keeps no documents: flows need a store "
                                   "with load/save (memory://, dynamodb://, firestore://)")
 
+    def scan(self, prefix: str, *, now: datetime | None = None, limit: int = 1000) -> list[Document]:
+        """At most ``limit`` live documents whose key starts with ``prefix`` (listing flows).
+
+        Stores that can order by key return the documents in key order; the order is
+        otherwise the store's. A store may read more than ``limit`` items to find them.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot list its documents: listing flows "
+                                  "needs a store with scan (memory://, dynamodb://, firestore://)")
+
     def delete(self, key: str) -> None:
         """Forget ``key`` whatever its state (an operator's way to let a job run again)."""
         raise NotImplementedError(f"{type(self).__name__} cannot delete records")
@@ -309,6 +318,15 @@ class MemoryStore(Store):
                 return False
             self._documents[key] = Document(key, version, value, expires_at)
             return True
+
+    def scan(self, prefix: str, *, now: datetime | None = None, limit: int = 1000) -> list[Document]:
+        from .clock import SYSTEM_CLOCK
+
+        moment = now or SYSTEM_CLOCK.now()
+        with self._lock:
+            found = sorted((d for k, d in self._documents.items() if k.startswith(prefix) and d.expires_at > moment),
+                           key=lambda d: d.key)
+        return found[:max(limit, 0)]
 
     def delete(self, key: str) -> None:
         with self._lock:

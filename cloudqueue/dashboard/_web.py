@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .._errors import CloudQueueError, ConfigurationError, PayloadError, QueueNotFound, UnsupportedFeature
 from ..backends.base import Backend
 from ..lifecycle import ReasonKind
+from ._flows import RETRYABLE, STATUSES, flow_time, read_flow, read_flows, result_text, retry_flow
 from ._forms import field_errors, form_fields, job_schema, read_form
 from ._health import (
     CHART_HEIGHT,
@@ -101,7 +102,8 @@ def build(app: App, *, read_only: bool = False, token: str | None = None,
                       trim_blocks=True, lstrip_blocks=True)
     env.globals.update(FIGURES=FIGURES, LABELS=LABELS, CHART_LINES=CHART_LINES, CHART_WIDTH=CHART_WIDTH,
                        CHART_HEIGHT=CHART_HEIGHT, age_text=age_text, oldest_text=oldest_text, time_text=time_text,
-                       settings=settings, CSRF_FIELD=CSRF_FIELD)
+                       settings=settings, CSRF_FIELD=CSRF_FIELD, FLOW_STATUSES=STATUSES, RETRYABLE=RETRYABLE,
+                       flow_time=flow_time, result_text=result_text)
     views = _Views(settings, env)
     routes = [
         Route("/", views.overview, name="overview"),
@@ -113,6 +115,9 @@ def build(app: App, *, read_only: bool = False, token: str | None = None,
         Route("/queues/{queue}/dead-letters/redrive", views.redrive, methods=["POST"], name="redrive"),
         Route("/queues/{queue}/dead-letters/purge", views.purge, methods=["GET", "POST"], name="purge"),
         Route("/queues/{queue}/dead-letters/{message_id:path}", views.dead_letter, name="dead_letter"),
+        Route("/flows", views.flows, name="flows"),
+        Route("/flows/{flow_id}", views.flow, name="flow"),
+        Route("/flows/{flow_id}/retry", views.retry_flow, methods=["POST"], name="retry_flow"),
         Route("/login", views.login, methods=["GET", "POST"], name="login"),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
@@ -223,7 +228,7 @@ class _Views:
         """The POSTed form, or the refusal when it is read-only or fails the CSRF check."""
         if self.settings.read_only:
             return self.error(request, 403, "Read-only",
-                              "this dashboard is read-only: redrive, purge and enqueue are turned off")
+                              "this dashboard is read-only: redrive, purge, enqueue and retry are turned off")
         form = await request.form()
         posted = _Posted({}, [])
         for key, value in form.multi_items():
@@ -376,6 +381,37 @@ class _Views:
         target = request.url_for("dead_letters", queue=name).path
         return RedirectResponse(f"{target}?{urlencode({'purged': count})}", status_code=303)
 
+    async def flows(self, request: Request) -> Response:
+        status = request.query_params.get("status") or None
+        if status is not None and status not in STATUSES:
+            return self.error(request, 400, "Unknown status",
+                              f"no flow status {status!r}; the statuses are {', '.join(STATUSES)}")
+        listed = await run_in_threadpool(read_flows, self.settings.app, status)
+        return self.render(request, "flows.html", listed=listed, chosen=status)
+
+    async def flow(self, request: Request) -> Response:
+        flow_id = request.path_params["flow_id"]
+        found = await run_in_threadpool(read_flow, self.settings.app, flow_id)
+        if isinstance(found, tuple):
+            status, title, message = found
+            return self.error(request, status, title, message)
+        return self.render(request, "flow.html", flow=found, notice=_notice(request))
+
+    async def retry_flow(self, request: Request) -> Response:
+        flow_id = request.path_params["flow_id"]
+        form = await self.checked_form(request)
+        if isinstance(form, Response):
+            return form
+        done = await run_in_threadpool(retry_flow, self.settings.app, flow_id)
+        if isinstance(done, tuple):
+            status, title, message = done
+            return self.error(request, status, title, message)
+        self.settings.monitor.invalidate()
+        target = request.url_for("flow", flow_id=flow_id).path
+        sent = len(done.redriven) + len(done.resent)
+        return RedirectResponse(f"{target}?{urlencode({'retried': sent, 'missing': len(done.missing)})}",
+                                status_code=303)
+
     async def login(self, request: Request) -> Response:
         auth = self.settings.auth
         next_path = request.query_params.get("next", "")
@@ -406,6 +442,11 @@ def _notice(request: Request) -> str | None:
     if "purged" in params and params["purged"].lstrip("-").isdigit():
         count = int(params["purged"])
         return "Purged the dead letters." if count < 0 else f"Purged {count} dead letter(s)."
+    if "retried" in params and params["retried"].isdigit():
+        missing = params.get("missing", "0")
+        lost = (f" {missing} failed job(s) were not in dead letters (purged or lapsed) and cannot be."
+                if missing.isdigit() and int(missing) else "")
+        return f"Sent {params['retried']} job(s) of the flow again.{lost}"
     if "enqueued" in params:
         return f"Enqueued job {params['enqueued']}."
     return None

@@ -1,7 +1,9 @@
 """A worker process for the killed-chunk test: ``python -m tests.flows.chunk_worker ...``.
 
 Chunk ``STALL`` writes ``OUT/stalled`` and waits (the test kills the process there)
-unless ``OUT/go`` exists; every chunk appends "<number> <cursor>" to ``OUT/runs``.
+unless ``OUT/go`` exists; every chunk appends "<number> <cursor>" to ``OUT/runs``. The
+``report`` job is a parent for a flow whose child is a chunked scan: it appends the
+flow's results to ``OUT/reported``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ def make_app(queue_url: str, sqs_endpoint: str, store: str, out: Path) -> cq.App
     from cloudqueue_aws import SQSBackend
 
     sqs = boto3.client("sqs", endpoint_url=sqs_endpoint, region_name="us-east-1")
-    app = cq.App("chunky", backend=SQSBackend(queue_url, client=sqs), store=store)
+    return add_jobs(cq.App("chunky", backend=SQSBackend(queue_url, client=sqs), store=store), out)
+
+
+def add_jobs(app: cq.App, out: Path) -> cq.App:
+    """The chunked ``scan`` job on ``app`` (any backend)."""
 
     @app.job
     def scan(payload: Scan, ctx: cq.JobContext) -> int:
@@ -44,6 +50,12 @@ def make_app(queue_url: str, sqs_endpoint: str, store: str, out: Path) -> cq.App
         chunks.advance(scan, ctx, payload.model_copy(update={"cursor": end}) if end < ITEMS else None,
                        progress=end - payload.cursor)
         return end
+
+    @app.job
+    def report(payload: Scan, ctx: cq.JobContext) -> None:
+        assert ctx.flow is not None
+        with open(out / "reported", "a") as f:
+            f.write(f"{ctx.flow.results}\n")
 
     return app
 

@@ -32,7 +32,11 @@ def make_app(queue_url: str, sqs_endpoint: str, store: str, out: Path, children:
     from cloudqueue_aws import SQSBackend
 
     sqs = boto3.client("sqs", endpoint_url=sqs_endpoint, region_name="us-east-1")
-    app = cq.App("fleet", backend=SQSBackend(queue_url, client=sqs), store=store)
+    return add_jobs(cq.App("fleet", backend=SQSBackend(queue_url, client=sqs), store=store), out, children)
+
+
+def add_jobs(app: cq.App, out: Path, children: int) -> cq.App:
+    """The fleet's jobs and its record of parent sends, on ``app`` (any backend)."""
 
     class Sent(cq.Middleware):
         def enqueue(self, messages: Any, call_next: Any) -> list[str]:

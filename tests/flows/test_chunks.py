@@ -88,3 +88,14 @@ def test_advance_needs_a_store() -> None:
     scan.enqueue(Scan())
     with pytest.raises(cq.ConfigurationError, match=r"chunks\.advance needs the app's store"):
         app.drain(fail_fast=True)
+
+
+def test_ctx_advance_needs_the_context_a_consumer_made() -> None:
+    from datetime import datetime, timezone
+
+    ctx = cq.JobContext(job_id="j1", job_type="reindex", attempt=1, max_attempts=3,
+                        enqueued_at=datetime.now(timezone.utc))
+    assert ctx.chunk.number == 0 and ctx.chunk.root == "j1"
+    with pytest.raises(cq.ConfigurationError, match=r"job 'reindex': ctx.advance needs the context a consumer "
+                                                    r"made for the run; call cloudqueue.chunks.advance"):
+        ctx.advance(None)

@@ -199,3 +199,54 @@ def test_old_consumers_ignore_the_flow_attributes() -> None:
     env = decode(sent[0])
     assert env.type == "reserve" and env.key is not None and env.key.startswith("cqflow-")
     assert b'"cqflow":"' in sent[0]
+
+
+def test_a_dead_lettered_child_settled_while_another_sends_the_parent_does_not_send_it_again() -> None:
+    """Child 0 dead-letters (its end is recorded in its run); child 1 finishes the flow and
+    is sending the parent when child 0 settles, whose dead letter is recorded again (a
+    no-op): that must not send a second copy of the parent."""
+    app, seen, reserve, ship = make_app()
+    parent_sending, failure_settled = threading.Event(), threading.Event()
+    sends: list[str] = []
+
+    class Interleave(cq.Middleware):
+        def enqueue(self, messages: Any, call_next: Any) -> list[str]:
+            if any(m.job_type == "ship" for m in messages):
+                sends.append(threading.current_thread().name)
+                if not parent_sending.is_set():
+                    parent_sending.set()
+                    failure_settled.wait(30)  # child 1 sends while child 0 settles
+            result: list[str] = call_next(messages)
+            return result
+
+        def run(self, task: Any, call_next: Any) -> Any:
+            try:
+                return call_next()
+            except cq.Permanent:
+                assert parent_sending.wait(30)  # child 0's end is recorded: child 1 finishes the flow
+                raise
+
+        def settled(self, result: Any) -> None:
+            if result.outcome.value == "dead_letter":
+                failure_settled.set()
+
+    app.add_middleware(Interleave())
+    flow_id = app.flow(ship.message(Order(order_id="o9")), on_child_failure="continue",
+                       children=[reserve.message(Item(sku="a", fail=True)), reserve.message(Item(sku="b"))])
+    deliveries = app.backend.receive(max_messages=10)
+    assert len(deliveries) == 2
+
+    def consume(delivery: Delivery) -> None:
+        app.dispatcher.settle(app.backend, app.dispatcher.process(delivery))
+
+    threads = [threading.Thread(target=consume, args=(d,), name="child-0" if b'"sku":"a"' in d.body else "child-1")
+               for d in deliveries]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert sends == ["child-1"], "only the consumer whose write finished the flow sends the parent"
+    assert app.get_flow(flow_id).status == "parent_enqueued"
+    app.drain()
+    assert seen == [("o9", [None, {"reserved": "b"}], [0])]

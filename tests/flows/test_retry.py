@@ -366,3 +366,33 @@ def test_retry_redrives_a_running_flows_child_the_queue_moved_to_dead_letters_it
     with pytest.raises(cq.ConfigurationError, match=r"is running and none of its 1 pending children is in "
                                                     r"dead letters: nothing to retry"):
         app.retry_flow(flow_id)
+
+
+def test_a_flow_left_ready_by_a_failed_parent_send_after_a_poison_child_gets_its_parent_from_retry() -> None:
+    """The last child is poison (recorded as it goes to dead letters), and the queue
+    refuses the parent's send then: no delivery is left to retry it, so the flow stays
+    ready until retry sends the parent."""
+    app, _, shipped = make_app()
+    reserve, ship = app.get_job("reserve"), app.get_job("ship")
+    refused: list[str] = []
+
+    class FlakyQueue(cq.Middleware):
+        def enqueue(self, messages: Any, call_next: Any) -> Any:
+            if any(m.job_type == "ship" for m in messages) and not refused:
+                refused.append("ship")
+                raise cq.BackendError("the queue is unreachable")
+            return call_next(messages)
+
+    poison = reserve.message(Item(sku="b"))
+    poison = dataclasses.replace(poison, body=poison.body.replace(b'"sku":"b"', b'"sku":7'))
+    flow_id = app.flow(ship.message(Order(order_id="o14")), on_child_failure="continue",
+                       children=[reserve.message(Item(sku="a")), poison])
+    app.add_middleware(FlakyQueue())
+    app.drain()
+    assert refused == ["ship"] and shipped == []
+    assert app.get_flow(flow_id).status == "ready"
+    retried = app.retry_flow(flow_id)
+    assert retried.resent == [app.get_flow(flow_id).parent_job_id] and retried.redriven == []
+    app.drain()
+    assert shipped == [("o14", ["reserved a", None], [1])]
+    assert app.get_flow(flow_id).status == "succeeded"

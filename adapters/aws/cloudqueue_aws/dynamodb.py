@@ -10,7 +10,8 @@ or lapsed one with an UpdateItem that counts the run. The Terraform module ``aws
     item: id (S), status (S), token (S), runs (N), lease_until (N), expires_at (N, TTL),
           job_type (S), job_id (S), value (S, the JSON return value), completed_at (N)
     document (flows): id (S), version (N), doc (S, JSON), expires_at (N, TTL); written with
-          one PutItem conditioned on the version read (``attribute_not_exists`` for the first)
+          one PutItem conditioned on the version read (``attribute_not_exists`` for the first);
+          listed by key prefix with a filtered, paginated Scan (the table has no sort key)
 
 boto3 is imported when the store first calls DynamoDB, not when the module loads.
 """
@@ -211,6 +212,33 @@ class DynamoDBStore(Store):
             return False
         return True
 
+    def scan(self, prefix: str, *, now: datetime | None = None, limit: int = 1000) -> list[Document]:
+        # The table's only key is the partition key ``id``, so no Query can select a key
+        # prefix: a Scan filtered on it, a page at a time, until ``limit`` documents are found
+        # (bounded: it reads the whole table at most once).
+        moment = now or datetime.now(timezone.utc)
+        found: list[Document] = []
+        arguments: dict[str, Any] = {
+            "TableName": self.table, "ConsistentRead": True,
+            "FilterExpression": "begins_with(#id, :prefix) AND attribute_exists(#v) AND #ex > :now",
+            "ExpressionAttributeNames": {"#id": KEY_ATTRIBUTE, "#v": "version", "#ex": TTL_ATTRIBUTE},
+            "ExpressionAttributeValues": {":prefix": _s(prefix), ":now": _n(math.floor(moment.timestamp()))}}
+        while len(found) < limit:
+            with _translated(self.table, "scan (Scan)"):
+                answer = self.client.scan(**arguments)
+            items: list[dict[str, Any]] = [dict(item) for item in answer.get("Items", [])]
+            for item in items:
+                expires_at = _time(item.get(TTL_ATTRIBUTE)) or datetime.fromtimestamp(0, timezone.utc)
+                if expires_at > moment:
+                    found.append(Document(item[KEY_ATTRIBUTE]["S"], int(item["version"]["N"]), item["doc"]["S"],
+                                          expires_at))
+            start = answer.get("LastEvaluatedKey")
+            if not start:
+                break
+            arguments["ExclusiveStartKey"] = start
+        found.sort(key=lambda d: d.key)
+        return found[:max(limit, 0)]
+
     def _item(self, key: str) -> dict[str, Any] | None:
         with _translated(self.table, "read (GetItem)"):
             answer = self.client.get_item(TableName=self.table, Key={KEY_ATTRIBUTE: _s(key)}, ConsistentRead=True)
@@ -243,8 +271,8 @@ def _translated(table: str, action: str) -> Iterator[None]:
                 f"DynamoDB table {table!r} does not exist (store {action}); create it with the Terraform "
                 "module (store_table = true) or cloudqueue_aws.dynamodb.ensure_table, or fix the store URL"
             ) from exc
-        mapped = translate(exc, action, service="DynamoDB", fix="dynamodb:GetItem, PutItem, UpdateItem and "
-                           f"DeleteItem on table {table}")
+        mapped = translate(exc, action, service="DynamoDB", fix="dynamodb:GetItem, PutItem, UpdateItem, "
+                           f"DeleteItem and Scan (listing flows) on table {table}")
         if mapped is exc:
             raise
         raise mapped from exc

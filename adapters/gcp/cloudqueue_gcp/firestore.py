@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from cloudqueue import BackendUnavailable, ConfigurationError
 from cloudqueue.store import Claim, Document, Record, Status, Store
@@ -211,6 +211,36 @@ class FirestoreStore(Store):
             except (exceptions.Conflict, exceptions.FailedPrecondition, exceptions.NotFound):
                 return False  # another writer got there first
         return True
+
+    def scan(self, prefix: str, *, now: datetime | None = None, limit: int = 1000) -> list[Document]:
+        # Document ids are the percent-quoted keys, and quoting keeps a prefix a prefix: one
+        # range query on the id, in id order, a page at a time (lapsed documents and
+        # idempotency records are skipped here, so no composite index is needed).
+        from google.cloud.firestore_v1.base_query import FieldFilter
+        from google.cloud.firestore_v1.field_path import FieldPath
+
+        moment = now or datetime.now(timezone.utc)
+        collection = self.client.collection(self.collection)
+        low = quote(prefix, safe="")
+        name = FieldPath.document_id()
+        query = (collection.where(filter=FieldFilter(name, ">=", collection.document(low)))
+                 .where(filter=FieldFilter(name, "<", collection.document(low + "\x7f")))
+                 .order_by(name))
+        found: list[Document] = []
+        page = max(min(limit, 300), 1)
+        last: Any = None
+        while len(found) < limit:
+            paged = (query.start_after(last) if last is not None else query).limit(page)
+            with translated(f"Firestore store scan of {prefix!r} in {self.collection!r}"):
+                snapshots = list(paged.stream(timeout=self.timeout.total_seconds()))
+            for snapshot in snapshots:
+                document = _document(unquote(snapshot.id), snapshot, moment)
+                if document is not None:
+                    found.append(document)
+            if len(snapshots) < page:
+                break
+            last = snapshots[-1]
+        return found[:max(limit, 0)]
 
     def delete(self, key: str) -> None:
         with translated(f"Firestore store delete of {key!r} in {self.collection!r}"):
