@@ -2,7 +2,7 @@
 
     python -m bench                      # the default sizes (a few minutes)
     python -m bench --quick              # tiny sizes: checks that each one runs
-    python -m bench --only lambda,sqs    # some of them: cold, lambda, sqs, memory, pubsub, store, claim
+    python -m bench --only lambda,sqs    # some of them: cold, lambda, sqs, memory, pubsub, store, claim, flows
 
 Sizes and run counts can be set per benchmark (``--cold-runs``, ``--records``, ...);
 each benchmark is also a module of its own (``python -m bench.cold_start --help``).
@@ -17,9 +17,18 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import claim_check, cold_start, lambda_overhead, memory_throughput, pubsub_throughput, sqs_enqueue, store_lambda
+from . import (
+    claim_check,
+    cold_start,
+    flows,
+    lambda_overhead,
+    memory_throughput,
+    pubsub_throughput,
+    sqs_enqueue,
+    store_lambda,
+)
 
-NAMES = ("cold", "lambda", "sqs", "memory", "pubsub", "store", "claim")
+NAMES = ("cold", "lambda", "sqs", "memory", "pubsub", "store", "claim", "flows")
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -38,6 +47,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-runs", type=int, help="memory backend runs (default 5)")
     parser.add_argument("--store-records", type=int, help="records per event in the store benchmark (default 100)")
     parser.add_argument("--store-runs", type=int, help="store benchmark runs (default 9)")
+    parser.add_argument("--flows", type=int, help="flows per run in the flows benchmark (default 200)")
+    parser.add_argument("--flow-children", type=int, help="children a flow (default 10)")
+    parser.add_argument("--flow-runs", type=int, help="flows benchmark runs (default 5)")
     args = parser.parse_args(argv)
     unknown = set(args.only.split(",")) - set(NAMES)
     if unknown:
@@ -74,6 +86,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[list[str]], None
         ("store", store_lambda.main,
          _options(records=pick(args.store_records, 5), runs=pick(args.store_runs, 1))),
         ("claim", claim_check.main, ["--size", "0.5", "--runs", "1"] if quick else []),
+        ("flows", flows.main, _options(flows=pick(args.flows, 5), children=pick(args.flow_children, 3),
+                                       runs=pick(args.flow_runs, 1))),
     ]
     chosen = args.only.split(",")
     return [step for step in steps if step[0] in chosen]

@@ -154,3 +154,17 @@ def test_store_lambda_compares_the_dynamodb_store_with_powertools_idempotency(
     assert set(rows) == {store_lambda.NO_STORE, store_lambda.OURS_FIRST, store_lambda.OURS_AGAIN,
                          store_lambda.PEER_FIRST, store_lambda.PEER_AGAIN}, out
     assert "first delivery: cloudqueue is " in out
+
+
+def test_flows_runs_every_row_and_each_parent_reads_all_its_childrens_results(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    needs("dramatiq", "celery")
+    from bench import flows
+
+    flows.main(["--quick"])  # a parent that misses a child's result raises
+    out = capsys.readouterr().out
+    rows = table_rows(out, "flows end to end, 5 flows x 3 no-op children")
+    assert set(rows) == {flows.FLOW_DRAIN, flows.FLOW_WORKER, flows.KEYED_DRAIN, flows.PLAIN_DRAIN,
+                         flows.DRAMATIQ_GROUP, flows.DRAMATIQ_PLAIN, flows.CELERY_CHORD, flows.CELERY_PLAIN}, out
+    for system in ("cloudqueue", "dramatiq", "celery"):
+        assert f"  {system}: a flow costs " in out, out
