@@ -238,14 +238,25 @@ def _celery_app() -> Any:
 
 
 def _celery(flows: int, children: int, *, chorded: bool) -> float:
-    from celery import chord
-    from celery.backends.cache import CacheBackend
-    from celery.contrib.testing.worker import start_worker
-
     app = _celery_app()
     fb_child, fb_parent = app.tasks["fb.child"], app.tasks["fb.parent"]
     done = Done(flows, children)
     _celery_done.append(done)
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)  # Celery's worker sets the root logger's level
+    try:
+        return _celery_run(app, fb_child, fb_parent, done, flows, children, chorded=chorded)
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers
+
+
+def _celery_run(app: Any, fb_child: Any, fb_parent: Any, done: Done, flows: int, children: int, *,
+                chorded: bool) -> float:
+    from celery import chord
+    from celery.backends.cache import CacheBackend
+    from celery.contrib.testing.worker import start_worker
+
     with start_worker(app, pool="threads", concurrency=8, perform_ping_check=False, loglevel="ERROR",
                       shutdown_timeout=30):
         start = time.perf_counter()

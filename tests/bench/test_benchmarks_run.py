@@ -168,3 +168,15 @@ def test_flows_runs_every_row_and_each_parent_reads_all_its_childrens_results(
                          flows.DRAMATIQ_GROUP, flows.DRAMATIQ_PLAIN, flows.CELERY_CHORD, flows.CELERY_PLAIN}, out
     for system in ("cloudqueue", "dramatiq", "celery"):
         assert f"  {system}: a flow costs " in out, out
+
+
+def test_the_flows_benchmark_leaves_the_root_logger_as_it_found_it() -> None:
+    """Celery's worker sets the root logger's level; the tests after this one log at WARNING."""
+    import logging
+
+    from bench import flows
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    flows.main(["--quick"])
+    assert (root.level, root.handlers) == (level, handlers)
