@@ -14,10 +14,10 @@ from pydantic import BaseModel
 
 import cloudqueue as cq
 from cloudqueue.envelope import decode
+from tests.conftest import wait_for
 
 from . import routing
 from .conftest import PubSubSetup, make_pubsub
-from .test_pubsub import _wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -66,7 +66,7 @@ def test_unwrapped_push_runs_the_job_from_the_bare_envelope(
 
     routing.set_http(cloudqueue_gcp.http_handler(app, verify=False))
     charge.enqueue_many([Order(order_id=str(n)) for n in range(3)])
-    assert _wait_for(lambda: len(done) == 3)
+    assert wait_for(lambda: len(done) == 3)
     assert sorted(done) == [("0", 1), ("1", 1), ("2", 1)]
 
 
@@ -84,7 +84,7 @@ def test_unwrapped_push_of_plain_text_is_dead_lettered_as_poison_then_acknowledg
 
     routing.set_http(recording)
     app.backend.send([cq.OutgoingMessage(body=b"plain text, not an envelope", job_id="j", job_type="x")])
-    assert _wait_for(lambda: len(app.backend.dead_letters()) == 1)
+    assert wait_for(lambda: len(app.backend.dead_letters()) == 1)
     [letter] = app.backend.dead_letters()
     assert letter.body == b"plain text, not an envelope"
     assert letter.reason.startswith("poison")

@@ -14,10 +14,10 @@ import pytest
 from pydantic import BaseModel
 
 import cloudqueue as cq
+from tests.conftest import wait_for
 
 from . import routing
 from .conftest import make_pubsub
-from .test_pubsub import _wait_for
 from .test_push_formats import _post
 
 pytestmark = pytest.mark.timeout(180)
@@ -50,8 +50,8 @@ def test_each_push_settles_against_the_queue_of_its_subscription(emulator: Any, 
     routing.set_http(cloudqueue_gcp.http_handler(app, verify=False))
     app.get_job("page").enqueue(Order(order_id="1"))
     app.get_job("ship").enqueue(Order(order_id="2"))
-    assert _wait_for(lambda: sorted(ran) == ["page 1", "ship 2"])
-    assert _wait_for(lambda: len(app.queue("critical").dead_letters()) == 1)
+    assert wait_for(lambda: sorted(ran) == ["page 1", "ship 2"])
+    assert wait_for(lambda: len(app.queue("critical").dead_letters()) == 1)
     [letter] = app.queue("critical").dead_letters()
     assert letter.kind is cq.ReasonKind.PERMANENT
     assert app.queue("default").dead_letters() == []
