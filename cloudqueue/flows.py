@@ -220,11 +220,14 @@ def get(app: App, flow_id: str) -> Flow:
     Raises:
         FlowNotFound: no such flow (never started, or past its ttl).
     """
-    document = _store(app).load(flow_key(app.name, flow_id), now=app.clock.now())
+    now = app.clock.now()
+    document = _store(app).load(flow_key(app.name, flow_id), now=now)
     if document is None:
         raise FlowNotFound(f"app {app.name!r} has no flow {flow_id!r} in its store (never started, "
                            f"or older than its ttl)")
-    return _flow(json.loads(document.value))
+    state = json.loads(document.value)
+    _merge_ends(app, [state], now)
+    return _flow(state)
 
 
 def list_flows(app: App, *, status: str | None = None, limit: int = 50) -> list[Flow]:
@@ -649,9 +652,12 @@ class FlowStep:
         return value
 
     # -- the store writes --------------------------------------------------------------
-    def _update(self, flow_id: str, change: Callable[[dict[str, Any]], bool]) -> tuple[dict[str, Any], bool]:
-        """Apply ``change`` (mutates the state, True when it changed anything) with one
-        conditional write; read again and retry when another consumer wrote first."""
+    def _update(self, flow_id: str, change: Callable[[dict[str, Any]], bool], *,
+                with_ends: bool = False) -> tuple[dict[str, Any], bool]:
+        """Apply ``change`` (mutates the state, True when it changed anything) to the flow's
+        head with one conditional write; read again and retry when another consumer wrote
+        first. With ``with_ends`` the state ``change`` sees has its children's ends merged
+        in (the head keeps none of them)."""
         store = _store(self.app)
         key = flow_key(self.app.name, flow_id)
         for attempt in range(_WRITE_ATTEMPTS):
@@ -661,9 +667,11 @@ class FlowStep:
                 raise FlowNotFound(f"flow {flow_id!r} of app {self.app.name!r} is not in the store "
                                    "(older than its ttl?)")
             state = json.loads(document.value)
+            if with_ends:
+                _merge_ends(self.app, [state], now)
             if not change(state):
                 return state, False
-            text = json.dumps(state)
+            text = json.dumps(_head(state) if with_ends else state)
             _check_size(store, flow_id, text, "with this change")
             if store.save(key, text, version=document.version + 1,
                           expires_at=document.expires_at, now=now):
@@ -675,47 +683,81 @@ class FlowStep:
     def finish(self, flow_id: str, index: int, *, ok: bool, value: Any = None, error: str | None = None,
                resend: bool = True) -> None:
         """Record child ``index``'s end; the write that finishes the flow sends its parent
-        (and, with ``resend``, a call that finds the flow ``ready`` but wrote nothing: the
-        retry of a child whose parent send failed)."""
-        stamp = format_time(self.app.clock.now())
+        (and, with ``resend``, a child whose end was recorded before and finds the flow
+        ``ready``: the retry of a child whose parent send failed).
 
-        def change(state: dict[str, Any]) -> bool:
-            children = state["children"]
-            if not 0 <= index < len(children):
-                raise ConfigurationError(f"flow {flow_id!r} has no child {index}")
-            child = children[index]
-            # a redelivered child finds its end recorded already; only a success after a
-            # failure (its dead letter was redriven, or its subflow retried) changes it
-            if child["status"] == "succeeded" or (child["status"] == "failed" and not ok):
-                return False
-            child.update(status="succeeded" if ok else "failed", finished_at=stamp)
-            if ok:
-                child["result"] = value
-                child.pop("error", None)
-            else:
-                child["error"] = error
-            if state["status"] == "failed" and ok:
-                _revive(state)
-            if state["status"] != "running":
+        A child's end is a document of its own, written once (a success after a failure:
+        its redrive, over it), and its index joins the flow's set of finished children:
+        one write each, however wide the flow. Only the child that fails the flow, revives
+        it, or completes the set reads the others' ends and writes the flow's head.
+        """
+        store = _store(self.app)
+        now = self.app.clock.now()
+        head = store.load(flow_key(self.app.name, flow_id), now=now)
+        if head is None:
+            raise FlowNotFound(f"flow {flow_id!r} of app {self.app.name!r} is not in the store "
+                               "(older than its ttl?)")
+        state = json.loads(head.value)
+        total = len(state["children"])
+        if not 0 <= index < total:
+            raise ConfigurationError(f"flow {flow_id!r} has no child {index}")
+        end: dict[str, Any] = {"status": "succeeded" if ok else "failed", "finished_at": format_time(now)}
+        if ok:
+            end["result"] = value
+        else:
+            end["error"] = error
+        text = json.dumps(end)
+        _check_size(store, flow_id, text, f"with child {index}'s end")
+        key = _end_key(self.app.name, flow_id, index)
+        recorded = store.save(key, text, version=1, expires_at=head.expires_at, now=now)
+        revived = False
+        if not recorded and ok:  # ended before: a success over a failure is a redrive's
+            before = store.load(key, now=now)
+            if before is not None and json.loads(before.value)["status"] == "failed":
+                recorded = revived = store.save(key, text, version=before.version + 1,
+                                                expires_at=before.expires_at, now=now)
+        done = store.add_member(_ends_key(self.app.name, flow_id), index, expires_at=head.expires_at, now=now)
+        decides = (revived or done >= total or (recorded and not ok and state["policy"] == "fail")
+                   or (not recorded and state["status"] == "ready"))
+        if not decides:
+            return
+
+        def change(merged: dict[str, Any]) -> bool:
+            children = merged["children"]
+            failed = [i for i, c in enumerate(children) if c["status"] == "failed"]
+            changed = False
+            if merged["status"] == "failed":
+                if failed:  # still failed: its reason names a child that is failed now
+                    if f"child {failed[0]} " in (merged["reason"] or ""):
+                        return False
+                    merged["reason"] = _failure_reason(failed[0], children[failed[0]])
+                    return True
+                # its failed children were redriven and succeeded: it runs on
+                merged.update(status="running", finished_at=None, reason=None)
+                changed = True
+            if merged["status"] != "running":
+                return changed
+            if failed and merged["policy"] == "fail":
+                merged.update(status="failed", finished_at=format_time(self.app.clock.now()),
+                              reason=_failure_reason(failed[0], children[failed[0]]))
                 return True
-            if not ok and state["policy"] == "fail":
-                state.update(status="failed", finished_at=stamp, reason=_failure_reason(index, child))
-            elif all(c["status"] != "pending" for c in children):
-                state["status"] = "ready"
-            return True
+            if all(c["status"] != "pending" for c in children):
+                merged["status"] = "ready"
+                return True
+            return changed
 
-        state, changed = self._update(flow_id, change)
-        if state["status"] == "failed" and changed and state["reason"] and f"child {index} " in state["reason"]:
+        merged, changed = self._update(flow_id, change, with_ends=True)
+        if merged["status"] == "failed" and changed and f"child {index} " in (merged["reason"] or ""):
             log.error("flow %s failed: %s; its parent %s %s does not run (policy 'fail')", flow_id,
-                      state["reason"], state["parent"]["type"], state["parent"]["job_id"])
-            outer = state.get("member_of")
+                      merged["reason"], merged["parent"]["type"], merged["parent"]["job_id"])
+            outer = merged.get("member_of")
             if outer:  # a subflow whose parent will not run: that child of the outer flow failed
                 self.finish(outer["flow"], outer["index"], ok=False,
-                            error=f"its flow {flow_id} failed: {state['reason']}")
-        if state["status"] == "ready" and (changed or resend):
+                            error=f"its flow {flow_id} failed: {merged['reason']}")
+        if merged["status"] == "ready" and (changed or (resend and not recorded)):
             # ours to send: this write finished the flow, or a redelivery of the child
             # whose send failed (the parent's idempotency key makes a second copy harmless)
-            self.app._enqueue([_parent_message(state)])
+            self.app._enqueue([_parent_message(merged)])
             self._set_status(flow_id, "parent_enqueued", only_from="ready")
 
     def _set_status(self, flow_id: str, status: str, *, only_from: str | None = None,
@@ -740,19 +782,43 @@ class FlowStep:
             log.warning("flow %s lapsed before it was marked %s", flow_id, status)
 
 
+def _end_key(app: str, flow_id: str, index: int) -> str:
+    """The store key of a child's end (outside ``<app>/flow/``, which lists heads only)."""
+    return f"{app}/flowend/{flow_id}/{index}"
+
+
+def _ends_key(app: str, flow_id: str) -> str:
+    """The store key of the set of a flow's finished children."""
+    return f"{app}/flowends/{flow_id}"
+
+
+_END_FIELDS = ("status", "result", "error", "finished_at")
+
+
+def _merge_ends(app: App, states: Sequence[dict[str, Any]], now: datetime) -> None:
+    """Fill in the children's ends (status, result or error, when) from their documents:
+    one ``load_many`` for all the flows."""
+    keys = [_end_key(app.name, state["id"], i) for state in states for i in range(len(state["children"]))]
+    if not keys:
+        return
+    ends = _store(app).load_many(keys, now=now)
+    for state in states:
+        for i, child in enumerate(state["children"]):
+            document = ends.get(_end_key(app.name, state["id"], i))
+            if document is not None:
+                child.update(json.loads(document.value))
+
+
+def _head(state: dict[str, Any]) -> dict[str, Any]:
+    """The state as its head document keeps it: the children without their ends."""
+    children = [{k: v for k, v in c.items() if k not in _END_FIELDS} | {"status": "pending"}
+                for c in state["children"]]
+    return {**state, "children": children}
+
+
 def _failure_reason(index: int, child: dict[str, Any]) -> str:
     how = "failed" if child.get("flow") else "went to dead letters"
     return f"child {index} ({child['type']} {child['job_id']}) {how}: {child.get('error')}"
-
-
-def _revive(state: dict[str, Any]) -> None:
-    """A failed flow one of whose children has now succeeded (a redrive): running again
-    once no child is failed, else failed for the next failed child."""
-    failed = [(i, c) for i, c in enumerate(state["children"]) if c["status"] == "failed"]
-    if failed:
-        state["reason"] = _failure_reason(*failed[0])
-        return
-    state.update(status="running", finished_at=None, reason=None)
 
 
 def _jsonable(task: Task, value: Any) -> Any:
