@@ -54,7 +54,7 @@ def listed(app: App, *, status: str | None = None, limit: int = 50) -> list[Flow
         raise ConfigurationError(f"flow status {status!r}: write one of {', '.join(STATUSES)}")
     if not isinstance(limit, int) or limit < 1:
         raise ConfigurationError(f"list_flows limit must be a positive int, got {limit!r}")
-    from .flows import _flow, _merge_ends
+    from .flows import _assemble, _flow
 
     states, truncated = _scan(app)
     if truncated:
@@ -64,7 +64,7 @@ def listed(app: App, *, status: str | None = None, limit: int = 50) -> list[Flow
     chosen.sort(key=lambda s: s["id"])  # started together: a flow before its subflows (``<id>.<i>``)
     chosen.sort(key=lambda s: s["created_at"], reverse=True)
     chosen = chosen[:limit]
-    _merge_ends(app, chosen, app.clock.now())  # the listed flows' children's ends, in one read
+    _assemble(app, chosen, app.clock.now())  # the listed flows' plans and children's ends
     return [_flow(state) for state in chosen]
 
 
@@ -96,18 +96,17 @@ class Summary:
 
 def summary(app: App, *, now: datetime | None = None) -> Summary:
     """Counts per status and the oldest running flow's age."""
-    from .flows import STATUSES, _flow
+    from .flows import STATUSES
 
-    states, truncated = _scan(app)
-    flows = [_flow(state) for state in states]  # statuses and times only: no child's end is read
+    states, truncated = _scan(app)  # the heads' statuses and times: no plan or end is read
     counts = dict.fromkeys(STATUSES, 0)
-    for flow in flows:
-        counts[flow.status] = counts.get(flow.status, 0) + 1
-    running = [f for f in flows if f.status == "running"]
-    oldest = min(running, key=lambda f: (f.created_at, f.id)) if running else None
+    for state in states:
+        counts[state["status"]] = counts.get(state["status"], 0) + 1
+    running = [s for s in states if s["status"] == "running"]
+    oldest = min(running, key=lambda s: (s["created_at"], s["id"])) if running else None
     moment = now or app.clock.now()
-    age = max(moment - parse_time(oldest.created_at), timedelta(0)) if oldest is not None else None
-    return Summary(counts, age, oldest.id if oldest is not None else None, truncated)
+    age = max(moment - parse_time(oldest["created_at"]), timedelta(0)) if oldest is not None else None
+    return Summary(counts, age, oldest["id"] if oldest is not None else None, truncated)
 
 
 def with_chunks(app: App, flow: Flow) -> Flow:

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from .backends.base import OutgoingMessage
     from .chunks import Progress
     from .dispatch import Task
-    from .store import Document, Store
+    from .store import Store
 
 __all__ = ["CHILD_ATTRIBUTE", "PARENT_ATTRIBUTE", "POLICIES", "STATUSES", "Child", "Flow", "FlowNotFound",
            "FlowStep", "FlowTooLarge", "Retried", "Subflow", "current", "flow_key", "get", "guarded", "list_flows",
@@ -226,7 +226,7 @@ def get(app: App, flow_id: str) -> Flow:
         raise FlowNotFound(f"app {app.name!r} has no flow {flow_id!r} in its store (never started, "
                            f"or older than its ttl)")
     state = json.loads(document.value)
-    _merge_ends(app, [state], now)
+    _assemble(app, [state], now)
     return _flow(state)
 
 
@@ -351,13 +351,16 @@ def start(app: App, parent: OutgoingMessage, children: Sequence[OutgoingMessage 
     now = app.clock.now()
     states: list[dict[str, Any]] = []
     leaves = _plan(app, flow_id, Subflow(parent, children, on_child_failure), now, None, states)
+    documents = []
     for state in states:
-        _check_size(store, state["id"], json.dumps(state), f"started with {len(state['children'])} children")
-    for state in states:
-        created = store.save(flow_key(app.name, state["id"]), json.dumps(state), version=1,
-                             expires_at=now + ttl, now=now)
-        if not created:
-            log.info("flow %s already exists: its children are sent again (each runs once)", state["id"])
+        head, plan = _split(state)
+        _check_size(store, state["id"], plan, f"started with {len(state['children'])} children")
+        documents.append((state["id"], head, plan))
+    for flow, head, plan in documents:
+        # the plan first: a head in the store always has its plan there
+        store.save(_plan_key(app.name, flow), plan, version=1, expires_at=now + ttl, now=now)
+        if not store.save(flow_key(app.name, flow), head, version=1, expires_at=now + ttl, now=now):
+            log.info("flow %s already exists: its children are sent again (each runs once)", flow)
     app._enqueue(leaves)
     return flow_id
 
@@ -452,7 +455,7 @@ def retry(app: App, flow_id: str) -> Retried:
 
 def _retry(app: App, flow: Flow) -> Retried:
     if flow.status == "ready":  # every child finished, and the send of its parent failed
-        state = json.loads(_document(app, flow.id).value)
+        state = _state(app, flow.id)
         app._enqueue([_parent_message(state)])  # its key makes a copy sent before harmless
         FlowStep(app)._set_status(flow.id, "parent_enqueued", only_from="ready")
         return Retried([], [flow.parent_job_id], [])
@@ -478,7 +481,7 @@ def _retry(app: App, flow: Flow) -> Retried:
     missing = [] if flow.status == "running" else sorted(wanted - redriven)
     resent: list[str] = []
     if flow.status == "parent_failed" and missing:
-        state = json.loads(_document(app, flow.id).value)
+        state = _state(app, flow.id)
         app._enqueue([_resent(_parent_message(state))])
         resent, missing = missing, []
     out = Retried(sorted(redriven), resent, missing)
@@ -490,11 +493,15 @@ def _retry(app: App, flow: Flow) -> Retried:
     return out
 
 
-def _document(app: App, flow_id: str) -> Document:
-    document = _store(app).load(flow_key(app.name, flow_id), now=app.clock.now())
+def _state(app: App, flow_id: str) -> dict[str, Any]:
+    """A flow's whole state: its head, with its plan and its children's ends."""
+    now = app.clock.now()
+    document = _store(app).load(flow_key(app.name, flow_id), now=now)
     if document is None:
         raise FlowNotFound(f"app {app.name!r} has no flow {flow_id!r} in its store")
-    return document
+    state: dict[str, Any] = json.loads(document.value)
+    _assemble(app, [state], now)
+    return state
 
 
 def _resent(message: OutgoingMessage) -> OutgoingMessage:
@@ -668,10 +675,10 @@ class FlowStep:
                                    "(older than its ttl?)")
             state = json.loads(document.value)
             if with_ends:
-                _merge_ends(self.app, [state], now)
+                _assemble(self.app, [state], now)
             if not change(state):
                 return state, False
-            text = json.dumps(_head(state) if with_ends else state)
+            text = _head(state) if with_ends else json.dumps(state)
             _check_size(store, flow_id, text, "with this change")
             if store.save(key, text, version=document.version + 1,
                           expires_at=document.expires_at, now=now):
@@ -698,7 +705,7 @@ class FlowStep:
             raise FlowNotFound(f"flow {flow_id!r} of app {self.app.name!r} is not in the store "
                                "(older than its ttl?)")
         state = json.loads(head.value)
-        total = len(state["children"])
+        total = state["total"] if "total" in state else len(state["children"])
         if not 0 <= index < total:
             raise ConfigurationError(f"flow {flow_id!r} has no child {index}")
         end: dict[str, Any] = {"status": "succeeded" if ok else "failed", "finished_at": format_time(now)}
@@ -793,15 +800,41 @@ def _ends_key(app: str, flow_id: str) -> str:
 
 
 _END_FIELDS = ("status", "result", "error", "finished_at")
+#: what of a flow's parent its head keeps (the plan keeps the whole message)
+_PARENT_HEAD = ("type", "job_id")
 
 
-def _merge_ends(app: App, states: Sequence[dict[str, Any]], now: datetime) -> None:
-    """Fill in the children's ends (status, result or error, when) from their documents:
-    one ``load_many`` for all the flows."""
+def _plan_key(app: str, flow_id: str) -> str:
+    """The store key of a flow's plan: its children and its parent's message, written once."""
+    return f"{app}/flowplan/{flow_id}"
+
+
+def _split(state: dict[str, Any]) -> tuple[str, str]:
+    """A new flow's head and plan documents. The head is what every child's end reads and
+    what changes: status, policy, the number of children; it stays small however wide the
+    flow. The plan is written once: each child (type, job id, key) and the parent's message."""
+    head = {k: v for k, v in state.items() if k != "children"}
+    head["parent"] = {k: state["parent"][k] for k in _PARENT_HEAD}
+    head["total"] = len(state["children"])
+    return json.dumps(head), json.dumps({"children": state["children"], "parent": state["parent"]})
+
+
+def _assemble(app: App, states: Sequence[dict[str, Any]], now: datetime) -> None:
+    """Complete flows' heads into their whole states, in place: the plan's children and
+    parent, then each child's end (status, result or error, when). Two ``load_many``
+    calls for all the flows."""
+    store = _store(app)
+    planned = [state for state in states if "children" not in state]
+    if planned:
+        plans = store.load_many([_plan_key(app.name, state["id"]) for state in planned], now=now)
+        for state in planned:
+            plan = plans.get(_plan_key(app.name, state["id"]))
+            if plan is None:
+                raise FlowNotFound(f"flow {state['id']!r} of app {app.name!r} has lost its plan "
+                                   "(older than its ttl?)")
+            state.update(json.loads(plan.value), planned=True)
     keys = [_end_key(app.name, state["id"], i) for state in states for i in range(len(state["children"]))]
-    if not keys:
-        return
-    ends = _store(app).load_many(keys, now=now)
+    ends = store.load_many(keys, now=now) if keys else {}
     for state in states:
         for i, child in enumerate(state["children"]):
             document = ends.get(_end_key(app.name, state["id"], i))
@@ -809,11 +842,16 @@ def _merge_ends(app: App, states: Sequence[dict[str, Any]], now: datetime) -> No
                 child.update(json.loads(document.value))
 
 
-def _head(state: dict[str, Any]) -> dict[str, Any]:
-    """The state as its head document keeps it: the children without their ends."""
+def _head(state: dict[str, Any]) -> str:
+    """A whole state (``_assemble``) as its head document keeps it."""
+    if state.get("planned"):
+        head = {k: v for k, v in state.items() if k not in ("children", "planned")}
+        head["parent"] = {k: state["parent"][k] for k in _PARENT_HEAD}
+        return json.dumps(head)
+    # a flow started before plans were kept apart: its head holds its children, without ends
     children = [{k: v for k, v in c.items() if k not in _END_FIELDS} | {"status": "pending"}
                 for c in state["children"]]
-    return {**state, "children": children}
+    return json.dumps({**state, "children": children})
 
 
 def _failure_reason(index: int, child: dict[str, Any]) -> str:
