@@ -3,9 +3,19 @@
     flow_id = app.flow(ship.message(order), children=[reserve.message(r), charge.message(c)],
                        on_child_failure="fail" | "ignore" | "continue")
 
-The flow lives in the app's store as one versioned JSON document (``Store.load`` /
-``Store.save``: a write of version N succeeds only over version N - 1, so of two
-consumers that read the same state only one can write the next)::
+The flow lives in the app's store as a few documents (``Store.load`` / ``Store.save``: a
+write of version N succeeds only over version N - 1, so of two consumers that read the
+same state only one can write the next)::
+
+    <app>/flow/<id>          the head: status, policy, reason, the number of children
+                             (small: read at every child's end, written at each status change)
+    <app>/flowplan/<id>      the plan, written once: each child (type, job id, key) and the
+                             parent's message
+    <app>/flowend/<id>/<i>   child i's end: status, result or error, when (written once; a
+                             redriven child's success over its failure)
+    <app>/flowends/<id>      the set of finished children (``Store.add_member``: atomic)
+
+and moves through these statuses::
 
     running ──last child finished──> ready ──parent sent──> parent_enqueued ──> succeeded
        │                                                                    └─> parent_failed
@@ -16,9 +26,9 @@ Children carry ``cqflow: "<flow id>:<index>"`` in their envelope, the parent
 ``cqflowparent: "<flow id>"`` (consumers that do not know them ignore them). The flow's
 run step (innermost, beside the store's guard, so every consumer takes it) records each
 child's end in the flow before its message is settled: a success with its return value
-(JSON), a dead letter with its reason. The write that finishes the last child also moves
-the flow to ``ready``, and the consumer that made that write, and only it, sends the
-parent. Should that send fail, the child's delivery fails and its next delivery sends the
+(JSON), a dead letter with its reason. A consumer whose end completes the set reads the
+ends and moves the head to ``ready``; the one whose conditional write lands, and only it,
+sends the parent. Should that send fail, the child's delivery fails and its next delivery sends the
 parent again; every child and the parent carry an idempotency key (their own, or
 ``cqflow-<flow id>-<index>`` / ``cqflow-<flow id>-parent``), so the store's guard runs
 each of them once even then.
