@@ -329,7 +329,7 @@ def _translated(table: str, action: str) -> Iterator[None]:
                 f"DynamoDB table {table!r} does not exist (store {action}); create it with the Terraform "
                 "module (store_table = true) or cloudqueue_aws.dynamodb.ensure_table, or fix the store URL"
             ) from exc
-        mapped = translate(exc, action, service="DynamoDB", fix="dynamodb:GetItem, PutItem, UpdateItem, "
+        mapped = translate(exc, action, service="DynamoDB", fix="dynamodb:GetItem, BatchGetItem, PutItem, UpdateItem, "
                            f"DeleteItem and Scan (listing flows) on table {table}")
         if mapped is exc:
             raise
