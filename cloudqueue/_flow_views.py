@@ -33,17 +33,17 @@ SCAN_LIMIT = 5000
 _READERS = 8
 
 
-def _scan(app: App) -> tuple[list[Flow], bool]:
-    """Every flow of the app in its store (up to ``SCAN_LIMIT``), and whether there were more."""
-    from .flows import _flow, _store
+def _scan(app: App) -> tuple[list[dict[str, Any]], bool]:
+    """The head of every flow of the app in its store (up to ``SCAN_LIMIT``: their
+    children's ends are not in them), and whether there were more."""
+    from .flows import _store
 
     store: Store = _store(app)
     try:
         documents = store.scan(f"{app.name}/flow/", now=app.clock.now(), limit=SCAN_LIMIT + 1)
     except NotImplementedError as exc:
         raise ConfigurationError(str(exc)) from None
-    flows = [_flow(json.loads(d.value)) for d in documents[:SCAN_LIMIT]]
-    return flows, len(documents) > SCAN_LIMIT
+    return [json.loads(d.value) for d in documents[:SCAN_LIMIT]], len(documents) > SCAN_LIMIT
 
 
 def listed(app: App, *, status: str | None = None, limit: int = 50) -> list[Flow]:
@@ -54,14 +54,18 @@ def listed(app: App, *, status: str | None = None, limit: int = 50) -> list[Flow
         raise ConfigurationError(f"flow status {status!r}: write one of {', '.join(STATUSES)}")
     if not isinstance(limit, int) or limit < 1:
         raise ConfigurationError(f"list_flows limit must be a positive int, got {limit!r}")
-    flows, truncated = _scan(app)
+    from .flows import _assemble, _flow
+
+    states, truncated = _scan(app)
     if truncated:
         log.warning("app %s has more than %d flows in its store: the listing covers the first %d the store "
                     "returned, so the newest may be missing", app.name, SCAN_LIMIT, SCAN_LIMIT)
-    chosen = [f for f in flows if status is None or f.status == status]
-    chosen.sort(key=lambda f: f.id)  # started together: a flow before its subflows (``<id>.<i>``)
-    chosen.sort(key=lambda f: f.created_at, reverse=True)
-    return chosen[:limit]
+    chosen = [s for s in states if status is None or s["status"] == status]
+    chosen.sort(key=lambda s: s["id"])  # started together: a flow before its subflows (``<id>.<i>``)
+    chosen.sort(key=lambda s: s["created_at"], reverse=True)
+    chosen = chosen[:limit]
+    _assemble(app, chosen, app.clock.now())  # the listed flows' plans and children's ends
+    return [_flow(state) for state in chosen]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,15 +98,15 @@ def summary(app: App, *, now: datetime | None = None) -> Summary:
     """Counts per status and the oldest running flow's age."""
     from .flows import STATUSES
 
-    flows, truncated = _scan(app)
+    states, truncated = _scan(app)  # the heads' statuses and times: no plan or end is read
     counts = dict.fromkeys(STATUSES, 0)
-    for flow in flows:
-        counts[flow.status] = counts.get(flow.status, 0) + 1
-    running = [f for f in flows if f.status == "running"]
-    oldest = min(running, key=lambda f: (f.created_at, f.id)) if running else None
+    for state in states:
+        counts[state["status"]] = counts.get(state["status"], 0) + 1
+    running = [s for s in states if s["status"] == "running"]
+    oldest = min(running, key=lambda s: (s["created_at"], s["id"])) if running else None
     moment = now or app.clock.now()
-    age = max(moment - parse_time(oldest.created_at), timedelta(0)) if oldest is not None else None
-    return Summary(counts, age, oldest.id if oldest is not None else None, truncated)
+    age = max(moment - parse_time(oldest["created_at"]), timedelta(0)) if oldest is not None else None
+    return Summary(counts, age, oldest["id"] if oldest is not None else None, truncated)
 
 
 def with_chunks(app: App, flow: Flow) -> Flow:

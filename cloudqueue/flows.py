@@ -3,9 +3,19 @@
     flow_id = app.flow(ship.message(order), children=[reserve.message(r), charge.message(c)],
                        on_child_failure="fail" | "ignore" | "continue")
 
-The flow lives in the app's store as one versioned JSON document (``Store.load`` /
-``Store.save``: a write of version N succeeds only over version N - 1, so of two
-consumers that read the same state only one can write the next)::
+The flow lives in the app's store as a few documents (``Store.load`` / ``Store.save``: a
+write of version N succeeds only over version N - 1, so of two consumers that read the
+same state only one can write the next)::
+
+    <app>/flow/<id>          the head: status, policy, reason, the number of children
+                             (small: read at every child's end, written at each status change)
+    <app>/flowplan/<id>      the plan, written once: each child (type, job id, key) and the
+                             parent's message
+    <app>/flowend/<id>/<i>   child i's end: status, result or error, when (written once; a
+                             redriven child's success over its failure)
+    <app>/flowends/<id>      the set of finished children (``Store.add_member``: atomic)
+
+and moves through these statuses::
 
     running ──last child finished──> ready ──parent sent──> parent_enqueued ──> succeeded
        │                                                                    └─> parent_failed
@@ -16,9 +26,9 @@ Children carry ``cqflow: "<flow id>:<index>"`` in their envelope, the parent
 ``cqflowparent: "<flow id>"`` (consumers that do not know them ignore them). The flow's
 run step (innermost, beside the store's guard, so every consumer takes it) records each
 child's end in the flow before its message is settled: a success with its return value
-(JSON), a dead letter with its reason. The write that finishes the last child also moves
-the flow to ``ready``, and the consumer that made that write, and only it, sends the
-parent. Should that send fail, the child's delivery fails and its next delivery sends the
+(JSON), a dead letter with its reason. A consumer whose end completes the set reads the
+ends and moves the head to ``ready``; the one whose conditional write lands, and only it,
+sends the parent. Should that send fail, the child's delivery fails and its next delivery sends the
 parent again; every child and the parent carry an idempotency key (their own, or
 ``cqflow-<flow id>-<index>`` / ``cqflow-<flow id>-parent``), so the store's guard runs
 each of them once even then.
@@ -49,7 +59,7 @@ if TYPE_CHECKING:
     from .backends.base import OutgoingMessage
     from .chunks import Progress
     from .dispatch import Task
-    from .store import Document, Store
+    from .store import Store
 
 __all__ = ["CHILD_ATTRIBUTE", "PARENT_ATTRIBUTE", "POLICIES", "STATUSES", "Child", "Flow", "FlowNotFound",
            "FlowStep", "FlowTooLarge", "Retried", "Subflow", "current", "flow_key", "get", "guarded", "list_flows",
@@ -220,11 +230,14 @@ def get(app: App, flow_id: str) -> Flow:
     Raises:
         FlowNotFound: no such flow (never started, or past its ttl).
     """
-    document = _store(app).load(flow_key(app.name, flow_id), now=app.clock.now())
+    now = app.clock.now()
+    document = _store(app).load(flow_key(app.name, flow_id), now=now)
     if document is None:
         raise FlowNotFound(f"app {app.name!r} has no flow {flow_id!r} in its store (never started, "
                            f"or older than its ttl)")
-    return _flow(json.loads(document.value))
+    state = json.loads(document.value)
+    _assemble(app, [state], now)
+    return _flow(state)
 
 
 def list_flows(app: App, *, status: str | None = None, limit: int = 50) -> list[Flow]:
@@ -348,13 +361,16 @@ def start(app: App, parent: OutgoingMessage, children: Sequence[OutgoingMessage 
     now = app.clock.now()
     states: list[dict[str, Any]] = []
     leaves = _plan(app, flow_id, Subflow(parent, children, on_child_failure), now, None, states)
+    documents = []
     for state in states:
-        _check_size(store, state["id"], json.dumps(state), f"started with {len(state['children'])} children")
-    for state in states:
-        created = store.save(flow_key(app.name, state["id"]), json.dumps(state), version=1,
-                             expires_at=now + ttl, now=now)
-        if not created:
-            log.info("flow %s already exists: its children are sent again (each runs once)", state["id"])
+        head, plan = _split(state)
+        _check_size(store, state["id"], plan, f"started with {len(state['children'])} children")
+        documents.append((state["id"], head, plan))
+    for flow, head, plan in documents:
+        # the plan first: a head in the store always has its plan there
+        store.save(_plan_key(app.name, flow), plan, version=1, expires_at=now + ttl, now=now)
+        if not store.save(flow_key(app.name, flow), head, version=1, expires_at=now + ttl, now=now):
+            log.info("flow %s already exists: its children are sent again (each runs once)", flow)
     app._enqueue(leaves)
     return flow_id
 
@@ -449,7 +465,7 @@ def retry(app: App, flow_id: str) -> Retried:
 
 def _retry(app: App, flow: Flow) -> Retried:
     if flow.status == "ready":  # every child finished, and the send of its parent failed
-        state = json.loads(_document(app, flow.id).value)
+        state = _state(app, flow.id)
         app._enqueue([_parent_message(state)])  # its key makes a copy sent before harmless
         FlowStep(app)._set_status(flow.id, "parent_enqueued", only_from="ready")
         return Retried([], [flow.parent_job_id], [])
@@ -475,7 +491,7 @@ def _retry(app: App, flow: Flow) -> Retried:
     missing = [] if flow.status == "running" else sorted(wanted - redriven)
     resent: list[str] = []
     if flow.status == "parent_failed" and missing:
-        state = json.loads(_document(app, flow.id).value)
+        state = _state(app, flow.id)
         app._enqueue([_resent(_parent_message(state))])
         resent, missing = missing, []
     out = Retried(sorted(redriven), resent, missing)
@@ -487,11 +503,15 @@ def _retry(app: App, flow: Flow) -> Retried:
     return out
 
 
-def _document(app: App, flow_id: str) -> Document:
-    document = _store(app).load(flow_key(app.name, flow_id), now=app.clock.now())
+def _state(app: App, flow_id: str) -> dict[str, Any]:
+    """A flow's whole state: its head, with its plan and its children's ends."""
+    now = app.clock.now()
+    document = _store(app).load(flow_key(app.name, flow_id), now=now)
     if document is None:
         raise FlowNotFound(f"app {app.name!r} has no flow {flow_id!r} in its store")
-    return document
+    state: dict[str, Any] = json.loads(document.value)
+    _assemble(app, [state], now)
+    return state
 
 
 def _resent(message: OutgoingMessage) -> OutgoingMessage:
@@ -649,9 +669,12 @@ class FlowStep:
         return value
 
     # -- the store writes --------------------------------------------------------------
-    def _update(self, flow_id: str, change: Callable[[dict[str, Any]], bool]) -> tuple[dict[str, Any], bool]:
-        """Apply ``change`` (mutates the state, True when it changed anything) with one
-        conditional write; read again and retry when another consumer wrote first."""
+    def _update(self, flow_id: str, change: Callable[[dict[str, Any]], bool], *,
+                with_ends: bool = False) -> tuple[dict[str, Any], bool]:
+        """Apply ``change`` (mutates the state, True when it changed anything) to the flow's
+        head with one conditional write; read again and retry when another consumer wrote
+        first. With ``with_ends`` the state ``change`` sees has its children's ends merged
+        in (the head keeps none of them)."""
         store = _store(self.app)
         key = flow_key(self.app.name, flow_id)
         for attempt in range(_WRITE_ATTEMPTS):
@@ -661,9 +684,11 @@ class FlowStep:
                 raise FlowNotFound(f"flow {flow_id!r} of app {self.app.name!r} is not in the store "
                                    "(older than its ttl?)")
             state = json.loads(document.value)
+            if with_ends:
+                _assemble(self.app, [state], now)
             if not change(state):
                 return state, False
-            text = json.dumps(state)
+            text = _head(state) if with_ends else json.dumps(state)
             _check_size(store, flow_id, text, "with this change")
             if store.save(key, text, version=document.version + 1,
                           expires_at=document.expires_at, now=now):
@@ -675,47 +700,81 @@ class FlowStep:
     def finish(self, flow_id: str, index: int, *, ok: bool, value: Any = None, error: str | None = None,
                resend: bool = True) -> None:
         """Record child ``index``'s end; the write that finishes the flow sends its parent
-        (and, with ``resend``, a call that finds the flow ``ready`` but wrote nothing: the
-        retry of a child whose parent send failed)."""
-        stamp = format_time(self.app.clock.now())
+        (and, with ``resend``, a child whose end was recorded before and finds the flow
+        ``ready``: the retry of a child whose parent send failed).
 
-        def change(state: dict[str, Any]) -> bool:
-            children = state["children"]
-            if not 0 <= index < len(children):
-                raise ConfigurationError(f"flow {flow_id!r} has no child {index}")
-            child = children[index]
-            # a redelivered child finds its end recorded already; only a success after a
-            # failure (its dead letter was redriven, or its subflow retried) changes it
-            if child["status"] == "succeeded" or (child["status"] == "failed" and not ok):
-                return False
-            child.update(status="succeeded" if ok else "failed", finished_at=stamp)
-            if ok:
-                child["result"] = value
-                child.pop("error", None)
-            else:
-                child["error"] = error
-            if state["status"] == "failed" and ok:
-                _revive(state)
-            if state["status"] != "running":
+        A child's end is a document of its own, written once (a success after a failure:
+        its redrive, over it), and its index joins the flow's set of finished children:
+        one write each, however wide the flow. Only the child that fails the flow, revives
+        it, or completes the set reads the others' ends and writes the flow's head.
+        """
+        store = _store(self.app)
+        now = self.app.clock.now()
+        head = store.load(flow_key(self.app.name, flow_id), now=now)
+        if head is None:
+            raise FlowNotFound(f"flow {flow_id!r} of app {self.app.name!r} is not in the store "
+                               "(older than its ttl?)")
+        state = json.loads(head.value)
+        total = state["total"] if "total" in state else len(state["children"])
+        if not 0 <= index < total:
+            raise ConfigurationError(f"flow {flow_id!r} has no child {index}")
+        end: dict[str, Any] = {"status": "succeeded" if ok else "failed", "finished_at": format_time(now)}
+        if ok:
+            end["result"] = value
+        else:
+            end["error"] = error
+        text = json.dumps(end)
+        _check_size(store, flow_id, text, f"with child {index}'s end")
+        key = _end_key(self.app.name, flow_id, index)
+        recorded = store.save(key, text, version=1, expires_at=head.expires_at, now=now)
+        revived = False
+        if not recorded and ok:  # ended before: a success over a failure is a redrive's
+            before = store.load(key, now=now)
+            if before is not None and json.loads(before.value)["status"] == "failed":
+                recorded = revived = store.save(key, text, version=before.version + 1,
+                                                expires_at=before.expires_at, now=now)
+        done = store.add_member(_ends_key(self.app.name, flow_id), index, expires_at=head.expires_at, now=now)
+        decides = (revived or done >= total or (recorded and not ok and state["policy"] == "fail")
+                   or (not recorded and state["status"] == "ready"))
+        if not decides:
+            return
+
+        def change(merged: dict[str, Any]) -> bool:
+            children = merged["children"]
+            failed = [i for i, c in enumerate(children) if c["status"] == "failed"]
+            changed = False
+            if merged["status"] == "failed":
+                if failed:  # still failed: its reason names a child that is failed now
+                    if f"child {failed[0]} " in (merged["reason"] or ""):
+                        return False
+                    merged["reason"] = _failure_reason(failed[0], children[failed[0]])
+                    return True
+                # its failed children were redriven and succeeded: it runs on
+                merged.update(status="running", finished_at=None, reason=None)
+                changed = True
+            if merged["status"] != "running":
+                return changed
+            if failed and merged["policy"] == "fail":
+                merged.update(status="failed", finished_at=format_time(self.app.clock.now()),
+                              reason=_failure_reason(failed[0], children[failed[0]]))
                 return True
-            if not ok and state["policy"] == "fail":
-                state.update(status="failed", finished_at=stamp, reason=_failure_reason(index, child))
-            elif all(c["status"] != "pending" for c in children):
-                state["status"] = "ready"
-            return True
+            if all(c["status"] != "pending" for c in children):
+                merged["status"] = "ready"
+                return True
+            return changed
 
-        state, changed = self._update(flow_id, change)
-        if state["status"] == "failed" and changed and state["reason"] and f"child {index} " in state["reason"]:
+        merged, changed = self._update(flow_id, change, with_ends=True)
+        if merged["status"] == "failed" and changed and f"child {index} " in (merged["reason"] or ""):
             log.error("flow %s failed: %s; its parent %s %s does not run (policy 'fail')", flow_id,
-                      state["reason"], state["parent"]["type"], state["parent"]["job_id"])
-            outer = state.get("member_of")
+                      merged["reason"], merged["parent"]["type"], merged["parent"]["job_id"])
+            outer = merged.get("member_of")
             if outer:  # a subflow whose parent will not run: that child of the outer flow failed
                 self.finish(outer["flow"], outer["index"], ok=False,
-                            error=f"its flow {flow_id} failed: {state['reason']}")
-        if state["status"] == "ready" and (changed or resend):
+                            error=f"its flow {flow_id} failed: {merged['reason']}")
+        if merged["status"] == "ready" and (changed or (resend and not recorded)):
             # ours to send: this write finished the flow, or a redelivery of the child
             # whose send failed (the parent's idempotency key makes a second copy harmless)
-            self.app._enqueue([_parent_message(state)])
+            self.app._enqueue([_parent_message(merged)])
             self._set_status(flow_id, "parent_enqueued", only_from="ready")
 
     def _set_status(self, flow_id: str, status: str, *, only_from: str | None = None,
@@ -740,19 +799,74 @@ class FlowStep:
             log.warning("flow %s lapsed before it was marked %s", flow_id, status)
 
 
+def _end_key(app: str, flow_id: str, index: int) -> str:
+    """The store key of a child's end (outside ``<app>/flow/``, which lists heads only)."""
+    return f"{app}/flowend/{flow_id}/{index}"
+
+
+def _ends_key(app: str, flow_id: str) -> str:
+    """The store key of the set of a flow's finished children."""
+    return f"{app}/flowends/{flow_id}"
+
+
+_END_FIELDS = ("status", "result", "error", "finished_at")
+#: what of a flow's parent its head keeps (the plan keeps the whole message)
+_PARENT_HEAD = ("type", "job_id")
+
+
+def _plan_key(app: str, flow_id: str) -> str:
+    """The store key of a flow's plan: its children and its parent's message, written once."""
+    return f"{app}/flowplan/{flow_id}"
+
+
+def _split(state: dict[str, Any]) -> tuple[str, str]:
+    """A new flow's head and plan documents. The head is what every child's end reads and
+    what changes: status, policy, the number of children; it stays small however wide the
+    flow. The plan is written once: each child (type, job id, key) and the parent's message."""
+    head = {k: v for k, v in state.items() if k != "children"}
+    head["parent"] = {k: state["parent"][k] for k in _PARENT_HEAD}
+    head["total"] = len(state["children"])
+    return json.dumps(head), json.dumps({"children": state["children"], "parent": state["parent"]})
+
+
+def _assemble(app: App, states: Sequence[dict[str, Any]], now: datetime) -> None:
+    """Complete flows' heads into their whole states, in place: the plan's children and
+    parent, then each child's end (status, result or error, when). Two ``load_many``
+    calls for all the flows."""
+    store = _store(app)
+    planned = [state for state in states if "children" not in state]
+    if planned:
+        plans = store.load_many([_plan_key(app.name, state["id"]) for state in planned], now=now)
+        for state in planned:
+            plan = plans.get(_plan_key(app.name, state["id"]))
+            if plan is None:
+                raise FlowNotFound(f"flow {state['id']!r} of app {app.name!r} has lost its plan "
+                                   "(older than its ttl?)")
+            state.update(json.loads(plan.value), planned=True)
+    keys = [_end_key(app.name, state["id"], i) for state in states for i in range(len(state["children"]))]
+    ends = store.load_many(keys, now=now) if keys else {}
+    for state in states:
+        for i, child in enumerate(state["children"]):
+            document = ends.get(_end_key(app.name, state["id"], i))
+            if document is not None:
+                child.update(json.loads(document.value))
+
+
+def _head(state: dict[str, Any]) -> str:
+    """A whole state (``_assemble``) as its head document keeps it."""
+    if state.get("planned"):
+        head = {k: v for k, v in state.items() if k not in ("children", "planned")}
+        head["parent"] = {k: state["parent"][k] for k in _PARENT_HEAD}
+        return json.dumps(head)
+    # a flow started before plans were kept apart: its head holds its children, without ends
+    children = [{k: v for k, v in c.items() if k not in _END_FIELDS} | {"status": "pending"}
+                for c in state["children"]]
+    return json.dumps({**state, "children": children})
+
+
 def _failure_reason(index: int, child: dict[str, Any]) -> str:
     how = "failed" if child.get("flow") else "went to dead letters"
     return f"child {index} ({child['type']} {child['job_id']}) {how}: {child.get('error')}"
-
-
-def _revive(state: dict[str, Any]) -> None:
-    """A failed flow one of whose children has now succeeded (a redrive): running again
-    once no child is failed, else failed for the next failed child."""
-    failed = [(i, c) for i, c in enumerate(state["children"]) if c["status"] == "failed"]
-    if failed:
-        state["reason"] = _failure_reason(*failed[0])
-        return
-    state.update(status="running", finished_at=None, reason=None)
 
 
 def _jsonable(task: Task, value: Any) -> Any:

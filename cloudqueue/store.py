@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -156,6 +156,10 @@ class Document:
     expires_at: datetime
 
 
+#: attempts ``Store.add_member``'s default makes at a contended write
+_SET_ATTEMPTS = 200
+
+
 def record_key(app: str, *, idempotency_key: str | None = None, job_id: str | None = None) -> str:
     """The store key of a job: by its idempotency key (app-wide, as enqueue dedups), else its id."""
     if idempotency_key is not None:
@@ -224,6 +228,48 @@ class Store(ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot list its documents: listing flows "
                                   "needs a store with scan (memory://, dynamodb://, firestore://)")
 
+    def load_many(self, keys: Sequence[str], *, now: datetime | None = None) -> dict[str, Document]:
+        """The live documents at ``keys`` (a key with none is left out). Stores that can
+        read many items in one call override this loop over ``load``."""
+        found = {}
+        for key in keys:
+            document = self.load(key, now=now)
+            if document is not None:
+                found[key] = document
+        return found
+
+    def add_member(self, key: str, member: int, *, expires_at: datetime, now: datetime | None = None) -> int:
+        """Add ``member`` to the set of numbers at ``key`` (adding one already there changes
+        nothing); the set's size after. A flow counts its finished children with it, one
+        write per child whatever the flow's width. This default keeps the set in a
+        document (``load`` / ``save``, retried when another writer got there first);
+        stores override it with their own atomic set update."""
+        import json
+        import random
+        import time
+
+        for attempt in range(_SET_ATTEMPTS):
+            document = self.load(key, now=now)
+            members = set(json.loads(document.value)) if document is not None else set()
+            if member in members:
+                return len(members)
+            members.add(member)
+            version = document.version + 1 if document is not None else 1
+            if self.save(key, json.dumps(sorted(members)), version=version,
+                         expires_at=document.expires_at if document is not None else expires_at, now=now):
+                return len(members)
+            time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))
+        from ._errors import BackendError
+
+        raise BackendError(f"store {self!r}: {_SET_ATTEMPTS} writes in a row to {key!r} lost to other writers")
+
+    def members(self, key: str, *, now: datetime | None = None) -> frozenset[int]:
+        """The set ``add_member`` keeps at ``key`` (empty when there is none)."""
+        import json
+
+        document = self.load(key, now=now)
+        return frozenset(json.loads(document.value)) if document is not None else frozenset()
+
     def delete(self, key: str) -> None:
         """Forget ``key`` whatever its state (an operator's way to let a job run again)."""
         raise NotImplementedError(f"{type(self).__name__} cannot delete records")
@@ -247,6 +293,7 @@ class MemoryStore(Store):
         self.max_document_size = max_document_size
         self._records: dict[str, Record] = {}
         self._documents: dict[str, Document] = {}
+        self._sets: dict[str, tuple[set[int], datetime]] = {}
         self._lock = threading.Lock()
 
     def claim(self, key: str, *, token: str, now: datetime, lease_until: datetime,
@@ -328,10 +375,30 @@ class MemoryStore(Store):
                            key=lambda d: d.key)
         return found[:max(limit, 0)]
 
+    def add_member(self, key: str, member: int, *, expires_at: datetime, now: datetime | None = None) -> int:
+        from .clock import SYSTEM_CLOCK
+
+        with self._lock:
+            held = self._sets.get(key)
+            if held is None or held[1] <= (now or SYSTEM_CLOCK.now()):
+                held = self._sets[key] = (set(), expires_at)
+            held[0].add(member)
+            return len(held[0])
+
+    def members(self, key: str, *, now: datetime | None = None) -> frozenset[int]:
+        from .clock import SYSTEM_CLOCK
+
+        with self._lock:
+            held = self._sets.get(key)
+            if held is None or held[1] <= (now or SYSTEM_CLOCK.now()):
+                return frozenset()
+            return frozenset(held[0])
+
     def delete(self, key: str) -> None:
         with self._lock:
             self._records.pop(key, None)
             self._documents.pop(key, None)
+            self._sets.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._records)

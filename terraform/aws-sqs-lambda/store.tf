@@ -47,8 +47,11 @@ data "aws_iam_policy_document" "store" {
   statement {
     sid = "IdempotencyStore"
     # claim (UpdateItem, PutItem when a lapsed record starts over), extend / complete /
-    # release (UpdateItem), release after dead letters (DeleteItem), read (GetItem).
+    # release (UpdateItem), release after dead letters (DeleteItem), read (GetItem);
+    # flows: a child's end (PutItem), the set of finished children (UpdateItem), the
+    # children's ends read together (BatchGetItem).
     actions = [
+      "dynamodb:BatchGetItem",
       "dynamodb:GetItem",
       "dynamodb:PutItem",
       "dynamodb:UpdateItem",

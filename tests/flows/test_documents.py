@@ -117,3 +117,46 @@ def test_children_finishing_at_once_send_the_parent_once_on_every_store(make_sto
     for step in steps:
         step.app.close()
     producer.close()
+
+
+def test_a_set_counts_each_member_once(make_store: MakeStore) -> None:
+    store = make_store()
+    assert store.members("shop/flowends/s", now=NOW) == frozenset()
+    assert store.add_member("shop/flowends/s", 3, expires_at=NOW + TTL, now=NOW) == 1
+    assert store.add_member("shop/flowends/s", 0, expires_at=NOW + TTL, now=NOW) == 2
+    assert store.add_member("shop/flowends/s", 3, expires_at=NOW + TTL, now=NOW) == 2  # again: no change
+    assert store.members("shop/flowends/s", now=NOW) == frozenset({0, 3})
+    assert store.members("shop/flowends/s", now=NOW + TTL + timedelta(seconds=1)) == frozenset()
+    # a set is not a document: flows' listing (scan) and load never see it
+    assert store.load("shop/flowends/s", now=NOW) is None
+
+
+def test_racing_members_end_with_every_member_and_someone_sees_the_whole_set(make_store: MakeStore) -> None:
+    stores = [make_store() for _ in range(4)]
+    sizes: list[int] = []
+    barrier = threading.Barrier(len(stores))
+
+    def add(number: int, store: Store) -> None:
+        barrier.wait(timeout=30)
+        for member in range(number, 24, len(stores)):
+            sizes.append(store.add_member("shop/flowends/r", member, expires_at=NOW + TTL, now=NOW))
+
+    threads = [threading.Thread(target=add, args=(n, s)) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(sizes) == 24 and max(sizes) == 24
+    assert stores[0].members("shop/flowends/r", now=NOW) == frozenset(range(24))
+
+
+def test_load_many_returns_the_live_documents_of_the_keys_asked(make_store: MakeStore) -> None:
+    store = make_store()
+    keys = [f"shop/flowend/m/{i}" for i in range(130)]  # more than one DynamoDB batch
+    for i, key in enumerate(keys):
+        if i % 3:
+            assert store.save(key, str(i), version=1, expires_at=NOW + TTL, now=NOW)
+    found = store.load_many([*keys, "shop/flowend/m/none"], now=NOW)
+    assert sorted(found) == sorted(k for i, k in enumerate(keys) if i % 3)
+    assert all(found[k].value == k.rsplit("/", 1)[1] for k in found)
+    assert store.load_many(keys, now=NOW + TTL + timedelta(seconds=1)) == {}

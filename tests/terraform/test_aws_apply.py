@@ -305,8 +305,8 @@ def test_applied_store_table_has_ttl_and_the_role_may_use_only_it(applied: dict[
     [statement] = document["Statement"]
     assert statement["Sid"] == "IdempotencyStore"
     assert statement["Resource"] == described["TableArn"]
-    assert sorted(statement["Action"]) == ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem",
-                                           "dynamodb:UpdateItem"]
+    assert sorted(statement["Action"]) == ["dynamodb:BatchGetItem", "dynamodb:DeleteItem", "dynamodb:GetItem",
+                                           "dynamodb:PutItem", "dynamodb:UpdateItem"]
 
 
 def test_a_keyed_job_runs_once_on_the_applied_queues_and_store(applied: dict[str, Any], moto_server: str) -> None:

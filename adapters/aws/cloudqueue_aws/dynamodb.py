@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,10 @@ KEY_ATTRIBUTE = "id"
 TTL_ATTRIBUTE = "expires_at"
 OPTIONS = ("region", "endpoint_url")
 _INSTALL_HINT = 'pip install "cloudqueue[aws]"'
+#: the number-set attribute ``add_member`` keeps (a flow's finished children)
+_MEMBERS = "members"
+#: BatchGetItem calls for the keys DynamoDB left unprocessed before a load gives up
+_BATCH_ATTEMPTS = 8
 _NAMES = {"#id": KEY_ATTRIBUTE, "#st": "status", "#tk": "token", "#ru": "runs", "#lu": "lease_until",
           "#ex": TTL_ATTRIBUTE, "#jt": "job_type", "#ji": "job_id", "#v": "value", "#ca": "completed_at"}
 _CLAIM = ("SET #st = :ip, #tk = :tk, #lu = :lu, #ex = :ex, #jt = :jt, #ji = :ji, "
@@ -186,12 +191,7 @@ class DynamoDBStore(Store):
 
     def load(self, key: str, *, now: datetime | None = None) -> Document | None:
         item = self._item(key)
-        if item is None or "version" not in item:
-            return None
-        expires_at = _time(item.get(TTL_ATTRIBUTE)) or datetime.fromtimestamp(0, timezone.utc)
-        if expires_at <= (now or datetime.now(timezone.utc)):
-            return None  # lapsed: DynamoDB's TTL deletes it within days, not at once
-        return Document(key, int(item["version"]["N"]), item["doc"]["S"], expires_at)
+        return None if item is None else _loaded(item, now or datetime.now(timezone.utc))
 
     def save(self, key: str, value: str, *, version: int, expires_at: datetime,
              now: datetime | None = None) -> bool:
@@ -239,11 +239,69 @@ class DynamoDBStore(Store):
         found.sort(key=lambda d: d.key)
         return found[:max(limit, 0)]
 
+    def load_many(self, keys: Sequence[str], *, now: datetime | None = None) -> dict[str, Document]:
+        # BatchGetItem, 100 keys a call; keys DynamoDB leaves unprocessed (throttled) are
+        # asked again, a bounded number of times
+        moment = now or datetime.now(timezone.utc)
+        found: dict[str, Document] = {}
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), 100):
+            request: dict[str, Any] = {self.table: {"Keys": [{KEY_ATTRIBUTE: _s(k)} for k in wanted[start:start + 100]],
+                                                    "ConsistentRead": True}}
+            for attempt in range(_BATCH_ATTEMPTS):
+                with _translated(self.table, "load (BatchGetItem)"):
+                    answer = self.client.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self.table, []):
+                    document = _loaded(dict(item), moment)
+                    if document is not None:
+                        found[document.key] = document
+                request = dict(answer.get("UnprocessedKeys") or {})
+                if not request:
+                    break
+                time.sleep(min(0.05 * 2 ** attempt, 1.0))
+            else:
+                raise BackendError(f"DynamoDB table {self.table!r}: BatchGetItem left keys unprocessed "
+                                   f"{_BATCH_ATTEMPTS} times (throttled); the delivery is retried")
+        return found
+
+    def add_member(self, key: str, member: int, *, expires_at: datetime, now: datetime | None = None) -> int:
+        # ADD to a number set is atomic and idempotent; ALL_NEW returns the set also when
+        # the member was there already (UPDATED_NEW may leave an unchanged attribute out)
+        with _translated(self.table, "add to a set (UpdateItem)"):
+            answer = self.client.update_item(
+                TableName=self.table, Key={KEY_ATTRIBUTE: _s(key)},
+                UpdateExpression="ADD #m :m SET #ex = if_not_exists(#ex, :ex)",
+                ExpressionAttributeNames={"#m": _MEMBERS, "#ex": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":m": {"NS": [str(member)]},
+                                           ":ex": _n(math.ceil(expires_at.timestamp()))},
+                ReturnValues="ALL_NEW")
+        return len(answer["Attributes"][_MEMBERS]["NS"])
+
+    def members(self, key: str, *, now: datetime | None = None) -> frozenset[int]:
+        item = self._item(key)
+        if item is None or _MEMBERS not in item:
+            return frozenset()
+        expires_at = _time(item.get(TTL_ATTRIBUTE)) or datetime.fromtimestamp(0, timezone.utc)
+        if expires_at <= (now or datetime.now(timezone.utc)):
+            return frozenset()
+        return frozenset(int(n) for n in item[_MEMBERS]["NS"])
+
     def _item(self, key: str) -> dict[str, Any] | None:
         with _translated(self.table, "read (GetItem)"):
             answer = self.client.get_item(TableName=self.table, Key={KEY_ATTRIBUTE: _s(key)}, ConsistentRead=True)
         item: dict[str, Any] | None = answer.get("Item")
         return item
+
+
+def _loaded(item: dict[str, Any], now: datetime) -> Document | None:
+    """The live document an item holds, or None (a record, or lapsed: DynamoDB's TTL deletes
+    items within days, not at once)."""
+    if "version" not in item:
+        return None
+    expires_at = _time(item.get(TTL_ATTRIBUTE)) or datetime.fromtimestamp(0, timezone.utc)
+    if expires_at <= now:
+        return None
+    return Document(item[KEY_ATTRIBUTE]["S"], int(item["version"]["N"]), item["doc"]["S"], expires_at)
 
 
 class _Conditional(Exception):
@@ -271,7 +329,7 @@ def _translated(table: str, action: str) -> Iterator[None]:
                 f"DynamoDB table {table!r} does not exist (store {action}); create it with the Terraform "
                 "module (store_table = true) or cloudqueue_aws.dynamodb.ensure_table, or fix the store URL"
             ) from exc
-        mapped = translate(exc, action, service="DynamoDB", fix="dynamodb:GetItem, PutItem, UpdateItem, "
+        mapped = translate(exc, action, service="DynamoDB", fix="dynamodb:GetItem, BatchGetItem, PutItem, UpdateItem, "
                            f"DeleteItem and Scan (listing flows) on table {table}")
         if mapped is exc:
             raise

@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
@@ -48,6 +48,8 @@ class _LostRace(Exception):
 
 #: the field a Firestore TTL policy deletes records by
 TTL_FIELD = "expires_at"
+#: the array field ``add_member`` keeps (a flow's finished children)
+_MEMBERS = "members"
 OPTIONS = ("database", "timeout")
 _INSTALL_HINT = 'pip install "cloudqueue-gcp[firestore]"'
 T = TypeVar("T")
@@ -241,6 +243,42 @@ class FirestoreStore(Store):
                 break
             last = snapshots[-1]
         return found[:max(limit, 0)]
+
+    def load_many(self, keys: Sequence[str], *, now: datetime | None = None) -> dict[str, Document]:
+        moment = now or datetime.now(timezone.utc)
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, Document] = {}
+        for start in range(0, len(wanted), 300):
+            with translated(f"Firestore store read of {len(wanted)} documents in {self.collection!r}"):
+                snapshots = list(self.client.get_all([self._doc(k) for k in wanted[start:start + 300]],
+                                                     timeout=self.timeout.total_seconds()))
+            for snapshot in snapshots:
+                document = _document(unquote(snapshot.id), snapshot, moment)
+                if document is not None:
+                    found[document.key] = document
+        return found
+
+    def add_member(self, key: str, member: int, *, expires_at: datetime, now: datetime | None = None) -> int:
+        # An array union is atomic and adds a member once; the read after it sees at least
+        # this write, so of writers racing to add the last members, the last to write sees
+        # them all (others may too: callers decide who acts with a conditional write)
+        from google.cloud.firestore_v1 import ArrayUnion
+
+        doc = self._doc(key)
+        timeout = self.timeout.total_seconds()
+        with translated(f"Firestore store add to the set {key!r} in {self.collection!r}"):
+            doc.set({_MEMBERS: ArrayUnion([member]), TTL_FIELD: expires_at}, merge=True, timeout=timeout)
+            snapshot = doc.get(timeout=timeout)
+        return len((snapshot.to_dict() or {}).get(_MEMBERS, []))
+
+    def members(self, key: str, *, now: datetime | None = None) -> frozenset[int]:
+        with translated(f"Firestore store read of {key!r} in {self.collection!r}"):
+            snapshot = self._doc(key).get(timeout=self.timeout.total_seconds())
+        fields = snapshot.to_dict() or {} if snapshot.exists else {}
+        expires_at = _utc(fields.get(TTL_FIELD))
+        if expires_at is None or expires_at <= (now or datetime.now(timezone.utc)):
+            return frozenset()
+        return frozenset(int(n) for n in fields.get(_MEMBERS, []))
 
     def delete(self, key: str) -> None:
         with translated(f"Firestore store delete of {key!r} in {self.collection!r}"):
