@@ -98,6 +98,11 @@ class FlowsSample:
     error: str | None = None
 
 
+#: under ``--watch``, the flows section is read again after this many seconds at most
+#: (it reads every flow's head; the queues' figures are cheap and read every frame)
+FLOWS_EVERY = 30.0
+
+
 def sample_flows(app: App | None) -> FlowsSample | None:
     """The flows section of ``app`` (None: no app, or no store, so no flows)."""
     if app is None or app.store is None:

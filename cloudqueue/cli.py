@@ -368,7 +368,7 @@ def stats(target: str, as_json: bool, watch: float | None, count: int | None, qu
     shown as such, and under --watch as rates per second, with backlog/s, the net change
     of the messages in the queue. Write --watch after TARGET, or as --watch=SECONDS.
     For MODULE:APP with a shared store, a flows section follows: flows per status and
-    the oldest running flow's age.
+    the oldest running flow's age (under --watch, read again every 30 seconds at most).
     """
     from . import _stats
 
@@ -401,11 +401,16 @@ def _watch(queues: list[tuple[str, Backend]], every: float, count: int | None, a
     redraw = not as_json and sys.stdout.isatty()
     previous: list[_stats.QueueSample] | None = None
     taken = 0
+    flows_at: float | None = None
+    flows: _stats.FlowsSample | None = None
     try:
         while True:
             started = time.monotonic()
             samples = _stats.sample(queues)
-            flows = _stats.sample_flows(app)
+            # listing flows reads every flow's head (on DynamoDB a Scan of the store's table):
+            # at most once every FLOWS_EVERY seconds, the frames between show the last one
+            if flows_at is None or started - flows_at >= max(every, _stats.FLOWS_EVERY):
+                flows, flows_at = _stats.sample_flows(app), started
             between = [_stats.rates(before, after) for before, after in zip(previous, samples, strict=True)] \
                 if previous is not None else []
             taken += 1

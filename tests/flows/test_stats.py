@@ -10,8 +10,10 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 import cloudqueue as cq
 from cloudqueue.testing import FakeClock
@@ -97,3 +99,37 @@ def test_stats_has_no_flows_section_without_a_store() -> None:
     out = stats(None).stdout
     assert "flows" not in out
     assert json.loads(stats(None, "--json").stdout)["flows"] is None
+
+
+class Ping(BaseModel):
+    n: int = 0
+
+
+def test_watch_reads_the_flows_section_again_only_every_flows_every_seconds(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listing flows reads every flow's head: a fast --watch reads them once per FLOWS_EVERY."""
+    from cloudqueue import _stats
+    from cloudqueue.cli import _watch
+    from cloudqueue.store import MemoryStore
+
+    scans: list[str] = []
+
+    class Counting(MemoryStore):
+        def scan(self, prefix: str, **options: Any) -> Any:
+            scans.append(prefix)
+            return super().scan(prefix, **options)
+
+    app = cq.App("watched", backend="memory://", store=Counting())
+
+    @app.job
+    def part(payload: Ping) -> None: ...
+
+    app.flow(part.message(Ping()), children=[part.message(Ping())])
+    _watch(_stats.queues_of(app), 0.01, 4, True, app)
+    frames = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [f["flows"]["counts"]["running"] for f in frames] == [1, 1, 1, 1]
+    assert scans == ["watched/flow/"]  # once, not once a frame
+    monkeypatch.setattr(_stats, "FLOWS_EVERY", 0.0)
+    _watch(_stats.queues_of(app), 0.01, 3, True, app)
+    assert len(scans) == 4  # and every frame when the interval allows it
+    app.close()
