@@ -20,6 +20,20 @@ resource "aws_dynamodb_table" "store" {
     type = "S"
   }
 
+  # documents (flows' state) carry "parent", their key up to its second "/" (app/flow):
+  # listing an app's flows is a Query of this sparse index, not a Scan of the table
+  attribute {
+    name = "parent"
+    type = "S"
+  }
+
+  global_secondary_index {
+    name            = "by_parent"
+    hash_key        = "parent"
+    range_key       = "id"
+    projection_type = "KEYS_ONLY"
+  }
+
   # Completed keys keep duplicates from running for the job's cq.Once(ttl=...) (24 h by
   # default); DynamoDB then deletes them. The library treats a lapsed record as absent,
   # so the deletion delay of TTL never lets a duplicate through nor holds one back.

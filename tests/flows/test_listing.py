@@ -221,3 +221,65 @@ def test_a_listing_past_the_scan_limit_says_it_is_partial(monkeypatch: pytest.Mo
     assert "more than 2 flows in its store" in caplog.text
     found = _flow_views.summary(app)
     assert found.truncated and found.total == 2
+
+
+def _counting_store(endpoint: str, table: str) -> tuple[Any, list[str]]:
+    """A DynamoDB store on ``table`` and the names of the calls its client makes."""
+    import boto3
+    from cloudqueue_aws.dynamodb import DynamoDBStore
+
+    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+    calls: list[str] = []
+    client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    return DynamoDBStore(table, client=client), calls
+
+
+def test_dynamodb_lists_flows_by_a_query_of_its_index_not_a_scan(request: pytest.FixtureRequest) -> None:
+    from tests.store.stores import dynamodb_endpoint, dynamodb_table
+
+    endpoint = dynamodb_endpoint(request)
+    store, calls = _counting_store(endpoint, dynamodb_table(endpoint))
+    for n in range(5):
+        assert store.save(f"shop/flow/f{n}", str(n), version=1, expires_at=NOW + TTL, now=NOW)
+    assert store.save("shop/flowplan/f0", "{}", version=1, expires_at=NOW + TTL, now=NOW)
+    store.claim("shop/key/k", token="t", now=NOW, lease_until=NOW + TTL, expires_at=NOW + TTL)
+    calls.clear()
+    found = store.scan("shop/flow/", now=NOW)
+    assert [d.key for d in found] == [f"shop/flow/f{n}" for n in range(5)]
+    assert "Scan" not in calls and "Query" in calls
+    assert [d.key for d in store.scan("shop/flow/", now=NOW, limit=2)] == ["shop/flow/f0", "shop/flow/f1"]
+    store.close()
+
+
+def test_dynamodb_without_the_index_lists_by_a_scan_and_ensure_table_adds_it(
+        request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture) -> None:
+    import uuid
+
+    import boto3
+    from cloudqueue_aws.dynamodb import PARENT_INDEX, ensure_table
+
+    from tests.store.stores import dynamodb_endpoint
+
+    endpoint = dynamodb_endpoint(request)
+    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+    table = f"cq-old-{uuid.uuid4().hex[:10]}"  # a table made before the index existed
+    client.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+    store, calls = _counting_store(endpoint, table)
+    for n in range(3):
+        assert store.save(f"shop/flow/f{n}", str(n), version=1, expires_at=NOW + TTL, now=NOW)
+    assert [d.key for d in store.scan("shop/flow/", now=NOW)] == ["shop/flow/f0", "shop/flow/f1", "shop/flow/f2"]
+    assert "Scan" in calls
+    assert f"has no index {PARENT_INDEX!r}: listing flows scans the whole table" in caplog.text
+
+    ensure_table(table, client=client)
+    indexes = client.describe_table(TableName=table)["Table"].get("GlobalSecondaryIndexes", [])
+    assert [i["IndexName"] for i in indexes] == [PARENT_INDEX]
+    fresh, calls = _counting_store(endpoint, table)
+    # documents saved before the index was added carry its key, so the index lists them too
+    assert [d.key for d in fresh.scan("shop/flow/", now=NOW)] == ["shop/flow/f0", "shop/flow/f1", "shop/flow/f2"]
+    assert "Scan" not in calls
+    store.close()
+    fresh.close()
+    client.close()

@@ -294,6 +294,12 @@ def test_applied_store_table_has_ttl_and_the_role_may_use_only_it(applied: dict[
     described = dynamodb.describe_table(TableName=table)["Table"]
     assert described["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
     assert described["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    from cloudqueue_aws.dynamodb import _INDEX, PARENT_INDEX
+
+    # the index the store lists flows by, as cloudqueue_aws.dynamodb.ensure_table makes it
+    [index] = described["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == PARENT_INDEX and index["KeySchema"] == _INDEX["KeySchema"]
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     ttl = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
     iam = boto3.client("iam", endpoint_url=moto_server, region_name="us-east-1",

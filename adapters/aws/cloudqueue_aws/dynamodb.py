@@ -18,6 +18,7 @@ boto3 is imported when the store first calls DynamoDB, not when the module loads
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -36,7 +37,8 @@ from ._errors import error_code, translate
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-__all__ = ["KEY_ATTRIBUTE", "TTL_ATTRIBUTE", "DynamoDBStore", "ensure_table", "from_url"]
+__all__ = ["KEY_ATTRIBUTE", "PARENT_ATTRIBUTE", "PARENT_INDEX", "TTL_ATTRIBUTE", "DynamoDBStore", "ensure_table",
+           "from_url"]
 
 #: the table's partition key (a string)
 KEY_ATTRIBUTE = "id"
@@ -44,8 +46,14 @@ KEY_ATTRIBUTE = "id"
 TTL_ATTRIBUTE = "expires_at"
 OPTIONS = ("region", "endpoint_url")
 _INSTALL_HINT = 'pip install "cloudqueue[aws]"'
+log = logging.getLogger("cloudqueue")
 #: the number-set attribute ``add_member`` keeps (a flow's finished children)
 _MEMBERS = "members"
+#: a document's key up to its second "/" (``shop/flow`` for ``shop/flow/order-1``): the
+#: partition key of the sparse index ``scan`` queries (records have no such attribute)
+PARENT_ATTRIBUTE = "parent"
+#: the global secondary index on ``parent`` (sort key ``id``, keys only)
+PARENT_INDEX = "by_parent"
 #: BatchGetItem calls for the keys DynamoDB left unprocessed before a load gives up
 _BATCH_ATTEMPTS = 8
 _NAMES = {"#id": KEY_ATTRIBUTE, "#st": "status", "#tk": "token", "#ru": "runs", "#lu": "lease_until",
@@ -77,6 +85,8 @@ class DynamoDBStore(Store):
         if not table:
             raise ConfigurationError("DynamoDBStore needs a table name: dynamodb://TABLE?region=...")
         self.table = table
+        #: whether the table has the index ``scan`` queries (None: not known yet)
+        self._indexed: bool | None = None
         self._client = client
         self._owns_client = client is None
         self._region = region
@@ -197,7 +207,7 @@ class DynamoDBStore(Store):
              now: datetime | None = None) -> bool:
         now_n = _n(math.floor((now or datetime.now(timezone.utc)).timestamp()))
         item = {KEY_ATTRIBUTE: _s(key), "version": _n(version), "doc": _s(value),
-                TTL_ATTRIBUTE: _n(math.ceil(expires_at.timestamp()))}
+                TTL_ATTRIBUTE: _n(math.ceil(expires_at.timestamp())), PARENT_ATTRIBUTE: _s(_group(key))}
         if version == 1:  # none there, or only a lapsed one
             condition, values = "attribute_not_exists(#id) OR #ex <= :now", {":now": now_n}
         else:
@@ -213,9 +223,50 @@ class DynamoDBStore(Store):
         return True
 
     def scan(self, prefix: str, *, now: datetime | None = None, limit: int = 1000) -> list[Document]:
-        # The table's only key is the partition key ``id``, so no Query can select a key
-        # prefix: a Scan filtered on it, a page at a time, until ``limit`` documents are found
-        # (bounded: it reads the whole table at most once).
+        # The documents under a two-part path (``shop/flow/``: every flow's head) are one
+        # Query of the sparse index on that path, in key order, then one BatchGetItem per
+        # 100; a table made without the index, or another prefix, takes a Scan.
+        if prefix.count("/") == 2 and prefix.endswith("/") and self._indexed is not False:
+            found = self._query(prefix, now, limit)
+            if found is not None:
+                return found
+        return self._scanned(prefix, now, limit)
+
+    def _query(self, prefix: str, now: datetime | None, limit: int) -> list[Document] | None:
+        """The live documents under ``prefix`` (``app/flow/``), through the index (None: the
+        table has no such index)."""
+        moment = now or datetime.now(timezone.utc)
+        arguments: dict[str, Any] = {
+            "TableName": self.table, "IndexName": PARENT_INDEX,
+            "KeyConditionExpression": "#p = :p AND begins_with(#id, :prefix)",
+            "ExpressionAttributeNames": {"#p": PARENT_ATTRIBUTE, "#id": KEY_ATTRIBUTE},
+            "ExpressionAttributeValues": {":p": _s(prefix[:-1]), ":prefix": _s(prefix)}}
+        found: list[Document] = []
+        while len(found) < limit:
+            try:
+                answer = self.client.query(**arguments)
+            except Exception as exc:
+                if not (self._indexed is None and _missing_index(exc)):
+                    with _translated(self.table, f"list documents (Query on {PARENT_INDEX})"):
+                        raise
+                log.warning("DynamoDB table %r has no index %r: listing flows scans the whole table; "
+                            "add it (the Terraform module aws-sqs-lambda, or cloudqueue_aws.dynamodb."
+                            "ensure_table)", self.table, PARENT_INDEX)
+                self._indexed = False
+                return None
+            self._indexed = True
+            keys = [item[KEY_ATTRIBUTE]["S"] for item in answer.get("Items", [])]
+            loaded = self.load_many(keys, now=moment)
+            found.extend(loaded[k] for k in keys if k in loaded)
+            start = answer.get("LastEvaluatedKey")
+            if not start:
+                break
+            arguments["ExclusiveStartKey"] = start
+        return found[:max(limit, 0)]
+
+    def _scanned(self, prefix: str, now: datetime | None, limit: int) -> list[Document]:
+        """``scan`` by a Scan filtered on the key prefix, a page at a time, until ``limit``
+        documents are found (bounded: it reads the whole table at most once)."""
         moment = now or datetime.now(timezone.utc)
         found: list[Document] = []
         arguments: dict[str, Any] = {
@@ -293,6 +344,20 @@ class DynamoDBStore(Store):
         return item
 
 
+def _group(key: str) -> str:
+    """The index's partition key of a document: its key up to the second "/"."""
+    return "/".join(key.split("/", 2)[:2])
+
+
+def _missing_index(exc: BaseException) -> bool:
+    """A Query refused because the table has no such index (DynamoDB says so with a
+    ValidationException; some emulators with ResourceNotFoundException)."""
+    if error_code(exc) not in ("ValidationException", "ResourceNotFoundException"):
+        return False
+    message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", ""))
+    return "index" in message.lower()
+
+
 def _loaded(item: dict[str, Any], now: datetime) -> Document | None:
     """The live document an item holds, or None (a record, or lapsed: DynamoDB's TTL deletes
     items within days, not at once)."""
@@ -330,7 +395,8 @@ def _translated(table: str, action: str) -> Iterator[None]:
                 "module (store_table = true) or cloudqueue_aws.dynamodb.ensure_table, or fix the store URL"
             ) from exc
         mapped = translate(exc, action, service="DynamoDB", fix="dynamodb:GetItem, BatchGetItem, PutItem, UpdateItem, "
-                           f"DeleteItem and Scan (listing flows) on table {table}")
+                           f"DeleteItem, and Query on its index {PARENT_INDEX} or Scan (listing flows), "
+                           f"on table {table}")
         if mapped is exc:
             raise
         raise mapped from exc
@@ -394,17 +460,30 @@ def make_client(region: str | None = None, endpoint_url: str | None = None) -> D
     return client
 
 
+_ATTRIBUTES: Any = [{"AttributeName": KEY_ATTRIBUTE, "AttributeType": "S"},
+                   {"AttributeName": PARENT_ATTRIBUTE, "AttributeType": "S"}]
+_INDEX: Any = {"IndexName": PARENT_INDEX, "Projection": {"ProjectionType": "KEYS_ONLY"},
+               "KeySchema": [{"AttributeName": PARENT_ATTRIBUTE, "KeyType": "HASH"},
+                             {"AttributeName": KEY_ATTRIBUTE, "KeyType": "RANGE"}]}
+
+
 def ensure_table(name: str, *, client: DynamoDBClient) -> str:
-    """Create the store's table (on demand capacity, TTL on ``expires_at``) unless it exists;
-    return its ARN. For local work and tests: production tables come from Terraform."""
+    """Create the store's table (on demand capacity, TTL on ``expires_at``, the index
+    ``by_parent`` that lists documents) unless it exists, and add the index to one made
+    without it; return its ARN. For local work and tests: production tables come from
+    Terraform."""
     with _translated(name, "create table"):
         try:
-            arn = client.describe_table(TableName=name)["Table"]["TableArn"]
+            table = client.describe_table(TableName=name)["Table"]
+            arn = table["TableArn"]
+            if not any(i["IndexName"] == PARENT_INDEX for i in table.get("GlobalSecondaryIndexes", [])):
+                client.update_table(TableName=name, AttributeDefinitions=_ATTRIBUTES,
+                                    GlobalSecondaryIndexUpdates=[{"Create": _INDEX}])
         except client.exceptions.ResourceNotFoundException:
             arn = client.create_table(
                 TableName=name, BillingMode="PAY_PER_REQUEST",
                 KeySchema=[{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": KEY_ATTRIBUTE, "AttributeType": "S"}],
+                AttributeDefinitions=_ATTRIBUTES, GlobalSecondaryIndexes=[_INDEX],
             )["TableDescription"]["TableArn"]
             client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
         ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
