@@ -63,9 +63,11 @@ def test_a_table_without_ttl_or_with_another_key_is_an_error(request: pytest.Fix
                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
     findings = {f.check: f for f in _store_findings(_app(f"dynamodb://{name}?region=us-east-1&endpoint_url={endpoint}"))}
-    assert set(findings) == {"key schema", "ttl", "capacity"}
+    assert set(findings) == {"key schema", "ttl", "index", "capacity"}
     assert findings["ttl"].severity is Severity.ERROR and "expires_at" in findings["ttl"].fix
     assert findings["capacity"].severity is Severity.NOTE
+    assert findings["index"].severity is Severity.WARNING and "ensure_table" in findings["index"].fix
+    assert "scans the whole table" in findings["index"].why
     client.close()
 
 

@@ -325,8 +325,8 @@ def _matches(statement: Mapping[str, Any], key: str, value: str, *, fold: bool) 
 
 def check_store(target: StoreUnderCheck) -> list[Finding]:
     """The ``dynamodb://`` store's table: it exists and is active, its key is the string
-    ``id``, and TTL deletes records by ``expires_at``."""
-    from .dynamodb import KEY_ATTRIBUTE, TTL_ATTRIBUTE, DynamoDBStore, _translated
+    ``id``, TTL deletes records by ``expires_at``, and the index ``by_parent`` lists flows."""
+    from .dynamodb import KEY_ATTRIBUTE, PARENT_INDEX, TTL_ATTRIBUTE, DynamoDBStore, _translated
 
     store = target.store
     if not isinstance(store, DynamoDBStore):
@@ -357,6 +357,11 @@ def check_store(target: StoreUnderCheck) -> list[Finding]:
             "ttl", f"TTL {status or 'DISABLED'}" + (f" on {attribute!r}" if attribute else ""),
             f"TTL on {TTL_ATTRIBUTE!r} ({fix} sets it)",
             "lapsed records are never deleted: the table grows by one item per guarded job for good"))
+    indexes = [i.get("IndexName") for i in table.get("GlobalSecondaryIndexes", [])]
+    if PARENT_INDEX not in indexes:
+        findings.append(target.warning(
+            "index", f"no index {PARENT_INDEX!r}", f"{fix} (or cloudqueue_aws.dynamodb.ensure_table) adds it",
+            "listing flows (cloudqueue flows list, stats, the dashboard) scans the whole table"))
     billing = (table.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED")
     if billing != "PAY_PER_REQUEST":
         findings.append(target.note(
