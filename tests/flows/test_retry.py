@@ -316,21 +316,26 @@ def test_a_child_result_too_large_for_the_flow_fails_that_child(policy: str) -> 
         assert flow.status == "succeeded" and shipped == [(["reserved a", None], [1])]
 
 
+class RefuseParentOnce(cq.Middleware):
+    """The queue refuses the first send of a ``ship`` (the parent), noting it in ``refused``."""
+
+    def __init__(self, refused: list[str]) -> None:
+        self.refused = refused
+
+    def enqueue(self, messages: Any, call_next: Any) -> Any:
+        if any(m.job_type == "ship" for m in messages) and not self.refused:
+            self.refused.append("ship")
+            raise cq.BackendError("the queue is unreachable")
+        return call_next(messages)
+
+
 def test_a_parent_whose_send_failed_is_sent_by_the_retried_child_and_runs_once() -> None:
     """The queue refuses the parent's send once: the last child's delivery is not
     acknowledged but retried, and its retry sends the parent."""
     app, _, shipped = make_app(child_attempts=3)
     reserve, ship = app.get_job("reserve"), app.get_job("ship")
     refused: list[str] = []
-
-    class FlakyQueue(cq.Middleware):
-        def enqueue(self, messages: Any, call_next: Any) -> Any:
-            if any(m.job_type == "ship" for m in messages) and not refused:
-                refused.append("ship")
-                raise cq.BackendError("the queue is unreachable")
-            return call_next(messages)
-
-    app.add_middleware(FlakyQueue())
+    app.add_middleware(RefuseParentOnce(refused))
     flow_id = app.flow(ship.message(Order(order_id="o11")), children=[reserve.message(Item(sku="a"))])
     report = app.drain()
     assert refused == ["ship"]
@@ -375,19 +380,11 @@ def test_a_flow_left_ready_by_a_failed_parent_send_after_a_poison_child_gets_its
     app, _, shipped = make_app()
     reserve, ship = app.get_job("reserve"), app.get_job("ship")
     refused: list[str] = []
-
-    class FlakyQueue(cq.Middleware):
-        def enqueue(self, messages: Any, call_next: Any) -> Any:
-            if any(m.job_type == "ship" for m in messages) and not refused:
-                refused.append("ship")
-                raise cq.BackendError("the queue is unreachable")
-            return call_next(messages)
-
     poison = reserve.message(Item(sku="b"))
     poison = dataclasses.replace(poison, body=poison.body.replace(b'"sku":"b"', b'"sku":7'))
     flow_id = app.flow(ship.message(Order(order_id="o14")), on_child_failure="continue",
                        children=[reserve.message(Item(sku="a")), poison])
-    app.add_middleware(FlakyQueue())
+    app.add_middleware(RefuseParentOnce(refused))
     app.drain()
     assert refused == ["ship"] and shipped == []
     assert app.get_flow(flow_id).status == "ready"
