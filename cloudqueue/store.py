@@ -25,7 +25,10 @@ where ``from_url(url: str) -> Store``. Nothing is imported until a URL asks for 
 from __future__ import annotations
 
 import enum
+import json
+import random
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -33,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ._errors import ConfigurationError
+from ._errors import BackendError, ConfigurationError
 from ._plugins import entry_point_targets, factory_for
 
 __all__ = ["DEFAULT_TTL", "ENTRY_POINT_GROUP", "Claim", "Document", "MemoryStore", "Once", "Record", "Status", "Store",
@@ -244,10 +247,6 @@ class Store(ABC):
         write per child whatever the flow's width. This default keeps the set in a
         document (``load`` / ``save``, retried when another writer got there first);
         stores override it with their own atomic set update."""
-        import json
-        import random
-        import time
-
         for attempt in range(_SET_ATTEMPTS):
             document = self.load(key, now=now)
             members = set(json.loads(document.value)) if document is not None else set()
@@ -259,14 +258,10 @@ class Store(ABC):
                          expires_at=document.expires_at if document is not None else expires_at, now=now):
                 return len(members)
             time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))
-        from ._errors import BackendError
-
         raise BackendError(f"store {self!r}: {_SET_ATTEMPTS} writes in a row to {key!r} lost to other writers")
 
     def members(self, key: str, *, now: datetime | None = None) -> frozenset[int]:
         """The set ``add_member`` keeps at ``key`` (empty when there is none)."""
-        import json
-
         document = self.load(key, now=now)
         return frozenset(json.loads(document.value)) if document is not None else frozenset()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import threading
 import time
@@ -184,3 +185,10 @@ def backing(request: pytest.FixtureRequest) -> Iterator[Backing]:
         yield made
     finally:
         made.cleanup()
+
+
+def csrf_token(html: str) -> str:
+    """The CSRF token a page's form carries (every POST needs it)."""
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None, "the page has no CSRF field"
+    return found.group(1)

@@ -15,14 +15,8 @@ import cloudqueue as cq
 import cloudqueue.dashboard
 from cloudqueue.backends.memory import MemoryBackend
 
-from .conftest import served
+from .conftest import csrf_token, served
 from .flowshop import FlowShop
-
-
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found is not None, "the page has no CSRF field"
-    return found.group(1)
 
 
 @pytest.fixture
@@ -87,13 +81,13 @@ def test_retry_sends_the_failed_children_again_and_the_flow_finishes(client: Any
     assert 'id="retry-flow"' in page
     assert 'id="retry-flow"' not in client.get("/flows/order-1").text  # succeeded: nothing to retry
     shop.out_of_stock.clear()  # the warehouse restocked
-    answer = client.post("/flows/order-2/retry", data={"csrf": _csrf(page)})
+    answer = client.post("/flows/order-2/retry", data={"csrf": csrf_token(page)})
     assert answer.status_code == 303
     assert "Sent 1 job(s) of the flow again." in client.get(answer.headers["location"]).text
     shop.app.drain()
     assert shop.shipped == ["1", "2"]
     assert shop.app.get_flow("order-2").status == "succeeded"
-    again = client.post("/flows/order-2/retry", data={"csrf": _csrf(page)})
+    again = client.post("/flows/order-2/retry", data={"csrf": csrf_token(page)})
     assert again.status_code == 409 and "nothing to retry" in again.text
 
 
@@ -104,7 +98,7 @@ def test_retry_without_the_csrf_token_or_on_a_read_only_dashboard_is_refused(cli
     with served(cloudqueue.dashboard.app(shop.app, read_only=True)) as base, httpx.Client(base_url=base) as http:
         page = http.get("/flows/order-2").text
         assert "<form" not in page and 'id="retry-flow"' not in page
-        token = _csrf(client.get("/flows/order-2").text)
+        token = csrf_token(client.get("/flows/order-2").text)
         refused = http.post("/flows/order-2/retry", data={"csrf": token})
         assert refused.status_code == 403 and "read-only" in refused.text
     assert shop.app.backend.stats().dead_lettered == 1

@@ -23,16 +23,10 @@ from cloudqueue.backends.base import QueueStats
 from cloudqueue.backends.memory import MemoryBackend
 from tests.conftest import free_port, missing_component
 
-from .conftest import served
+from .conftest import csrf_token, served
 from .shop import Shop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found is not None, "the page has no CSRF field"
-    return found.group(1)
 
 
 @pytest.fixture
@@ -68,7 +62,7 @@ def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(client: An
 
 
 def test_a_csrf_token_only_works_with_the_cookie_it_was_issued_for(client: Any, shop: Shop) -> None:
-    token = _csrf(client.get("/queues/default/dead-letters").text)
+    token = csrf_token(client.get("/queues/default/dead-letters").text)
     with httpx.Client(base_url=str(client.base_url)) as other:
         other.get("/")  # a cookie of its own
         answer = other.post("/queues/default/dead-letters/redrive", data={"all": "1", "csrf": token})
@@ -78,7 +72,7 @@ def test_a_csrf_token_only_works_with_the_cookie_it_was_issued_for(client: Any, 
 
 
 def test_a_post_from_another_origin_is_refused_even_with_the_token(client: Any, shop: Shop) -> None:
-    token = _csrf(client.get("/queues/default/dead-letters").text)
+    token = csrf_token(client.get("/queues/default/dead-letters").text)
     answer = client.post("/queues/default/dead-letters/redrive", data={"all": "1", "csrf": token},
                          headers={"origin": "https://evil.example"})
     assert answer.status_code == 403
@@ -91,7 +85,7 @@ def test_a_post_from_another_origin_is_refused_even_with_the_token(client: Any, 
 def test_purge_asks_for_the_queue_name_first(client: Any, shop: Shop) -> None:
     page = client.get("/queues/default/dead-letters/purge")
     assert "This deletes 1 dead letter(s)" in page.text
-    token = _csrf(page.text)
+    token = csrf_token(page.text)
     answer = client.post("/queues/default/dead-letters/purge", data={"csrf": token})
     assert answer.status_code == 400
     assert shop.app.backend.stats().dead_lettered == 1
@@ -111,19 +105,19 @@ def test_redrive_selected_puts_back_only_the_ticked_dead_letters(client: Any, sh
     assert sorted(ids.values()) == ["A-1", "A-2", "A-3"]
     ticked = [mid for mid, order in ids.items() if order != "A-2"]
     answer = client.post("/queues/default/dead-letters/redrive",
-                         data={"csrf": _csrf(listing), "ids": ticked})
+                         data={"csrf": csrf_token(listing), "ids": ticked})
     assert answer.status_code == 303
     assert "Redrove 2 message(s)" in client.get(answer.headers["location"]).text
     shop.app.drain()
     assert sorted(shop.runs) == ["charge A-1", "charge A-3"]
     [left] = shop.app.backend.dead_letters()
     assert b'"A-2"' in left.body
-    nothing = client.post("/queues/default/dead-letters/redrive", data={"csrf": _csrf(listing)})
+    nothing = client.post("/queues/default/dead-letters/redrive", data={"csrf": csrf_token(listing)})
     assert nothing.status_code == 400
 
 
 def test_redrive_of_an_id_that_is_gone_says_so(client: Any, shop: Shop) -> None:
-    token = _csrf(client.get("/queues/default/dead-letters").text)
+    token = csrf_token(client.get("/queues/default/dead-letters").text)
     answer = client.post("/queues/default/dead-letters/redrive", data={"csrf": token, "ids": "m-gone"})
     assert answer.status_code == 404
     assert "no dead letter with id m-gone" in answer.text
@@ -213,7 +207,7 @@ def test_a_queue_that_cannot_be_read_shows_the_error_and_the_rest_of_the_page() 
 
 
 def test_the_enqueue_form_puts_pydantic_errors_on_their_fields(client: Any, shop: Shop) -> None:
-    token = _csrf(client.get("/jobs/charge").text)
+    token = csrf_token(client.get("/jobs/charge").text)
     answer = client.post("/jobs/charge/enqueue", data={
         "csrf": token, "order_id": "", "amount": "lots", "lines": "[{", "delay": "-1"})
     assert answer.status_code == 422
@@ -253,12 +247,13 @@ def test_token_auth_lets_in_a_bearer_a_token_link_or_the_login_form(shop: Shop) 
             assert http.get("/api/health").status_code == 200
         with httpx.Client(base_url=base) as http:
             login = http.get("/login?next=/jobs")
-            wrong = http.post("/login?next=/jobs", data={"csrf": _csrf(login.text), "token": "nope-nope"})
+            wrong = http.post("/login?next=/jobs", data={"csrf": csrf_token(login.text), "token": "nope-nope"})
             assert wrong.status_code == 401
-            right = http.post("/login?next=/jobs", data={"csrf": _csrf(login.text), "token": secret_token})
+            right = http.post("/login?next=/jobs", data={"csrf": csrf_token(login.text), "token": secret_token})
             assert right.status_code == 303 and right.headers["location"] == "/jobs"
             assert http.get("/jobs").status_code == 200
-            away = http.post("/login?next=//evil.example/", data={"csrf": _csrf(login.text), "token": secret_token})
+            away = http.post("/login?next=//evil.example/",
+                             data={"csrf": csrf_token(login.text), "token": secret_token})
             assert away.headers["location"] == "/"
 
 
@@ -364,7 +359,7 @@ def test_the_wsgi_adapter_serves_the_dashboard_inside_a_flask_app(shop: Shop) ->
             assert listing.status_code == 200 and "card declined for order A-1" in listing.text
             assert 'action="/ops/queues/queues/default/dead-letters/redrive"' in listing.text
             answer = http.post("/ops/queues/queues/default/dead-letters/redrive",
-                               data={"all": "1", "csrf": _csrf(listing.text)})
+                               data={"all": "1", "csrf": csrf_token(listing.text)})
             assert answer.status_code == 303
             assert answer.headers["location"] == "/ops/queues/queues/default/dead-letters?redriven=1"
     finally:
@@ -389,7 +384,7 @@ def test_mounted_under_a_prefix_every_link_and_form_keeps_the_prefix(shop: Shop)
         assert script.status_code == 200 and "cache-control" not in script.headers
         assert page.headers["cache-control"] == "no-store"
         answer = http.post("/ops/queues/queues/default/dead-letters/redrive",
-                           data={"all": "1", "csrf": _csrf(page.text)})
+                           data={"all": "1", "csrf": csrf_token(page.text)})
         assert answer.status_code == 303 and answer.headers["location"].startswith("/ops/queues/")
         assert "Path=/ops/queues;" in page.headers["set-cookie"]
 
